@@ -1,0 +1,123 @@
+"""Elastic layers: modules that know their maximum size and are told their active size.
+
+This is the weight-sharing mechanism of the SuperPLM (notes §3), in the style of once-for-all:
+every Linear, Embedding and LayerNorm is allocated at its largest size, and a sub-model uses the
+top-left part of each weight. ``set_active(...)`` chooses the part; ``forward`` and
+``active_parameters()`` read it through the same slicing function, so what the SuperBERT trains and
+what ``extract`` copies out can never disagree.
+
+*Grouped* slicing is the one twist. In the KD space every sub-model keeps all 12 heads and each head
+keeps its first ``d_qkv / 12`` dimensions (head-wise sub-matrix extraction). Viewing the rows of Q/K/V
+(and the columns of the attention output projection) as ``groups`` blocks and taking the top of each
+block expresses exactly that; with ``groups == 1`` it is plain top-left slicing (the MLM space, whose
+first ``h`` heads of 64 dimensions are the first ``64 h`` rows).
+
+At full size the slices are the parameters themselves (no copy), so a standalone model built from
+these layers at its own size costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def slice_rows(weight: torch.Tensor, rows: int, groups: int = 1) -> torch.Tensor:
+    """The first ``rows`` rows of ``weight``; with ``groups > 1``, the first ``rows / groups`` of each block."""
+    total = weight.shape[0]
+    if rows == total:
+        return weight
+    if groups == 1:
+        return weight[:rows]
+    if rows % groups or total % groups:
+        raise ValueError(f"cannot slice {rows} of {total} rows in {groups} equal groups")
+    blocks = weight.reshape(groups, total // groups, *weight.shape[1:])
+    return blocks[:, : rows // groups].reshape(rows, *weight.shape[1:])
+
+
+def slice_cols(weight: torch.Tensor, cols: int, groups: int = 1) -> torch.Tensor:
+    """Column counterpart of :func:`slice_rows` for 2-D weights."""
+    if cols == weight.shape[1]:
+        return weight
+    return slice_rows(weight.t(), cols, groups).t()
+
+
+class ElasticLinear(nn.Linear):
+    """A Linear layer whose active part is the top-left ``out × in`` sub-matrix (grouped if asked)."""
+
+    def __init__(self, max_in: int, max_out: int, bias: bool = True, in_groups: int = 1, out_groups: int = 1):
+        super().__init__(max_in, max_out, bias=bias)
+        self.in_groups, self.out_groups = in_groups, out_groups
+        self.active_in, self.active_out = max_in, max_out
+
+    def set_active(self, in_features: int, out_features: int) -> None:
+        if not (0 < in_features <= self.in_features and 0 < out_features <= self.out_features):
+            raise ValueError(
+                f"active size {in_features}->{out_features} exceeds the maximum {self.in_features}->{self.out_features}"
+            )
+        self.active_in, self.active_out = in_features, out_features
+
+    def active_weight(self) -> torch.Tensor:
+        w = slice_rows(self.weight, self.active_out, self.out_groups)
+        return slice_cols(w, self.active_in, self.in_groups)
+
+    def active_bias(self) -> torch.Tensor | None:
+        return None if self.bias is None else slice_rows(self.bias, self.active_out, self.out_groups)
+
+    def active_parameters(self) -> dict[str, torch.Tensor]:
+        params = {"weight": self.active_weight()}
+        if self.bias is not None:
+            params["bias"] = self.active_bias()
+        return params
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.active_weight(), self.active_bias())
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, active={self.active_in}->{self.active_out}"
+
+
+class ElasticEmbedding(nn.Embedding):
+    """An embedding table whose vectors are cut to their first ``active_dim`` components."""
+
+    def __init__(self, num_embeddings: int, max_dim: int, padding_idx: int | None = None):
+        super().__init__(num_embeddings, max_dim, padding_idx=padding_idx)
+        self.active_dim = max_dim
+
+    def set_active(self, dim: int) -> None:
+        if not 0 < dim <= self.embedding_dim:
+            raise ValueError(f"active size {dim} exceeds the maximum {self.embedding_dim}")
+        self.active_dim = dim
+
+    def active_weight(self) -> torch.Tensor:
+        return slice_cols(self.weight, self.active_dim)
+
+    def active_parameters(self) -> dict[str, torch.Tensor]:
+        return {"weight": self.active_weight()}
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.active_weight(), self.padding_idx)
+
+
+class ElasticLayerNorm(nn.LayerNorm):
+    """LayerNorm over the first ``active_dim`` features, with the matching slice of its affine weights."""
+
+    def __init__(self, max_dim: int, eps: float = 1e-12):
+        super().__init__(max_dim, eps=eps)
+        self.active_dim = max_dim
+
+    def set_active(self, dim: int) -> None:
+        if not 0 < dim <= self.normalized_shape[0]:
+            raise ValueError(f"active size {dim} exceeds the maximum {self.normalized_shape[0]}")
+        self.active_dim = dim
+
+    def active_parameters(self) -> dict[str, torch.Tensor]:
+        return {"weight": self.weight[: self.active_dim], "bias": self.bias[: self.active_dim]}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.active_parameters()
+        return F.layer_norm(x, (self.active_dim,), p["weight"], p["bias"], self.eps)
+
+
+ELASTIC_TYPES = (ElasticLinear, ElasticEmbedding, ElasticLayerNorm)

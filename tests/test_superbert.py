@@ -1,0 +1,178 @@
+"""SuperBERT weight sharing: sliced sub-model == extracted model, padding invariance, head shapes."""
+
+import inspect
+import random
+
+import pytest
+import torch
+
+import atb
+from atb import Arch, AtbBertConfig, SearchSpace, SuperBert, SuperBertConfig, extract
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module", params=["mlm", "kd"])
+def supernet(request):
+    torch.manual_seed(0)
+    space = SearchSpace.preset("mini", request.param)
+    return space, SuperBert(SuperBertConfig.from_space(space)).eval()
+
+
+def batch(seq: int = 24, pad_from: int = 17, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(999, 30000, (3, seq), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, pad_from:] = 0
+    ids[1, pad_from:] = 0
+    segments = torch.zeros_like(ids)
+    segments[:, seq // 2:] = 1
+    labels = torch.full_like(ids, -100)
+    labels[:, 2] = ids[:, 2]
+    labels[0, 9] = ids[0, 9]
+    return ids, mask, segments, labels
+
+
+def test_sliced_equals_extracted_for_50_random_architectures(supernet):
+    """The property test: every output of the sliced sub-model equals its extracted standalone model."""
+    space, model = supernet
+    ids, mask, segments, labels = batch()
+    rng = random.Random(1234)
+    archs = [space.smallest(), space.largest()] + [space.sample(rng) for _ in range(48)]
+    for arch in archs:
+        sliced = model(ids, attention_mask=mask, token_type_ids=segments, arch=arch, labels=labels)
+        standalone = extract(model, arch).eval()
+        assert standalone.config.arch == arch
+        enc = standalone.bert(ids, attention_mask=mask, token_type_ids=segments, output_attention_scores=True)
+        mlm = standalone(ids, attention_mask=mask, token_type_ids=segments, labels=labels)
+        assert sliced.last_hidden_state.shape == (3, 24, arch.hidden)
+        assert sliced.attention_scores.shape == (3, arch.heads, 24, 24)
+        torch.testing.assert_close(sliced.last_hidden_state, enc.last_hidden_state, atol=TOL, rtol=0)
+        torch.testing.assert_close(sliced.attention_scores, enc.attention_scores, atol=TOL, rtol=0)
+        torch.testing.assert_close(sliced.logits, mlm.logits[labels != -100], atol=TOL, rtol=0)
+        torch.testing.assert_close(sliced.loss, mlm.loss, atol=TOL, rtol=0)
+
+
+def test_extracted_model_holds_only_the_submodel(supernet):
+    space, model = supernet
+    arch = space.smallest()
+    standalone = extract(model, arch)
+    n_layers = {k.split(".")[3] for k in standalone.state_dict() if ".layer." in k}
+    assert n_layers == {str(i) for i in range(arch.layers)}
+    assert standalone.bert.encoder.layer[0].attention.self.query.weight.shape == (arch.qkv, arch.hidden)
+    assert standalone.num_parameters() < model.num_parameters()
+
+
+def test_kd_space_slices_qkv_headwise():
+    """KD space: each of the 12 heads keeps its first qkv/12 dims (not the first qkv rows)."""
+    torch.manual_seed(0)
+    space = SearchSpace.preset("mini", "kd")
+    model = SuperBert(SuperBertConfig.from_space(space))
+    arch = Arch(2, 128, 256, 12, 96)  # head size 8 out of 32
+    q_super = model.bert.encoder.layer[0].attention.self.query.weight
+    q_sub = extract(model, arch).bert.encoder.layer[0].attention.self.query.weight
+    rows = [h * 32 + d for h in range(12) for d in range(8)]
+    torch.testing.assert_close(q_sub, q_super[rows, :128])
+    o_super = model.bert.encoder.layer[0].attention.output.dense.weight
+    o_sub = extract(model, arch).bert.encoder.layer[0].attention.output.dense.weight
+    torch.testing.assert_close(o_sub, o_super[:128, rows])
+
+
+def test_mlm_space_keeps_the_first_heads():
+    torch.manual_seed(0)
+    model = SuperBert(SuperBertConfig.from_space(SearchSpace.preset("mini", "mlm")))
+    q_super = model.bert.encoder.layer[1].attention.self.query.weight
+    q_sub = extract(model, Arch(2, 128, 256, 3, 192)).bert.encoder.layer[1].attention.self.query.weight
+    torch.testing.assert_close(q_sub, q_super[:192, :128])
+
+
+def test_gradients_reach_only_the_active_slice():
+    """Weight sharing: training a sub-model updates only its top-left sub-matrices and first layers."""
+    torch.manual_seed(0)
+    space = SearchSpace.preset("smoke", "mlm")
+    model = SuperBert(SuperBertConfig.from_space(space)).train()
+    arch = space.smallest()
+    ids, mask, segments, labels = batch(seq=12, pad_from=9)
+    model(ids, attention_mask=mask, arch=arch, labels=labels).loss.backward()
+    ffn = model.bert.encoder.layer[0].intermediate.dense.weight.grad
+    assert ffn[: arch.ffn, : arch.hidden].abs().sum() > 0
+    assert ffn[arch.ffn:].abs().sum() == 0 and ffn[:, arch.hidden:].abs().sum() == 0
+    assert model.bert.encoder.layer[1].intermediate.dense.weight.grad is None  # layer 2 inactive
+
+
+@pytest.mark.parametrize("scores", [True, False])
+def test_padding_invariance(supernet, scores):
+    """Appending padding with a 0 mask leaves the real positions' outputs unchanged (both attention paths)."""
+    space, model = supernet
+    arch = space.sample(random.Random(5))
+    ids, _, segments, _ = batch(seq=16)
+    full = torch.ones_like(ids)
+    padded_ids = torch.cat([ids, torch.zeros(3, 7, dtype=torch.long)], 1)
+    padded_mask = torch.cat([full, torch.zeros(3, 7, dtype=torch.long)], 1)
+    padded_seg = torch.cat([segments, torch.zeros(3, 7, dtype=torch.long)], 1)
+    a = model(ids, attention_mask=full, token_type_ids=segments, arch=arch, output_attention_scores=scores)
+    b = model(padded_ids, attention_mask=padded_mask, token_type_ids=padded_seg, arch=arch,
+              output_attention_scores=scores)
+    torch.testing.assert_close(a.last_hidden_state, b.last_hidden_state[:, :16], atol=TOL, rtol=0)
+    if scores:
+        torch.testing.assert_close(a.attention_scores, b.attention_scores[:, :, :16, :16], atol=TOL, rtol=0)
+
+
+def test_explicit_and_fused_attention_agree(supernet):
+    space, model = supernet
+    arch = space.sample(random.Random(9))
+    ids, mask, segments, _ = batch()
+    a = model(ids, attention_mask=mask, token_type_ids=segments, arch=arch, output_attention_scores=True)
+    b = model(ids, attention_mask=mask, token_type_ids=segments, arch=arch, output_attention_scores=False)
+    assert b.attention_scores is None
+    torch.testing.assert_close(a.last_hidden_state, b.last_hidden_state, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("objective", ["mlm", "kd"])
+@pytest.mark.parametrize("which", ["smallest", "largest"])
+def test_output_shapes_of_every_head(objective, which):
+    """MLM, classification and QA heads, for the smallest and largest architecture of the paper space."""
+    arch = getattr(SearchSpace.preset("paper", objective), which)()
+    ids = torch.randint(1000, 2000, (2, 10))
+    mask = torch.ones_like(ids)
+    config = AtbBertConfig.from_arch(arch, num_labels=3)
+    with torch.no_grad():
+        mlm = atb.AtbBertForMaskedLM(config).eval()(ids, attention_mask=mask)
+        cls = atb.AtbBertForSequenceClassification(config).eval()(ids, attention_mask=mask, labels=torch.tensor([0, 2]))
+        qa = atb.AtbBertForQuestionAnswering(config).eval()(
+            ids, attention_mask=mask, start_positions=torch.tensor([1, 2]), end_positions=torch.tensor([3, 4]))
+    assert mlm.logits.shape == (2, 10, config.vocab_size)
+    assert cls.logits.shape == (2, 3) and cls.loss.ndim == 0
+    assert qa.start_logits.shape == qa.end_logits.shape == (2, 10) and qa.loss.ndim == 0
+
+
+def test_regression_head_for_one_label():
+    config = AtbBertConfig.from_arch(Arch(1, 32, 64, 2, 32), num_labels=1)
+    out = atb.AtbBertForSequenceClassification(config)(torch.randint(5, 99, (4, 6)), labels=torch.rand(4))
+    assert out.logits.shape == (4, 1) and out.loss.ndim == 0
+
+
+@pytest.mark.parametrize("cls", [SuperBert, atb.AtbBertModel, atb.AtbBertForMaskedLM,
+                                 atb.AtbBertForSequenceClassification, atb.AtbBertForQuestionAnswering])
+def test_mask_and_segments_are_keyword_only(cls):
+    """Pitfall 1 of the official code: a positional mask arrived as segment ids. Make that impossible."""
+    params = inspect.signature(cls.forward).parameters
+    for name in ("attention_mask", "token_type_ids"):
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY, f"{cls.__name__}.{name}"
+
+
+def test_arch_outside_the_space_is_rejected_with_the_field(supernet):
+    space, model = supernet
+    too_deep = Arch(space.layers.high + 1, space.hidden.low, space.ffn.low, space.heads.low, space.qkv.low)
+    with pytest.raises(ValueError, match="layers="):
+        model(torch.ones(1, 4, dtype=torch.long), arch=too_deep)
+
+
+def test_config_round_trips_the_space(tmp_path):
+    space = SearchSpace.preset("smoke", "kd")
+    model = SuperBert(SuperBertConfig.from_space(space))
+    model.save_pretrained(tmp_path)
+    again = SuperBert.from_pretrained(tmp_path)
+    assert again.config.search_space() == space and again.config.qkv_slicing == "headwise"
+    for (n, p), (_, q) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(p, q), n
