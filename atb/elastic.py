@@ -13,7 +13,9 @@ block expresses exactly that; with ``groups == 1`` it is plain top-left slicing 
 first ``h`` heads of 64 dimensions are the first ``64 h`` rows).
 
 At full size the slices are the parameters themselves (no copy), so a standalone model built from
-these layers at its own size costs nothing extra.
+these layers at its own size costs nothing extra. In inference (no autograd) a sliced Linear keeps a
+contiguous copy of its active weight, keyed on the active size and the parameter's version counter,
+so evaluating one sub-model many times (search, latency) does not re-slice at every call.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class ElasticLinear(nn.Linear):
         super().__init__(max_in, max_out, bias=bias)
         self.in_groups, self.out_groups = in_groups, out_groups
         self.active_in, self.active_out = max_in, max_out
+        self._inference_cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
 
     def set_active(self, in_features: int, out_features: int) -> None:
         if not (0 < in_features <= self.in_features and 0 < out_features <= self.out_features):
@@ -71,7 +74,20 @@ class ElasticLinear(nn.Linear):
             params["bias"] = self.active_bias()
         return params
 
+    def _inference_parameters(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Contiguous active weight/bias, recomputed only when the size or the parameters change."""
+        key = (self.active_in, self.active_out, self.weight._version, self.weight.data_ptr(),
+               None if self.bias is None else self.bias._version)
+        if self._inference_cache is None or self._inference_cache[0] != key:
+            bias = self.active_bias()
+            self._inference_cache = (key, self.active_weight().contiguous(),
+                                     None if bias is None else bias.contiguous())
+        return self._inference_cache[1], self._inference_cache[2]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sliced = (self.active_in, self.active_out) != (self.in_features, self.out_features)
+        if sliced and not torch.is_grad_enabled():
+            return F.linear(x, *self._inference_parameters())
         return F.linear(x, self.active_weight(), self.active_bias())
 
     def extra_repr(self) -> str:

@@ -176,3 +176,24 @@ def test_config_round_trips_the_space(tmp_path):
     assert again.config.search_space() == space and again.config.qkv_slicing == "headwise"
     for (n, p), (_, q) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(p, q), n
+
+
+def test_inference_cache_follows_weight_updates():
+    """The no-grad slice cache must never serve stale weights after an optimiser step."""
+    torch.manual_seed(0)
+    space = SearchSpace.preset("smoke", "kd")
+    model = SuperBert(SuperBertConfig.from_space(space, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    arch = space.smallest()
+    ids, mask, _, labels = batch(seq=10, pad_from=8)
+    with torch.no_grad():
+        before = model(ids, attention_mask=mask, arch=arch).last_hidden_state
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    model(ids, attention_mask=mask, arch=arch, labels=labels).loss.backward()
+    opt.step()
+    with torch.no_grad():
+        after = model(ids, attention_mask=mask, arch=arch).last_hidden_state
+    fresh = extract(model, arch).eval()
+    with torch.no_grad():
+        expected = fresh.bert(ids, attention_mask=mask).last_hidden_state
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, expected, atol=TOL, rtol=0)
