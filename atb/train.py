@@ -1,0 +1,450 @@
+"""One training loop for one-shot SuperPLM training (MLM or KD) and for further training of a sub-model.
+
+    python -m atb.train --config configs/mini.yaml --objective kd --run-dir runs/mini-kd [--max-steps N]
+    python -m atb.train --config configs/mini.yaml --objective kd --run-dir runs/kd-s4 \\
+        --further-train --arch 4/256/480/12/192 --init runs/extracted/kd-s4
+    torchrun --nproc_per_node 2 -m atb.train ...            # data parallel (gloo on CPU, nccl on GPU)
+
+Each step the sampler picks the sub-architecture(s) (the same on every rank: it is a function of the
+global step), the global batch is split across ranks, gradients are averaged with one all-reduce, then
+AdamW with linear warm-up/decay, weight decay 0.01 and gradient clipping at 1.0 (notes §4).
+
+Further training is the same loop over a one-point search space: the extracted sub-model is loaded
+into a SuperBERT whose maximum *is* that architecture, so there is exactly one code path.
+
+Everything that varies between steps (batch order, masking, architectures) is derived from
+``(seed, step)``, and checkpoints hold the weights, optimizer, scheduler and RNG (dropout) states, so a
+killed run resumed from its latest checkpoint ends bitwise equal to an uninterrupted one (on CPU, one
+process). Rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from tqdm.auto import tqdm
+from transformers import AutoModelForMaskedLM, BertForMaskedLM, get_linear_schedule_with_warmup
+
+from .checkpoint import load_latest, save_checkpoint
+from .extract import export, extract, from_bert
+from .losses import KDLoss
+from .sampler import FixedSampler, make_sampler
+from .space import Arch, Range, SearchSpace
+from .superbert import SuperBert, SuperBertConfig
+
+
+# ------------------------------------------------------------------------------------------- config
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. Scales live in ``configs/<scale>.yaml``; nothing scale-specific in code."""
+
+    scale: str = "smoke"
+    objective: str = "mlm"  # "mlm" | "kd"
+    space: str = "smoke"  # SearchSpace.preset(space, objective)
+    corpus: str = "pretrain"
+    max_documents: int | None = None  # first N documents of the corpus (None: all)
+    max_seq_len: int = 128
+    batch_size: int = 32  # global, across all ranks
+    steps: int = 100
+    lr: float = 1e-4
+    warmup_steps: int = 10
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    dropout: float = 0.1
+    precision: str = "auto"  # "auto" (bf16/fp16 autocast on GPU, fp32 on CPU) | "fp32" | "bf16" | "fp16"
+    teacher: str = "minilm-offline"
+    sampler: str = "uniform"  # "uniform" (the paper) | "sandwich"
+    sampler_k: int | None = None
+    inplace_distillation: bool = False
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    seed: int = 0
+    # further training (set by --further-train)
+    arch: str | None = None
+    init: str | None = None
+    extra: dict = field(default_factory=dict)  # free-form notes carried into the run record
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("mlm", "kd"):
+            raise ValueError(f"config field 'objective' must be 'mlm' or 'kd', got {self.objective!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"config field 'precision' must be auto/fp32/bf16/fp16, got {self.precision!r}")
+        if self.inplace_distillation and self.objective != "mlm":
+            raise ValueError("config field 'inplace_distillation' is implemented for the MLM objective only")
+        for name in ("steps", "batch_size", "max_seq_len", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"config field {name!r} must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def load(cls, path: str | Path, objective: str | None = None, **overrides) -> TrainConfig:
+        """Read a scale config: shared keys at the top, per-objective keys under ``mlm:`` / ``kd:``."""
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from None
+        objective = objective or raw.get("objective", "mlm")
+        merged = {k: v for k, v in raw.items() if k not in ("mlm", "kd")}
+        merged.update(raw.get(objective) or {})
+        merged.update({k: v for k, v in overrides.items() if v is not None})
+        merged["objective"] = objective
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown config field(s) {unknown}; known: {sorted(known)}")
+        return cls(**merged)
+
+
+# --------------------------------------------------------------------------------------- distributed
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """Join the process group torchrun set up (gloo on CPU, nccl on GPU); a single process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def average_gradients(params: list[torch.nn.Parameter], ctx: Dist) -> None:
+    """One all-reduce over the flattened gradients of the parameters the step touched.
+
+    All ranks train the same sub-model at a step, so they hold gradients for the same parameters.
+    """
+    if ctx.world == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= ctx.world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset: offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+# ----------------------------------------------------------------------------------------------- data
+def load_examples(cfg: TrainConfig, tokenizer):
+    """Packed pre-training examples (``input_ids``/``token_type_ids``/``attention_mask``) of the corpus."""
+    from .data import build_pretraining_examples, load_corpus
+
+    documents = load_corpus(cfg.corpus, max_documents=cfg.max_documents)
+    return build_pretraining_examples(documents, tokenizer, max_seq_len=cfg.max_seq_len)
+
+
+def batch_indices(step: int, batch_size: int, n_examples: int, seed: int) -> list[int]:
+    """Example indices of global batch ``step``: epochs of seeded permutations, a pure function of step."""
+    start = step * batch_size
+    out: list[int] = []
+    for pos in range(start, start + batch_size):
+        epoch, offset = divmod(pos, n_examples)
+        out.append(_permutation(seed, epoch, n_examples)[offset])
+    return out
+
+
+_PERMS: dict[tuple[int, int, int], list[int]] = {}
+
+
+def _permutation(seed: int, epoch: int, n: int) -> list[int]:
+    key = (seed, epoch, n)
+    if key not in _PERMS:
+        _PERMS.clear()
+        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        _PERMS[key] = torch.randperm(n, generator=g).tolist()
+    return _PERMS[key]
+
+
+# ---------------------------------------------------------------------------------------------- model
+def point_space(arch: Arch, objective: str) -> SearchSpace:
+    """A search space holding only ``arch``: further training reuses the one-shot loop unchanged."""
+    r = {f: Range(getattr(arch, f), getattr(arch, f)) for f in ("layers", "hidden", "ffn", "heads", "qkv")}
+    return SearchSpace(objective, head_size=arch.head_size if objective == "mlm" else None, **r)
+
+
+def build_student(cfg: TrainConfig) -> tuple[SuperBert, SearchSpace]:
+    dropout = {"hidden_dropout_prob": cfg.dropout, "attention_probs_dropout_prob": cfg.dropout}
+    if cfg.arch is None:
+        space = SearchSpace.preset(cfg.space, cfg.objective)
+        return SuperBert(SuperBertConfig.from_space(space, **dropout)), space
+    arch = Arch.parse(cfg.arch)
+    space = point_space(arch, cfg.objective)
+    model = SuperBert(SuperBertConfig.from_space(space, **dropout))
+    if cfg.init:
+        init = AutoModelForMaskedLM.from_pretrained(cfg.init)
+        if isinstance(init, BertForMaskedLM):
+            init = from_bert(init)
+        if init.config.arch != arch:
+            raise ValueError(f"--init {cfg.init} holds {init.config.arch}, not --arch {arch}")
+        model.load_state_dict(init.state_dict(), strict=True)
+    return model, space
+
+
+def parameter_groups(modules: list[torch.nn.Module], weight_decay: float) -> list[dict]:
+    """BERT's AdamW groups: no weight decay on biases and LayerNorm weights."""
+    decay, no_decay = [], []
+    for module in modules:
+        for name, p in module.named_parameters():
+            (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def autocast_context(precision: str, device: torch.device):
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    if precision == "auto" and not torch.cuda.is_bf16_supported():
+        dtype = torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------------- loop
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    model: SuperBert
+    archs: list[list[str]]  # the architectures trained at each step of this process's run
+    final_loss: float | None
+    tokens: int
+    sec_per_step: float | None
+
+
+class Trainer:
+    """Holds the student, the objective, the optimizer and the data; ``run()`` trains to ``cfg.steps``."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, ctx: Dist | None = None, device: str | None = None):
+        from .data import MLMCollator, load_tokenizer
+
+        self.cfg, self.run_dir, self.ctx = cfg, Path(run_dir), ctx or Dist()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.model, self.space = build_student(cfg)
+        self.model.to(self.device).train()
+        self.sampler = (FixedSampler(Arch.parse(cfg.arch)) if cfg.arch else
+                        make_sampler(cfg.sampler, self.space, cfg.seed, cfg.sampler_k, cfg.inplace_distillation))
+        self.teacher = self.kd_loss = None
+        trainable = [self.model]
+        if cfg.objective == "kd":
+            from .teacher import load_teacher
+
+            self.teacher = load_teacher(cfg.teacher, device=self.device)
+            self.kd_loss = KDLoss(self.model.config.hidden_size, self.teacher.hidden_size).to(self.device)
+            trainable.append(self.kd_loss)
+        self.optimizer = torch.optim.AdamW(parameter_groups(trainable, cfg.weight_decay), lr=cfg.lr)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.steps)
+        self.params = [p for m in trainable for p in m.parameters()]
+        self.tokenizer = load_tokenizer()
+        self.examples = load_examples(cfg, self.tokenizer)
+        if len(self.examples) == 0:
+            raise ValueError(f"corpus {cfg.corpus!r} produced no training examples")
+        self.collator = MLMCollator(self.tokenizer)
+        self.step = 0
+
+    # -- state
+    def state_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        tensors = {"model": self.model.state_dict()}
+        if self.kd_loss is not None:
+            tensors["loss"] = self.kd_loss.state_dict()
+        return tensors
+
+    def trainer_state(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"step": self.step, "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": rng}
+
+    def resume(self) -> bool:
+        ckpt = load_latest(self.run_dir / "checkpoints")
+        if ckpt is None:
+            return False
+        self.model.load_state_dict(ckpt.tensors["model"])
+        if self.kd_loss is not None:
+            self.kd_loss.load_state_dict(ckpt.tensors["loss"])
+        self.optimizer.load_state_dict(ckpt.trainer["optimizer"])
+        self.scheduler.load_state_dict(ckpt.trainer["scheduler"])
+        torch.set_rng_state(ckpt.trainer["rng"]["torch"])
+        random.setstate(ckpt.trainer["rng"]["python"])
+        if "cuda" in ckpt.trainer["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt.trainer["rng"]["cuda"])
+        self.step = ckpt.trainer["step"]
+        return True
+
+    # -- one step
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        indices = batch_indices(step, self.cfg.batch_size, len(self.examples), self.cfg.seed)
+        mine = indices[self.ctx.rank:: self.ctx.world]
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 101 + self.ctx.rank)
+        batch = self.collator([self.examples[i] for i in mine], generator=g)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def losses(self, batch: dict[str, torch.Tensor], archs: list[Arch]) -> Iterator[torch.Tensor]:
+        """Yield the loss of each sub-model of this step; the caller takes its backward before the next
+        one is built, so only one sub-model's activations are alive at a time."""
+        inputs = {"attention_mask": batch["attention_mask"], "token_type_ids": batch["token_type_ids"]}
+        if self.cfg.objective == "kd":
+            teacher = self.teacher(batch["input_ids"], **inputs)
+        soft_targets = None
+        with autocast_context(self.cfg.precision, self.device):
+            for i, arch in enumerate(archs):
+                if self.cfg.objective == "mlm":
+                    out = self.model(batch["input_ids"], arch=arch, labels=batch["labels"],
+                                     output_attention_scores=False, **inputs)
+                    loss = out.loss
+                    if self.cfg.inplace_distillation and i == 0:
+                        soft_targets = out.logits.detach().float().softmax(-1)
+                    elif soft_targets is not None:
+                        loss = -(soft_targets * out.logits.float().log_softmax(-1)).sum(-1).mean()
+                else:
+                    out = self.model(batch["input_ids"], arch=arch, output_attention_scores=True, **inputs)
+                    loss = self.kd_loss(out.last_hidden_state.float(), out.attention_scores.float(),
+                                        teacher.last_hidden_state.float(), teacher.attention_scores.float(),
+                                        batch["attention_mask"])["loss"]
+                yield loss
+
+    def train_step(self) -> dict:
+        start = time.perf_counter()
+        archs = self.sampler.archs(self.step)
+        batch = self.batch(self.step)
+        total = 0.0
+        for loss in self.losses(batch, archs):
+            (loss / len(archs)).backward()
+            total += loss.item() / len(archs)
+        average_gradients(self.params, self.ctx)
+        torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        tokens = int(batch["attention_mask"].sum()) * self.ctx.world
+        return {"step": self.step, "loss": total, "archs": [str(a) for a in archs], "lr": lr,
+                "tokens": tokens, "seconds": time.perf_counter() - start}
+
+    # -- the run
+    def run(self, max_steps: int | None = None) -> TrainResult:
+        """Train until ``cfg.steps`` (or ``max_steps`` more steps in this call), checkpointing as configured."""
+        resumed = self.resume()
+        log_path = self.run_dir / "log.jsonl"
+        if self.ctx.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.run_dir / "config.json", dataclasses.asdict(self.cfg))
+            truncate_log(log_path, self.step if resumed else 0)
+        stop = self.cfg.steps if max_steps is None else min(self.cfg.steps, self.step + max_steps)
+        archs, last, seconds, tokens = [], None, [], 0
+        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=f"{self.cfg.objective} {self.cfg.scale}",
+                   disable=not self.ctx.main)
+        while self.step < stop:
+            record = self.train_step()
+            archs.append(record["archs"])
+            last, tokens = record["loss"], tokens + record["tokens"]
+            seconds.append(record["seconds"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{last:.3f}")
+            if self.ctx.main:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                if self.ctx.main:
+                    save_checkpoint(self.run_dir / "checkpoints", self.step, self.state_tensors(),
+                                    self.trainer_state(), keep=self.cfg.keep_checkpoints)
+                if self.ctx.world > 1:
+                    dist.barrier()
+        bar.close()
+        if self.step == self.cfg.steps and self.ctx.main:
+            self.save_final()
+        return TrainResult(self.run_dir, self.step, self.model, archs, last, tokens,
+                           sum(seconds) / len(seconds) if seconds else None)
+
+    def save_final(self) -> None:
+        """The trained SuperBERT (or, for further training, the exported sub-model) under ``final/``."""
+        final = self.run_dir / "final"
+        if self.cfg.arch:
+            export(extract(self.model, Arch.parse(self.cfg.arch)), final)
+        else:
+            self.model.save_pretrained(final)
+        self.tokenizer.save_pretrained(final)
+
+
+def write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the log lines of steps ``<= step`` (a resumed run re-logs the steps after its checkpoint)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError):
+            break  # a line cut by a kill: everything after it is dropped too
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def read_log(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, max_steps: int | None = None, device: str | None = None) -> TrainResult:
+    """Train (or resume) a run in this process; under torchrun, in every process of the group."""
+    return Trainer(cfg, run_dir, init_distributed(), device).run(max_steps)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="One-shot SuperPLM training and further training (atb).")
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--objective", choices=["mlm", "kd"], help="overrides the config's objective")
+    parser.add_argument("--run-dir", required=True, type=Path)
+    parser.add_argument("--max-steps", type=int, help="stop after this many more steps (resumable)")
+    parser.add_argument("--steps", type=int, help="override the config's total steps")
+    parser.add_argument("--further-train", action="store_true", help="train one fixed sub-model (--arch, --init)")
+    parser.add_argument("--arch", help="L/d_m/d_f/h/d_qkv of the sub-model to further train")
+    parser.add_argument("--init", help="directory of the extracted sub-model to start from")
+    parser.add_argument("--device", help="cpu | cuda (default: cuda if available)")
+    args = parser.parse_args(argv)
+    if args.further_train and not args.arch:
+        parser.error("--further-train needs --arch")
+    if (args.arch or args.init) and not args.further_train:
+        parser.error("--arch/--init only apply with --further-train")
+    cfg = TrainConfig.load(args.config, args.objective, steps=args.steps, arch=args.arch, init=args.init)
+    result = train(cfg, args.run_dir, args.max_steps, args.device)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"run_dir": str(result.run_dir), "step": result.steps, "final_loss": result.final_loss}))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
