@@ -142,7 +142,7 @@ class SearchSpace:
         else:
             if self.heads.low != self.heads.high:
                 raise ValueError("KD space: the number of heads is fixed (to match the teacher)")
-            if any(q % self.heads.low for q in (self.qkv.low, self.qkv.step)):
+            if self.qkv.low % self.heads.low or (len(self.qkv) > 1 and self.qkv.step % self.heads.low):
                 raise ValueError(f"KD space: every qkv in {self.qkv} must be divisible by {self.heads.low} heads")
 
     # ------------------------------------------------------------------ presets

@@ -182,7 +182,9 @@ def _permutation(seed: int, epoch: int, n: int) -> list[int]:
 def point_space(arch: Arch, objective: str) -> SearchSpace:
     """A search space holding only ``arch``: further training reuses the one-shot loop unchanged."""
     r = {f: Range(getattr(arch, f), getattr(arch, f)) for f in ("layers", "hidden", "ffn", "heads", "qkv")}
-    return SearchSpace(objective, head_size=arch.head_size if objective == "mlm" else None, **r)
+    if objective == "mlm":  # an MLM space ties qkv to heads with step head_size
+        return SearchSpace("mlm", head_size=arch.head_size, **{**r, "qkv": Range(arch.qkv, arch.qkv, arch.head_size)})
+    return SearchSpace("kd", **r)
 
 
 def build_student(cfg: TrainConfig) -> tuple[SuperBert, SearchSpace]:
@@ -299,7 +301,7 @@ class Trainer:
         indices = batch_indices(step, self.cfg.batch_size, len(self.examples), self.cfg.seed)
         mine = indices[self.ctx.rank:: self.ctx.world]
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 101 + self.ctx.rank)
-        batch = self.collator([self.examples[i] for i in mine], generator=g)
+        batch = dataclasses.replace(self.collator, generator=g)([self.examples[i] for i in mine])
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def losses(self, batch: dict[str, torch.Tensor], archs: list[Arch]) -> Iterator[torch.Tensor]:
