@@ -1,6 +1,6 @@
 """Run the numbered notebooks in order with papermill: ``python -m atb.reproduce --scale mini``.
 
-Each notebook receives the parameters ``scale`` and ``results_dir``; its executed copy (with outputs)
+Each notebook receives the parameters ``scale``, ``results_dir`` and ``runs_dir`` (checkpoints, sweeps: git-ignored); its executed copy (with outputs)
 goes to ``results/notebooks/``. The wall time and status of every notebook are written to
 ``results/reproduce.json`` (atomically, after each notebook, so a failure keeps what ran before).
 A failing notebook stops the run and is named together with papermill's error.
@@ -9,12 +9,12 @@ A failing notebook stops the run and is named together with papermill's error.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .records import write_json_atomic
 
 SCALES = ("smoke", "mini", "base", "paper")
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,13 +25,6 @@ def notebooks(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -40,7 +33,9 @@ def git_commit() -> str | None:
         return None
 
 
-def run(scale: str, notebook_dir: Path, results_dir: Path, only: list[str] | None = None) -> dict:
+def run(scale: str, notebook_dir: Path, results_dir: Path, only: list[str] | None = None,
+        runs_dir: Path | None = None) -> dict:
+    """Execute the selected notebooks in order; ``runs_dir`` holds checkpoints and other large run outputs."""
     import papermill as pm
 
     if scale not in SCALES:
@@ -57,7 +52,8 @@ def run(scale: str, notebook_dir: Path, results_dir: Path, only: list[str] | Non
         try:
             pm.execute_notebook(
                 str(nb), str(out_dir / nb.name), cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
-                parameters={"scale": scale, "results_dir": str(results_dir.resolve())},
+                parameters={"scale": scale, "results_dir": str(results_dir.resolve()),
+                            "runs_dir": str((runs_dir or ROOT / "runs").resolve())},
             )
         except pm.PapermillExecutionError as err:
             status = f"failed in cell {err.exec_count}: {err.ename}: {err.evalue}"
@@ -76,9 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", default="mini", choices=SCALES)
     parser.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
     parser.add_argument("--results", type=Path, default=ROOT / "results")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs", help="checkpoints and other large outputs")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
     args = parser.parse_args(argv)
-    record = run(args.scale, args.notebooks, args.results, args.only)
+    record = run(args.scale, args.notebooks, args.results, args.only, args.runs)
     print(f"done: {len(record['notebooks'])} notebooks in {record['total_seconds']:.0f} s", file=sys.stderr)
 
 

@@ -79,6 +79,12 @@ class Arch:
     def __str__(self) -> str:
         return "/".join(str(getattr(self, f)) for f in FIELDS)
 
+    def encoder_parameters(self) -> int:
+        """Weights of the transformer layers (embeddings and heads excluded): the size that latency tracks."""
+        attention = 3 * (self.hidden * self.qkv + self.qkv) + self.qkv * self.hidden + self.hidden
+        ffn = self.hidden * self.ffn + self.ffn + self.ffn * self.hidden + self.hidden
+        return self.layers * (attention + ffn + 4 * self.hidden)  # + two LayerNorms
+
     def follows_default_rule(self) -> bool:
         """BERT's default rule: d_qkv = d_m and d_f = 4 d_m."""
         return self.qkv == self.hidden and self.ffn == 4 * self.hidden

@@ -40,6 +40,7 @@ from transformers import AutoModelForMaskedLM, BertForMaskedLM, get_linear_sched
 from .checkpoint import load_latest, save_checkpoint
 from .extract import export, extract, from_bert
 from .losses import KDLoss
+from .records import write_json_atomic
 from .sampler import FixedSampler, make_sampler
 from .space import Arch, Range, SearchSpace
 from .superbert import SuperBert, SuperBertConfig
@@ -392,12 +393,6 @@ class Trainer:
         self.tokenizer.save_pretrained(final)
 
 
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def truncate_log(path: Path, step: int) -> None:
     """Keep the log lines of steps ``<= step`` (a resumed run re-logs the steps after its checkpoint)."""
     if not path.exists():
@@ -417,6 +412,18 @@ def truncate_log(path: Path, step: int) -> None:
 def read_log(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "log.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def summarize_log(run_dir: str | Path, tail: int = 20) -> dict:
+    """Steps, tokens seen, mean seconds per step and the final loss (mean of the last ``tail`` steps:
+    single-step losses jump with the sampled sub-model) of a run, from its log."""
+    log = read_log(run_dir)
+    if not log:
+        raise FileNotFoundError(f"{Path(run_dir) / 'log.jsonl'}: no training log")
+    last = log[-min(tail, len(log)):]
+    return {"steps": log[-1]["step"], "tokens": sum(r["tokens"] for r in log),
+            "final_loss": sum(r["loss"] for r in last) / len(last),
+            "sec_per_step": sum(r["seconds"] for r in log) / len(log)}
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, max_steps: int | None = None, device: str | None = None) -> TrainResult:

@@ -12,7 +12,7 @@ from atb.reproduce import ROOT, notebooks, run
 
 @pytest.mark.slow
 def test_all_notebooks_run_at_smoke_scale(tmp_path):
-    record = run("smoke", ROOT / "notebooks", tmp_path)
+    record = run("smoke", ROOT / "notebooks", tmp_path, runs_dir=tmp_path / "runs")
     assert set(record["notebooks"]) == {nb.name for nb in notebooks(ROOT / "notebooks")}
     assert all(v["status"] == "ok" for v in record["notebooks"].values())
     for nb in notebooks(ROOT / "notebooks"):

@@ -93,3 +93,11 @@ def test_efficient_and_default_rules():
     assert Arch.parse("4/512/2048/8/512").follows_default_rule()
     assert not Arch.parse("4/512/2048/8/512").is_efficient()  # d_f = 4 d_m
     assert Arch.parse("5/564/1024/12/528").is_efficient()  # KD-S1: 1.6 <= 1024/564 <= 1.9
+
+
+def test_encoder_parameters_match_the_model():
+    from atb import AtbBertConfig, AtbBertModel
+
+    arch = Arch(2, 48, 80, 4, 32)
+    model = AtbBertModel(AtbBertConfig.from_arch(arch, vocab_size=10), add_pooling_layer=False)
+    assert arch.encoder_parameters() == sum(p.numel() for p in model.encoder.parameters())
