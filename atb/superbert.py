@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers.utils import ModelOutput
 
 from .elastic import ELASTIC_TYPES
-from .modeling import AtbBertConfig, AtbBertLMHead, AtbBertModel, AtbBertPreTrainedModel
+from .modeling import AtbBertConfig, AtbBertForMaskedLM
 from .space import Arch, SearchSpace
 
 
@@ -72,18 +71,10 @@ class SuperBertOutput(ModelOutput):
     attention_scores: torch.FloatTensor | None = None
 
 
-class SuperBert(AtbBertPreTrainedModel):
+class SuperBert(AtbBertForMaskedLM):
+    """``AtbBertForMaskedLM`` at the space's largest size whose forward runs the sub-model it is given."""
+
     config_class = SuperBertConfig
-
-    def __init__(self, config: SuperBertConfig):
-        super().__init__(config)
-        self.bert = AtbBertModel(config, add_pooling_layer=False)
-        self.cls = nn.Module()
-        self.cls.predictions = AtbBertLMHead(config)
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.bert.embeddings.word_embeddings
 
     def check_arch(self, arch: Arch) -> Arch:
         """Validate against the space (a clear ``ValueError`` naming the field) or, without one, the maxima."""
