@@ -34,3 +34,11 @@ def machine_info() -> dict:
     """What a timing depends on: CPU model, core count, torch version and thread count."""
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "python": platform.python_version()}
+
+
+def merge_settings(base: dict, override: dict) -> dict:
+    """``override`` over ``base``, nested mappings merged key by key (a scale's section over ``defaults``)."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge_settings(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

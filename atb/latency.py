@@ -1,0 +1,561 @@
+"""CPU latency of an architecture, measured the paper's way, and the latency window of the search.
+
+Protocol (notes §5): CPU, **one thread**, batch 1, sequence length 128; each architecture is run a few
+times, the first run(s) are dropped as warm-up and the rest are timed. The paper averages the timed runs;
+we record the mean *and* the median and call the **median** "the latency", because a shared machine
+produces one-sided outliers that drag a mean but not a median.
+
+Every run is timed on two clocks: wall-clock time (what the paper reports) and the **CPU time of the
+timing thread** (``time.thread_time``). With one thread and nothing else running they agree to about 1 %;
+on a shared machine (other processes on 2 cores) the wall clock also counts the time the scheduler gives
+to others, which made BERT-base look 2x slower in our runs, while the CPU time moved by ~10 % (cache
+sharing). The latency is therefore the CPU time by default (``Protocol.clock = "cpu"``, one thread only);
+``clock: wall`` in ``configs/latency.yaml`` gives the paper's clock on a quiet machine. Both are recorded.
+
+What is timed is the standalone encoder ``AtbBertModel`` (embeddings, ``l`` layers, **pooler**) in eval
+mode under ``torch.inference_mode``, called with an all-ones attention mask: the network a deployed
+sentence classifier runs, minus its one-row classifier. The pooler is one d_m x d_m product on the [CLS]
+vector, well under 1 % of any model here, but it is part of the deployable model, so it is in.
+
+A speedup constraint ``s`` means ``target = latency(BERT-base) / s`` and a candidate is feasible when
+``0.85 * target <= latency <= 1.1 * target`` (both ends inclusive). BERT-base is always measured in the
+same run with the same protocol, never a hard-coded constant (pitfall 7 of the official code), and every
+sweep row and result records the machine, the torch version and the thread count.
+
+Sweeps over many architectures append to a CSV one flushed row at a time and resume where they stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import math
+import os
+import platform
+import random
+import statistics
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from scipy.stats import spearmanr
+from tqdm.auto import tqdm
+
+from . import records, zoo
+from .modeling import AtbBertConfig, AtbBertModel
+from .space import FIELDS, Arch, SearchSpace
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "latency.yaml"
+
+# The paper's feasibility window around the target latency (notes §5).
+WINDOW_LOW, WINDOW_HIGH = 0.85, 1.1
+
+Implementation = Literal["atb", "transformers"]
+IMPLEMENTATIONS: tuple[str, ...] = ("atb", "transformers")
+CLOCKS: tuple[str, ...] = ("cpu", "wall")
+
+
+# ------------------------------------------------------------------------------------ the window
+def target_latency(bert_base_ms: float, speedup: float) -> float:
+    """The latency a speedup constraint asks for: ``latency(BERT-base) / speedup``."""
+    if not bert_base_ms > 0 or not speedup > 0:
+        raise ValueError(f"need bert_base_ms > 0 and speedup > 0, got {bert_base_ms!r} and {speedup!r}")
+    return bert_base_ms / speedup
+
+
+def latency_window(bert_base_ms: float, speedup: float) -> tuple[float, float]:
+    """The inclusive range ``[0.85 * target, 1.1 * target]`` of feasible latencies (ms)."""
+    target = target_latency(bert_base_ms, speedup)
+    return WINDOW_LOW * target, WINDOW_HIGH * target
+
+
+def is_feasible(latency_ms: float | np.ndarray, bert_base_ms: float, speedup: float) -> bool | np.ndarray:
+    """Whether a latency (or an array of them, e.g. predictions over a grid) lies in the window."""
+    low, high = latency_window(bert_base_ms, speedup)
+    result = (low <= np.asarray(latency_ms)) & (np.asarray(latency_ms) <= high)
+    return bool(result) if result.ndim == 0 else result
+
+
+# ----------------------------------------------------------------------------------- the machine
+# The fields that decide whether two latency tables (or predictors) are comparable.
+MACHINE_KEYS: tuple[str, ...] = ("cpu", "arch", "torch", "threads")
+
+
+def machine_info(threads: int = 1) -> dict:
+    """Where a latency was measured: ``atb.records.machine_info()`` (CPU model, cores, torch, python) plus
+    the ISA, with the thread count of the *measurement* (not the process's setting)."""
+    return {**records.machine_info(), "arch": platform.machine(), "threads": threads}
+
+
+def same_machine(a: dict, b: dict) -> bool:
+    """Latencies from ``a`` are valid on ``b``: same CPU model, ISA, torch version and thread count."""
+    return all(str(a.get(k)) == str(b.get(k)) for k in MACHINE_KEYS)
+
+
+# ---------------------------------------------------------------------------------- measurement
+@dataclass(frozen=True)
+class Protocol:
+    """How one architecture is timed: the paper's defaults (1 thread, batch 1, 128 tokens, 10 runs of which
+    the first is dropped), timed by the thread's CPU time unless ``clock="wall"`` (module docstring)."""
+
+    seq_len: int = 128
+    batch_size: int = 1
+    threads: int = 1
+    warmup: int = 1  # dropped runs
+    runs: int = 9  # timed runs
+    pooler: bool = True
+    clock: str = "cpu"  # which clock is "the latency": "cpu" (the timing thread's CPU time) or "wall"
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "batch_size", "threads", "runs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Protocol.{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ValueError(f"Protocol.warmup must be >= 0, got {self.warmup}")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"Protocol.clock must be one of {CLOCKS}, got {self.clock!r}")
+        if self.clock == "cpu" and self.threads != 1:
+            raise ValueError("Protocol.clock='cpu' times the calling thread only; with threads > 1 use 'wall'")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The timed runs of one architecture on both clocks; ``latency_ms`` is their median on the
+    protocol's clock."""
+
+    arch: Arch
+    wall_ms: tuple[float, ...]
+    cpu_ms: tuple[float, ...]
+    protocol: Protocol = field(default_factory=Protocol)
+    implementation: str = "atb"
+
+    @classmethod
+    def from_seconds(cls, arch: Arch, seconds: dict[str, list[float]], protocol: Protocol,
+                     implementation: str = "atb") -> Measurement:
+        """From :func:`time_forward`'s ``{"wall": [...], "cpu": [...]}`` seconds."""
+        return cls(arch, *(tuple(1e3 * t for t in seconds[c]) for c in ("wall", "cpu")), protocol, implementation)
+
+    @property
+    def runs_ms(self) -> tuple[float, ...]:
+        return self.cpu_ms if self.protocol.clock == "cpu" else self.wall_ms
+
+    @property
+    def latency_ms(self) -> float:
+        return statistics.median(self.runs_ms)
+
+    @property
+    def mean_ms(self) -> float:
+        return statistics.fmean(self.runs_ms)
+
+    @property
+    def std_ms(self) -> float:
+        return statistics.pstdev(self.runs_ms)
+
+
+def check_arch(arch: object, space: SearchSpace | None = None) -> Arch:
+    """Return ``arch`` if it is an :class:`Arch` with positive integer fields (and in ``space``, if given).
+
+    ``Arch`` validates itself when built, but a latency table is the wrong place to find out that
+    something else (a string, a dict, a tampered object) slipped through, so it is checked again here.
+    """
+    if not isinstance(arch, Arch):
+        hint = " (use Arch.parse for 'L/d_m/d_f/h/d_qkv' strings)" if isinstance(arch, str) else ""
+        raise ValueError(f"expected an Arch, got {type(arch).__name__} {arch!r}{hint}")
+    for name in FIELDS:
+        value = getattr(arch, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"invalid architecture {arch!r}: {name} must be a positive integer, got {value!r}")
+    if arch.qkv % arch.heads:
+        raise ValueError(f"invalid architecture {arch}: qkv={arch.qkv} is not divisible by heads={arch.heads}")
+    if space is not None:
+        space.validate(arch)
+    return arch
+
+
+def build_model(arch: Arch, implementation: Implementation = "atb", pooler: bool = True) -> torch.nn.Module:
+    """The standalone encoder of ``arch`` in eval mode: ``AtbBertModel`` or, if ``qkv == hidden``,
+    ``transformers.BertModel`` (to compare the two implementations of the same network).
+
+    Weights are initialised as usual. Their values do not change the work, but uninitialised memory can
+    hold denormal floats, which are much slower on CPU, so "skipping the init" would bias the timing.
+    """
+    if implementation == "atb":
+        return AtbBertModel(AtbBertConfig.from_arch(arch), add_pooling_layer=pooler).eval()
+    if implementation == "transformers":
+        from transformers import BertConfig, BertModel
+
+        if arch.qkv != arch.hidden:
+            raise ValueError(f"{arch}: a plain BertModel needs qkv == hidden, got qkv={arch.qkv}, hidden={arch.hidden}")
+        config = BertConfig(num_hidden_layers=arch.layers, hidden_size=arch.hidden, intermediate_size=arch.ffn,
+                            num_attention_heads=arch.heads)
+        return BertModel(config, add_pooling_layer=pooler).eval()
+    raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+
+
+def example_inputs(protocol: Protocol) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed random token ids (no padding) and an all-ones attention mask, ``[batch, seq_len]``."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 30000, (protocol.batch_size, protocol.seq_len), generator=g)
+    return ids, torch.ones_like(ids)
+
+
+@contextlib.contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``; the previous setting is restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+Timings = dict[str, list[float]]  # {"wall": seconds per run, "cpu": seconds per run}
+
+
+def time_interleaved(models: dict[str, torch.nn.Module], inputs: tuple[torch.Tensor, torch.Tensor], warmup: int,
+                     runs: int) -> dict[str, Timings]:
+    """Wall-clock and thread-CPU seconds of ``runs`` forward passes of each model, after ``warmup`` untimed ones.
+
+    Several models are timed in turns (A, B, A, B, ...), so a change in the machine's load during the
+    measurement affects them alike and their ratio stays fair.
+    """
+    ids, mask = inputs
+    times: dict[str, Timings] = {name: {"wall": [], "cpu": []} for name in models}
+    with torch.inference_mode():
+        for model in models.values():
+            for _ in range(warmup):
+                model(ids, attention_mask=mask)
+        for _ in range(runs):
+            for name, model in models.items():
+                wall, cpu = time.perf_counter(), time.thread_time()
+                model(ids, attention_mask=mask)
+                times[name]["cpu"].append(time.thread_time() - cpu)
+                times[name]["wall"].append(time.perf_counter() - wall)
+    return times
+
+
+def time_forward(model: torch.nn.Module, inputs: tuple[torch.Tensor, torch.Tensor], warmup: int,
+                 runs: int) -> Timings:
+    """Wall-clock and thread-CPU seconds of ``runs`` forward passes of one model, after ``warmup`` untimed ones."""
+    return time_interleaved({"model": model}, inputs, warmup, runs)["model"]
+
+
+def measure(arch: Arch, protocol: Protocol | None = None, *, implementation: Implementation = "atb",
+            space: SearchSpace | None = None) -> Measurement:
+    """Latency of ``arch`` on this CPU with the paper's protocol (see the module docstring).
+
+    Raises ``ValueError`` for anything that is not a valid ``Arch`` (or not in ``space``, if given).
+    """
+    arch = check_arch(arch, space)
+    protocol = protocol or Protocol()
+    model = build_model(arch, implementation, protocol.pooler)
+    with num_threads(protocol.threads):
+        seconds = time_forward(model, example_inputs(protocol), protocol.warmup, protocol.runs)
+    return Measurement.from_seconds(arch, seconds, protocol, implementation)
+
+
+class LatencyMeter:
+    """Measures architectures with one protocol; BERT-base is measured once, on first use, in this run.
+
+    >>> meter = LatencyMeter(Protocol(runs=9))
+    >>> meter.speedup(zoo.ZOO["KD-S4"].arch)   # latency(BERT-base) / latency(KD-S4), both measured here
+    """
+
+    def __init__(self, protocol: Protocol | None = None):
+        self.protocol = protocol or Protocol()
+
+    @functools.cached_property
+    def bert_base(self) -> Measurement:
+        return measure(zoo.BERT_BASE, self.protocol)
+
+    def measure(self, arch: Arch) -> Measurement:
+        return measure(arch, self.protocol)
+
+    def speedup(self, arch: Arch) -> float:
+        """How many times faster than BERT-base ``arch`` runs on this machine."""
+        return self.bert_base.latency_ms / self.measure(arch).latency_ms
+
+    def window(self, speedup: float) -> tuple[float, float]:
+        """The feasible latency range (ms) of a speedup constraint, from the measured BERT-base."""
+        return latency_window(self.bert_base.latency_ms, speedup)
+
+
+# ------------------------------------------------------------------------------------ the sweeps
+# latency_ms / mean_ms / std_ms are on the protocol's clock; wall_ms and cpu_ms are the medians of both clocks.
+_TIMES = ("latency_ms", "mean_ms", "std_ms", "wall_ms", "cpu_ms")
+_PROTOCOL = tuple(f.name for f in fields(Protocol))
+CSV_FIELDS: tuple[str, ...] = ("arch", *FIELDS, *_TIMES, *_PROTOCOL, "implementation", "cpu", "torch")
+# Columns that must agree between the rows already in a CSV and the sweep that resumes it.
+_SAME_RUN = (*_PROTOCOL, "implementation", "cpu", "torch")
+
+
+def _row(m: Measurement, machine: dict) -> dict:
+    times = (m.latency_ms, m.mean_ms, m.std_ms, statistics.median(m.wall_ms), statistics.median(m.cpu_ms))
+    return {"arch": str(m.arch), **m.arch.as_dict(), **{k: f"{v:.6g}" for k, v in zip(_TIMES, times)},
+            **m.protocol.as_dict(), "implementation": m.implementation, "cpu": machine["cpu"],
+            "torch": machine["torch"]}
+
+
+def _parse_row(line: str) -> dict | None:
+    """One complete CSV line as a typed row, or ``None`` if it is cut short or malformed."""
+    if not line.endswith("\n"):
+        return None
+    values = next(csv.reader([line]), [])
+    if len(values) != len(CSV_FIELDS):
+        return None
+    row = dict(zip(CSV_FIELDS, values))
+    try:
+        if Arch.parse(row["arch"]) != Arch(*(int(row[f]) for f in FIELDS)):
+            return None
+        for name in _TIMES:
+            row[name] = float(row[name])
+        for name in ("seq_len", "batch_size", "threads", "warmup", "runs", *FIELDS):
+            row[name] = int(row[name])
+    except ValueError:
+        return None
+    row["pooler"] = row["pooler"] == "True"
+    return row
+
+
+def read_sweep(csv_path: str | Path) -> pd.DataFrame:
+    """The rows of a sweep CSV. A cut-off last line (an interrupted write) is dropped from the file."""
+    path = Path(csv_path)
+    if not path.exists():
+        return pd.DataFrame(columns=list(CSV_FIELDS))
+    lines = path.read_text().splitlines(keepends=True)
+    if not lines or lines[0].rstrip("\r\n") != ",".join(CSV_FIELDS):
+        if len(lines) <= 1 and ",".join(CSV_FIELDS).startswith(lines[0].rstrip("\r\n") if lines else ""):
+            path.unlink()  # interrupted while writing the header: nothing was measured yet
+            return pd.DataFrame(columns=list(CSV_FIELDS))
+        raise ValueError(f"{path} is not a latency sweep CSV of this version (header {','.join(CSV_FIELDS)}); "
+                         "delete it to measure again")
+    rows = [_parse_row(line) for line in lines[1:]]
+    if rows and rows[-1] is None:
+        warnings.warn(f"{path}: dropping a truncated last line (interrupted sweep); that arch is re-measured",
+                      stacklevel=2)
+        _write_atomic(path, "".join(lines[:-1]))
+        rows = rows[:-1]
+    if any(r is None for r in rows):
+        bad = next(i for i, r in enumerate(rows) if r is None) + 2
+        raise ValueError(f"{path}: line {bad} is malformed (not the last line, so not an interrupted write)")
+    return pd.DataFrame(rows, columns=list(CSV_FIELDS))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _check_resumable(done: pd.DataFrame, expected: dict, path: Path) -> None:
+    for name in _SAME_RUN:
+        found = {str(v) for v in done[name].unique()}
+        if found and found != {str(expected[name])}:
+            raise ValueError(
+                f"{path} holds latencies measured with {name}={sorted(found)}, this sweep uses {expected[name]!r}: "
+                "mixing them would compare different protocols or machines; delete the file or choose another path"
+            )
+
+
+def sweep(archs: Iterable[Arch], csv_path: str | Path, protocol: Protocol | None = None, *,
+          implementation: Implementation = "atb", progress: bool = True) -> pd.DataFrame:
+    """Measure every architecture of ``archs`` that ``csv_path`` does not hold yet; return the rows of all.
+
+    Each result is appended and flushed as soon as it is measured, so an interrupted sweep loses at
+    most the architecture it was timing; rerunning the same call skips what is already in the file.
+    The returned frame follows the order of ``archs`` (duplicates removed).
+    """
+    archs = list(dict.fromkeys(check_arch(a) for a in archs))
+    protocol = protocol or Protocol()
+    path = Path(csv_path)
+    machine = machine_info(protocol.threads)
+    done = read_sweep(path)
+    _check_resumable(done, {**protocol.as_dict(), "implementation": implementation, **machine}, path)
+    measured = set(done["arch"])
+    todo = [a for a in archs if str(a) not in measured]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS, lineterminator="\n")
+        if new_file:
+            writer.writeheader()
+        for arch in tqdm(todo, desc=f"latency sweep ({len(measured & set(map(str, archs)))} cached)",
+                         disable=not progress or not todo):
+            writer.writerow(_row(measure(arch, protocol, implementation=implementation), machine))
+            f.flush()
+    table = read_sweep(path).drop_duplicates("arch", keep="last").set_index("arch")
+    return table.loc[[str(a) for a in archs]].reset_index()
+
+
+def sweep_archs(settings: LatencySettings) -> list[Arch]:
+    """The architectures a scale's sweep measures: ``sweep_per_objective`` uniform samples from each
+    objective's space (distinct, seeded), then the zoo if ``include_zoo``."""
+    rng = random.Random(settings.seed)
+    archs: list[Arch] = []
+    for objective in ("mlm", "kd"):
+        space = SearchSpace.preset(settings.space, objective)
+        wanted = min(settings.sweep_per_objective, len(space))
+        chosen: set[Arch] = set()
+        while len(chosen) < wanted:
+            arch = space.sample(rng)
+            if arch not in chosen:
+                chosen.add(arch)
+                archs.append(arch)
+    if settings.include_zoo:
+        archs += [m.arch for m in zoo.ZOO.values()]
+    return list(dict.fromkeys(archs))
+
+
+# ------------------------------------------------------------------------ the speedup column
+def zoo_speedups(meter: LatencyMeter, models: Iterable[zoo.ZooModel] | None = None,
+                 progress: bool = True) -> pd.DataFrame:
+    """The speedup column of the model-zoo table, measured here, next to the paper's.
+
+    BERT-base is measured first (with the same protocol, in this run); baselines have no paper value.
+    """
+    models = list(zoo.ZOO.values() if models is None else models)
+    bert_base_ms = meter.bert_base.latency_ms
+    rows = []
+    for m in tqdm(models, desc="zoo latency", disable=not progress):
+        latency = meter.measure(m.arch).latency_ms
+        rows.append({"name": m.name, "arch": str(m.arch), "objective": m.objective, "kind": m.kind,
+                     "latency_ms": latency, "measured": bert_base_ms / latency, "paper": m.paper_speedup})
+    return pd.DataFrame(rows)
+
+
+def speedup_agreement(table: pd.DataFrame) -> dict:
+    """How the measured speedups of the published models compare with the paper's.
+
+    ``spearman``: rank agreement; ``mean_ratio``: geometric mean of measured / paper (1 = same scale);
+    ``min_ratio`` / ``max_ratio``: the extreme ratios and the models they belong to; ``by_objective``:
+    the mean ratio of the MLM and of the KD models (the KD ones all have 12 small heads).
+    """
+    published = table.dropna(subset=["paper"])
+    ratio = published["measured"] / published["paper"]
+    geomean = lambda r: float(np.exp(np.log(r).mean()))  # noqa: E731
+    rho = spearmanr(published["measured"], published["paper"]).statistic if len(published) > 1 else math.nan
+    low, high = ratio.idxmin(), ratio.idxmax()
+    return {"n": len(published), "spearman": float(rho), "mean_ratio": geomean(ratio),
+            "min_ratio": {"name": published.loc[low, "name"], "ratio": float(ratio[low])},
+            "max_ratio": {"name": published.loc[high, "name"], "ratio": float(ratio[high])},
+            "by_objective": {o: geomean(ratio[published.objective == o]) for o in sorted(set(published.objective))}}
+
+
+def compare_implementations(archs: Iterable[Arch], protocol: Protocol | None = None) -> pd.DataFrame:
+    """Latency of the atb standalone model and of ``transformers.BertModel`` of the same shape.
+
+    Only architectures with ``qkv == hidden`` have a ``BertModel``. The two are timed in turns
+    (:func:`time_interleaved`) so that load changes on a shared machine do not favour either.
+    """
+    protocol = protocol or Protocol()
+    inputs = example_inputs(protocol)
+    rows = []
+    for arch in archs:
+        models = {impl: build_model(check_arch(arch), impl, protocol.pooler) for impl in IMPLEMENTATIONS}
+        with num_threads(protocol.threads):
+            times = time_interleaved(models, inputs, protocol.warmup, protocol.runs)
+        atb_ms, hf_ms = (1e3 * statistics.median(times[impl][protocol.clock]) for impl in IMPLEMENTATIONS)
+        rows.append({"arch": str(arch), "atb_ms": atb_ms, "transformers_ms": hf_ms, "ratio": atb_ms / hf_ms})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class LatencySettings:
+    """Per-scale settings of notebook 02 (``configs/latency.yaml``): sweep size, runs, predictor training."""
+
+    scale: str
+    space: str  # the SearchSpace preset the sweep samples from
+    sweep_per_objective: int
+    include_zoo: bool
+    protocol: Protocol
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    mlp: dict = field(default_factory=dict)  # keyword arguments of MLPPredictor.fit
+
+    @classmethod
+    def load(cls, scale: str, path: str | Path = CONFIG) -> LatencySettings:
+        """Read the ``defaults`` of ``path`` and overlay the section of ``scale``."""
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        if scale not in raw.get("scales", {}):
+            raise ValueError(f"{path}: no latency settings for scale {scale!r}; have {sorted(raw.get('scales', {}))}")
+        merged = records.merge_settings(raw.get("defaults", {}), raw["scales"][scale])
+        protocol_fields = {f.name for f in fields(Protocol)}
+        unknown = set(merged.get("protocol", {})) - protocol_fields
+        if unknown:
+            raise ValueError(f"{path}: unknown protocol field(s) {sorted(unknown)}; known: {sorted(protocol_fields)}")
+        merged["protocol"] = Protocol(**merged.get("protocol", {}))
+        if "split" in merged:
+            merged["split"] = tuple(merged["split"])
+        known = {f.name for f in fields(cls)}
+        unknown = set(merged) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown latency setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(scale=scale, **merged)
+
+
+
+
+def cache_dir(scale: str, runs_dir: str | Path = ROOT / "runs") -> Path:
+    """Where a scale's sweep CSV and predictor weights live: ``<runs_dir>/<scale>/latency/`` (git-ignored)."""
+    return Path(runs_dir) / scale / "latency"
+
+
+# -------------------------------------------------------------------------------------- figures
+def plot_speedups(table: pd.DataFrame, title: str):
+    """Measured against published speedup of the released models (log-log), the diagonal for reference."""
+    import matplotlib.pyplot as plt
+
+    published = table.dropna(subset=["paper"])
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for objective, marker in (("mlm", "o"), ("kd", "s")):
+        rows = published[published.objective == objective]
+        ax.scatter(rows.paper, rows.measured, marker=marker, label=f"{objective.upper()} models")
+        for r in rows.itertuples():
+            ax.annotate(r.name, (r.paper, r.measured), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    top = 1.2 * max(published.paper.max(), published.measured.max())
+    ax.plot([1, top], [1, top], "k--", lw=0.8, label="measured = paper")
+    ax.set(xscale="log", yscale="log", xlabel="paper speedup (×)", ylabel="measured speedup here (×)", title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_predictions(measured_ms: np.ndarray, predicted_ms: dict[str, np.ndarray], title: str):
+    """Predicted against measured latency, one panel per predictor, with the band a 0.85–1.1 window spans."""
+    import matplotlib.pyplot as plt
+
+    from .latency_predictor import metrics
+
+    measured_ms = np.asarray(measured_ms)
+    fig, axes = plt.subplots(1, len(predicted_ms), figsize=(4.5 * len(predicted_ms), 4.2), sharex=True,
+                             sharey=True, squeeze=False)
+    everything = np.concatenate([measured_ms, *map(np.asarray, predicted_ms.values())])
+    lo, hi = 0.9 * everything.min(), 1.1 * everything.max()
+    for ax, (name, predicted) in zip(axes[0], predicted_ms.items()):
+        m = metrics(measured_ms, predicted)
+        rho = "n/a" if m["spearman"] is None else f"{m['spearman']:.3f}"
+        ax.scatter(measured_ms, predicted, s=14)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.fill_between([lo, hi], [WINDOW_LOW * lo, WINDOW_LOW * hi], [WINDOW_HIGH * lo, WINDOW_HIGH * hi],
+                        color="grey", alpha=0.15, label=f"{WINDOW_LOW}–{WINDOW_HIGH} × measured")
+        ax.set(xscale="log", yscale="log", xlabel="measured latency (ms)",
+               title=f"{name}: MAPE {m['mape']:.1f} %, ρ {rho}")
+    axes[0, 0].set_ylabel("predicted latency (ms)")
+    axes[0, 0].legend(loc="upper left", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

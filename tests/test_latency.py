@@ -1,0 +1,257 @@
+"""Latency measurement, the speedup window, resumable sweeps and the latency predictors.
+
+No test asserts on a real timing (the machine is shared): where a number matters, the timer is faked.
+"""
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import atb.latency as latency
+from atb import Arch, AtbBertConfig, AtbBertModel, SearchSpace, zoo
+from atb.latency import (
+    CSV_FIELDS, LatencyMeter, LatencySettings, Measurement, Protocol, is_feasible, latency_window, machine_info,
+    measure, read_sweep, sweep, target_latency,
+)
+from atb.latency_predictor import (
+    AnalyticPredictor, ForeignMachineWarning, LatencyPredictor, MLPPredictor, fit_predictors, flops, metrics,
+    parameters, split_indices,
+)
+
+TINY = Arch(1, 32, 64, 2, 32)
+FAST = Protocol(seq_len=16, warmup=1, runs=2)
+
+
+def fake_measurement(arch: Arch, protocol: Protocol | None = None, **_) -> Measurement:
+    """A deterministic 'latency' that grows with the work, for tests that must not time anything."""
+    ms = float(flops([arch], 128)[0]) / 1e8 + 0.5
+    return Measurement(arch, (ms,), (ms,), protocol or Protocol())
+
+
+# ------------------------------------------------------------------------------------ the window
+def test_target_is_bert_base_over_speedup():
+    assert target_latency(300.0, 10.0) == pytest.approx(30.0)
+    assert latency_window(300.0, 10.0) == pytest.approx((0.85 * 30.0, 1.1 * 30.0))
+
+
+def test_window_boundaries_are_inclusive():
+    low, high = latency_window(250.0, 8.0)
+    assert is_feasible(low, 250.0, 8.0) and is_feasible(high, 250.0, 8.0)
+    assert is_feasible(250.0 / 8.0, 250.0, 8.0)
+    assert not is_feasible(np.nextafter(low, 0), 250.0, 8.0)
+    assert not is_feasible(np.nextafter(high, np.inf), 250.0, 8.0)
+    grid = np.array([low - 1e-6, low, 31.0, high, high + 1e-6])
+    assert is_feasible(grid, 250.0, 8.0).tolist() == [False, True, True, True, False]
+
+
+@pytest.mark.parametrize("bert_base_ms, s", [(0.0, 5.0), (300.0, 0.0), (300.0, -2.0)])
+def test_window_rejects_nonpositive_inputs(bert_base_ms, s):
+    with pytest.raises(ValueError):
+        latency_window(bert_base_ms, s)
+
+
+# ----------------------------------------------------------------------------------- measurement
+def test_measure_a_tiny_model_restores_threads():
+    before = torch.get_num_threads()
+    m = measure(TINY, FAST)
+    assert torch.get_num_threads() == before
+    assert m.arch == TINY and len(m.wall_ms) == len(m.cpu_ms) == FAST.runs
+    assert m.latency_ms > 0 and m.latency_ms == np.median(m.cpu_ms)  # the default clock
+    assert m.protocol.threads == 1
+    wall = measure(TINY, dataclasses.replace(FAST, clock="wall"))
+    assert wall.latency_ms == np.median(wall.wall_ms)
+    with pytest.raises(ValueError, match="wall"):
+        Protocol(threads=2, clock="cpu")
+
+
+@pytest.mark.parametrize("bad", ["1/32/64/2/32", {"layers": 1}, None, (1, 32, 64, 2, 32)])
+def test_measure_rejects_what_is_not_an_arch(bad):
+    with pytest.raises(ValueError, match="expected an Arch"):
+        measure(bad, FAST)
+
+
+def test_measure_rejects_nonpositive_fields_and_archs_outside_a_space():
+    tampered = Arch(1, 32, 64, 2, 32)
+    object.__setattr__(tampered, "hidden", 0)  # Arch validates at construction; this bypasses it
+    with pytest.raises(ValueError, match="hidden"):
+        measure(tampered, FAST)
+    with pytest.raises(ValueError, match="outside"):
+        measure(Arch(3, 32, 64, 2, 32), FAST, space=SearchSpace.preset("smoke", "mlm"))
+
+
+def test_transformers_model_needs_qkv_equal_hidden():
+    with pytest.raises(ValueError, match="qkv == hidden"):
+        measure(Arch(1, 32, 64, 2, 16), FAST, implementation="transformers")
+    table = latency.compare_implementations([TINY], FAST)
+    assert table.loc[0, "atb_ms"] > 0 and table.loc[0, "transformers_ms"] > 0
+
+
+def test_speedup_is_relative_to_a_measured_bert_base(monkeypatch):
+    calls = []
+    monkeypatch.setattr(latency, "build_model", lambda arch, implementation, pooler: arch)
+
+    def fake_timer(model, inputs, warmup, runs):  # "model" is the arch: 1 ms per layer and 100 hidden units
+        calls.append(model)
+        seconds = model.layers * model.hidden / 100 / 1e3
+        return {"wall": [2 * seconds] * runs, "cpu": [seconds] * runs}  # a busy machine: wall = 2 x CPU
+
+    monkeypatch.setattr(latency, "time_forward", fake_timer)
+    meter = LatencyMeter(FAST)
+    kd_s4 = zoo.ZOO["KD-S4"].arch
+    assert meter.speedup(kd_s4) == pytest.approx((12 * 768) / (4 * 256))
+    assert meter.speedup(Arch(6, 768, 3072, 12, 768)) == pytest.approx(2.0)
+    assert calls.count(zoo.BERT_BASE) == 1  # measured once, in this run, then reused
+    bert_base_ms = 12 * 768 / 100
+    assert meter.bert_base.latency_ms == pytest.approx(bert_base_ms)
+    assert meter.window(10.0) == pytest.approx((0.85 * bert_base_ms / 10, 1.1 * bert_base_ms / 10))
+
+
+def test_zoo_speedups_and_their_agreement_with_the_paper(monkeypatch):
+    monkeypatch.setattr(latency, "measure", fake_measurement)
+    table = latency.zoo_speedups(LatencyMeter(FAST), progress=False)
+    assert table["name"].tolist() == list(zoo.ZOO) and table["paper"].isna().sum() == 8
+    bert_base_ms = fake_measurement(zoo.BERT_BASE).latency_ms
+    assert table.loc[0, "measured"] == pytest.approx(bert_base_ms / table.loc[0, "latency_ms"])
+    table["measured"] = table["paper"] * np.where(table["objective"] == "kd", 2.0, 1.0)  # KD twice as fast here
+    agree = latency.speedup_agreement(table)
+    assert agree["n"] == 8 and agree["by_objective"] == pytest.approx({"kd": 2.0, "mlm": 1.0})
+    assert agree["mean_ratio"] == pytest.approx(2 ** 0.5) and agree["max_ratio"]["ratio"] == pytest.approx(2.0)
+
+
+# ------------------------------------------------------------------------------------ the sweeps
+def test_an_interrupted_sweep_resumes_and_measures_only_what_is_missing(tmp_path, monkeypatch):
+    archs = [Arch(1, 32, 32 * k, 2, 32) for k in range(1, 6)]
+    path = tmp_path / "sweep.csv"
+    machine = machine_info(FAST.threads)
+    rows = [latency._row(fake_measurement(a, FAST), machine) for a in archs[:2]]
+    lines = [",".join(CSV_FIELDS)] + [",".join(str(r[k]) for k in CSV_FIELDS) for r in rows]
+    truncated = ",".join(str(v) for v in latency._row(fake_measurement(archs[2], FAST), machine).values())[:20]
+    path.write_text("\n".join(lines) + "\n" + truncated)  # killed while writing the third row
+
+    measured = []
+    monkeypatch.setattr(latency, "measure", lambda a, p=None, **kw: measured.append(a) or fake_measurement(a, p))
+    with pytest.warns(UserWarning, match="truncated"):
+        table = sweep(archs, path, FAST, progress=False)
+    assert measured == archs[2:]
+    assert table["arch"].tolist() == [str(a) for a in archs]
+    assert len(read_sweep(path)) == 5 and path.read_text().endswith("\n")
+
+    measured.clear()
+    sweep(list(reversed(archs)), path, FAST, progress=False)  # a rerun measures nothing
+    assert measured == []
+
+
+def test_a_sweep_refuses_to_mix_protocols(tmp_path, monkeypatch):
+    monkeypatch.setattr(latency, "measure", fake_measurement)
+    path = tmp_path / "sweep.csv"
+    sweep([TINY], path, FAST, progress=False)
+    with pytest.raises(ValueError, match="runs"):
+        sweep([TINY, Arch(1, 32, 32, 2, 32)], path, dataclasses.replace(FAST, runs=5), progress=False)
+
+
+def test_a_sweep_rejects_an_invalid_arch_before_measuring(tmp_path, monkeypatch):
+    measured = []
+    monkeypatch.setattr(latency, "measure", lambda a, p=None, **kw: measured.append(a) or fake_measurement(a, p))
+    with pytest.raises(ValueError, match="expected an Arch"):
+        sweep([TINY, "2/64/64/2/64"], tmp_path / "sweep.csv", FAST, progress=False)
+    assert measured == []
+
+
+def test_sweep_architectures_follow_the_settings():
+    settings = LatencySettings.load("smoke")
+    archs = latency.sweep_archs(settings)
+    assert len(archs) == len(set(archs)) == 2 * settings.sweep_per_objective
+    assert archs == latency.sweep_archs(settings)  # seeded
+    mini = LatencySettings.load("mini")
+    assert mini.protocol == Protocol() and mini.split == (0.8, 0.1, 0.1) and mini.include_zoo
+
+
+def test_settings_reject_unknown_keys(tmp_path):
+    path = tmp_path / "latency.yaml"
+    path.write_text("scales:\n  smoke: {space: smoke, sweep_per_objective: 2, include_zoo: false, runz: 3}\n")
+    with pytest.raises(ValueError, match="runz"):
+        LatencySettings.load("smoke", path)
+    with pytest.raises(ValueError, match="no latency settings"):
+        LatencySettings.load("huge", path)
+
+
+# -------------------------------------------------------------------------------------- the zoo
+def test_the_zoo_has_the_sixteen_models_of_the_notes():
+    assert len(zoo.ZOO) == 16 and len(zoo.published()) == len(zoo.baselines()) == 8
+    assert zoo.ZOO["S1"].arch == Arch(5, 564, 1054, 8, 512) and zoo.ZOO["S1"].paper_speedup == 7.2
+    assert not SearchSpace.preset("paper", "mlm").contains(zoo.ZOO["S1"].arch)  # d_f off the step-4 grid
+    assert all(m.paper_speedup is None for m in zoo.baselines())
+    assert all(3.8 <= m.arch.ffn / m.arch.hidden <= 4 and m.arch.qkv - m.arch.hidden in (0, 4) for m in zoo.baselines())
+
+
+# ---------------------------------------------------------------------------------- predictors
+def synthetic(n: int = 200, seed: int = 0) -> tuple[list[Arch], np.ndarray]:
+    """Architectures of the mini spaces with a latency that is exactly linear in FLOPs."""
+    import random
+
+    rng = random.Random(seed)
+    spaces = [SearchSpace.preset("mini", o) for o in ("mlm", "kd")]
+    archs = list(dict.fromkeys(spaces[i % 2].sample(rng) for i in range(n)))
+    return archs, 0.8 + flops(archs) / 2e8
+
+
+def test_parameter_count_matches_the_model():
+    for arch in (TINY, Arch(2, 48, 80, 12, 36)):
+        assert parameters([arch])[0] == AtbBertModel(AtbBertConfig.from_arch(arch)).num_parameters()
+
+
+def test_analytic_predictor_recovers_an_exact_linear_law():
+    archs, y = synthetic()
+    predictor = AnalyticPredictor().fit(archs[:150], y[:150])
+    m = predictor.evaluate(archs[150:], y[150:])
+    assert m["mape"] < 1e-6 and m["spearman"] > 0.999
+
+
+def test_mlp_predictor_learns_a_known_function_and_is_deterministic():
+    archs, y = synthetic()
+    fit = lambda: MLPPredictor(hidden=64).fit(archs[:150], y[:150], val_archs=archs[150:170],  # noqa: E731
+                                              val_latency_ms=y[150:170], epochs=400, lr=3e-3, seed=1, threads=1)
+    before = torch.get_num_threads()
+    a, b = fit(), fit()
+    assert torch.get_num_threads() == before and a.metadata["fit_threads"] == 1
+    m = a.evaluate(archs[170:], y[170:])
+    assert m["mape"] < 10 and m["spearman"] > 0.97
+    assert np.array_equal(a.predict(archs), b.predict(archs))
+
+
+def test_predictors_round_trip_through_safetensors(tmp_path):
+    archs, y = synthetic(60)
+    predictors, split = fit_predictors(archs, y, mlp={"hidden": 32, "epochs": 20, "threads": 1}, protocol=FAST)
+    assert sorted(len(v) for v in split.values()) == [6, 6, 48]
+    for name, predictor in predictors.items():
+        predictor.save(tmp_path / name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # same machine: no warning
+            loaded = LatencyPredictor.load(tmp_path / name)
+        assert type(loaded) is type(predictor) and not loaded.foreign_machine
+        assert np.array_equal(loaded.predict(archs), predictor.predict(archs))
+        assert loaded.metadata["metrics"] == predictor.metadata["metrics"]
+        assert loaded.metadata["machine"] == machine_info(FAST.threads)
+
+
+def test_a_predictor_from_another_machine_is_flagged(tmp_path):
+    archs, y = synthetic(30)
+    AnalyticPredictor().fit(archs, y).save(tmp_path)
+    elsewhere = {**machine_info(), "cpu": "Some Other CPU"}
+    with pytest.warns(ForeignMachineWarning, match="another machine"):
+        loaded = LatencyPredictor.load(tmp_path, expect_machine=elsewhere)
+    assert loaded.foreign_machine
+    with pytest.raises(ValueError, match="not a MLPPredictor"):
+        MLPPredictor.load(tmp_path)
+
+
+def test_metrics_and_split():
+    m = metrics(np.array([10.0, 20.0, 40.0]), np.array([11.0, 18.0, 40.0]))
+    assert m["mape"] == pytest.approx(100 * (0.1 + 0.1 + 0) / 3) and m["spearman"] == pytest.approx(1.0)
+    assert metrics(np.array([5.0]), np.array([5.0]))["spearman"] is None
+    train, val, test = split_indices(100, seed=3)
+    assert (len(train), len(val), len(test)) == (80, 10, 10)
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(100))
