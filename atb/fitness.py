@@ -1,0 +1,280 @@
+"""Fitness functions of the search: how good is a sub-model whose weights are inherited from the SuperPLM?
+
+Higher is better. Each fitness is a top-level dataclass built from ``(supernet_dir, settings)``, so it
+pickles to worker processes as its settings only; the SuperPLM (and data, teacher) are loaded lazily,
+once per process, on the first call. ``supernet_dir`` is what ``SuperBert.from_pretrained`` reads, i.e.
+``run_dir / "final"``; the training run's ``config.json`` and ``checkpoints/`` sit in its parent.
+
+* ``"paper"`` (notes §6): the sub-model is extracted (not further trained), fine-tuned on MNLI and SQuAD
+  v1.1 with :mod:`atb.finetune`, and its fitness is mean(MNLI accuracy, SQuAD F1). A task whose data is
+  not available (offline: MNLI) is replaced by the configured substitute (e.g. SST-2) and every result
+  says which task was actually used. Budgets come from ``configs/finetune.yaml`` (``finetune_scale``)
+  with the search's own overrides (``budgets``), since a search fine-tunes hundreds of candidates.
+* ``"mlm_loss"`` / ``"kd_loss"``: cheap proxies, the negated loss of the SuperPLM's own objective on a
+  fixed held-out sample (WikiText-2 validation by default), with masks drawn once from a seeded
+  generator, so every candidate sees the same tokens. The sub-model is run as a slice of the SuperPLM,
+  whose outputs equal the extracted model's (tested in ``tests/test_superbert.py``) and which scores the
+  vocabulary only at masked positions: much cheaper than extracting.
+  ``kd_loss`` is the training loss itself: last-layer attention-score MSE plus hidden-state MSE through
+  the **trained** ``W_fit`` (``loss.safetensors`` of the run's latest checkpoint, which is the state
+  saved as ``final``). Dropping the hidden term instead (``hidden_term=False``) would rank sub-models by
+  attention alone; it is offered for SuperPLMs saved without checkpoints, and recorded in ``describe()``.
+* ``"proxy"`` in a config means whichever of the two is the SuperPLM's own objective.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import random
+import statistics
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from .extract import export, extract
+from .losses import KDLoss
+from .space import Arch
+from .superbert import SuperBert, SuperBertConfig
+
+
+def supernet_objective(supernet_dir: str | Path) -> str:
+    """``"mlm"`` or ``"kd"``: the objective a saved SuperPLM was trained with (from its config only)."""
+    config = SuperBertConfig.from_pretrained(supernet_dir)
+    space = config.search_space()
+    if space is not None:
+        return space.objective
+    return "kd" if config.qkv_slicing == "headwise" else "mlm"
+
+
+def _device(name: str | None) -> torch.device:
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+@dataclass
+class Fitness:
+    """``fitness(arch) -> float``; ``evaluate(arch)`` -> ``{"fitness": float, ...details}``."""
+
+    name: ClassVar[str] = ""
+    supernet_dir: str | Path
+
+    def __post_init__(self) -> None:
+        self.supernet_dir = Path(self.supernet_dir)
+        self._loaded: dict | None = None  # this process's models and data; never pickled
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_loaded": None}
+
+    def __call__(self, arch: Arch) -> float:
+        return self.evaluate(arch)["fitness"]
+
+    def evaluate(self, arch: Arch) -> dict:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """The name and every setting (what a search log's header records)."""
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        settings["supernet_dir"] = str(self.supernet_dir.resolve())
+        return {"name": self.name, **settings}
+
+    def loaded(self) -> dict:
+        if self._loaded is None:
+            self._loaded = self._load()
+        return self._loaded
+
+    def _load(self) -> dict:
+        raise NotImplementedError
+
+    def _supernet(self, device: torch.device) -> SuperBert:
+        return SuperBert.from_pretrained(self.supernet_dir).to(device).eval()
+
+
+# -------------------------------------------------------------------------------------- proxies
+@functools.lru_cache(maxsize=4)  # fitness objects of one process (one per speedup, say) share the sample
+def heldout_batches(corpus: str, max_examples: int, max_seq_len: int, batch_size: int,
+                    seed: int) -> list[dict[str, torch.Tensor]]:
+    """A seeded sample of packed held-out examples, collated with fixed MLM masks (batch ``b`` masked
+    by a generator seeded from ``(seed, b)``, as :meth:`atb.train.Trainer.batch` does)."""
+    from .data import MLMCollator, build_pretraining_examples, load_corpus, load_tokenizer
+
+    tokenizer = load_tokenizer()
+    examples = build_pretraining_examples(load_corpus(corpus), tokenizer, max_seq_len=max_seq_len)
+    chosen = sorted(random.Random(seed).sample(range(len(examples)), min(max_examples, len(examples))))
+    rows = [examples[i] for i in chosen]
+    batches = []
+    for b, start in enumerate(range(0, len(rows), batch_size)):
+        collate = MLMCollator(tokenizer, generator=torch.Generator().manual_seed(seed * 1_000_003 + b))
+        batches.append(collate(rows[start:start + batch_size]))
+    return batches
+
+
+@dataclass
+class HeldOutLoss(Fitness):
+    """Shared settings of the two loss proxies: which held-out text, how much of it, how it is batched."""
+
+    corpus: str = "wikitext-2-valid"
+    max_examples: int = 256
+    max_seq_len: int = 128
+    batch_size: int = 32
+    seed: int = 0  # of the example sample and of the masks
+    device: str | None = None  # None: CUDA if available
+
+    def _batches(self, device: torch.device) -> list[dict[str, torch.Tensor]]:
+        batches = heldout_batches(self.corpus, self.max_examples, self.max_seq_len, self.batch_size, self.seed)
+        return [{k: v.to(device) for k, v in b.items()} for b in batches]  # (read-only: shared by the cache)
+
+
+@dataclass
+class MLMLoss(HeldOutLoss):
+    """Fitness = -(masked-token cross-entropy of the sub-model on the held-out sample)."""
+
+    name: ClassVar[str] = "mlm_loss"
+
+    def _load(self) -> dict:
+        if supernet_objective(self.supernet_dir) != "mlm":
+            raise ValueError(f"{self.supernet_dir} is a KD SuperPLM: its MLM head was never trained, so its MLM "
+                             "loss ranks nothing; use kd_loss")
+        device = _device(self.device)
+        return {"model": self._supernet(device), "batches": self._batches(device)}
+
+    @torch.no_grad()  # not inference_mode: tensors loaded inside it would be inference tensors for good
+    def evaluate(self, arch: Arch) -> dict:
+        state = self.loaded()
+        total, tokens = 0.0, 0
+        for batch in state["batches"]:
+            out = state["model"](batch["input_ids"], arch=arch, attention_mask=batch["attention_mask"],
+                                 token_type_ids=batch["token_type_ids"], labels=batch["labels"],
+                                 output_attention_scores=False)
+            n = int((batch["labels"] != -100).sum())
+            total, tokens = total + out.loss.item() * n, tokens + n
+        loss = total / tokens
+        return {"fitness": -loss, "loss": loss, "tokens": tokens}
+
+
+@dataclass
+class KDProxyLoss(HeldOutLoss):
+    """Fitness = -(the KD training loss of the sub-model on the held-out sample), see the module docstring."""
+
+    name: ClassVar[str] = "kd_loss"
+    teacher: str | None = None  # None: the teacher named in the run's config.json
+    hidden_term: bool = True  # include MSE(W_fit h_student, h_teacher) with the trained W_fit
+
+    def _run_config(self) -> dict:
+        path = self.supernet_dir.parent / "config.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _trained_fit(self) -> dict[str, torch.Tensor]:
+        """``W_fit`` as trained with the SuperPLM: ``loss.safetensors`` of the run's latest checkpoint."""
+        from .checkpoint import load_latest
+
+        run_dir = self.supernet_dir.parent
+        checkpoint = load_latest(run_dir / "checkpoints")
+        if checkpoint is None or "loss" not in checkpoint.tensors:
+            raise FileNotFoundError(f"kd_loss needs the trained W_fit (loss.safetensors) of a checkpoint in "
+                                    f"{run_dir / 'checkpoints'}; none found. Pass hidden_term=False to score "
+                                    "attention scores only")
+        steps = self._run_config().get("steps")
+        if steps is not None and checkpoint.step != steps:
+            raise ValueError(f"the latest checkpoint of {run_dir} is step {checkpoint.step}, but final/ holds "
+                             f"step {steps}: its W_fit does not belong to these weights")
+        return checkpoint.tensors["loss"]
+
+    def _load(self) -> dict:
+        from .teacher import OFFLINE_TEACHER, load_teacher
+
+        fit_state = self._trained_fit() if self.hidden_term else None
+        device = _device(self.device)
+        model = self._supernet(device)
+        teacher = load_teacher(self.teacher or self._run_config().get("teacher", OFFLINE_TEACHER), device=device)
+        kd = KDLoss(model.config.hidden_size, teacher.hidden_size).to(device)
+        if fit_state is not None:
+            kd.load_state_dict(fit_state)
+        batches = self._batches(device)
+        targets = [teacher(b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"])
+                   for b in batches]
+        return {"model": model, "kd": kd.eval(), "batches": batches, "targets": targets}
+
+    @torch.no_grad()  # not inference_mode: tensors loaded inside it would be inference tensors for good
+    def evaluate(self, arch: Arch) -> dict:
+        state = self.loaded()
+        attention = hidden = 0.0
+        tokens = 0
+        for batch, target in zip(state["batches"], state["targets"]):
+            out = state["model"](batch["input_ids"], arch=arch, attention_mask=batch["attention_mask"],
+                                 token_type_ids=batch["token_type_ids"], output_attention_scores=True)
+            terms = state["kd"](out.last_hidden_state, out.attention_scores, target.last_hidden_state,
+                                target.attention_scores, batch["attention_mask"])
+            n = int(batch["attention_mask"].sum())  # weight each batch by its real tokens
+            attention += terms["attention"].item() * n
+            hidden += terms["hidden"].item() * n
+            tokens += n
+        attention, hidden = attention / tokens, hidden / tokens
+        loss = attention + hidden if self.hidden_term else attention
+        return {"fitness": -loss, "loss": loss, "attention": attention,
+                "hidden": hidden if self.hidden_term else None, "tokens": tokens}
+
+
+# ---------------------------------------------------------------------------------------- paper
+@dataclass
+class PaperFitness(Fitness):
+    """mean(score of each task) of the extracted sub-model fine-tuned on each of ``tasks`` (notes §6)."""
+
+    name: ClassVar[str] = "paper"
+    finetune_scale: str = "mini"  # the configs/finetune.yaml section giving the base budgets
+    tasks: tuple[str, ...] = ("mnli", "squad_v1.1")
+    substitute_tasks: dict[str, str] = field(default_factory=lambda: {"mnli": "sst2"})  # used when data is absent
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> FinetuneConfig overrides
+    workdir: str | None = None  # where the temporary exported sub-models go (None: the system's temp dir)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.tasks = tuple(self.tasks)
+
+    def _load(self) -> dict:
+        return {"model": SuperBert.from_pretrained(self.supernet_dir).eval()}
+
+    def evaluate(self, arch: Arch) -> dict:
+        supernet = self.loaded()["model"]
+        results = {}
+        with tempfile.TemporaryDirectory(prefix="atb-candidate-", dir=self.workdir) as model_dir:
+            export(extract(supernet, arch), model_dir)
+            for task in self.tasks:
+                results[task] = self._score(model_dir, task)
+        return {"fitness": statistics.fmean(r["score"] for r in results.values()), "tasks": results}
+
+    def _score(self, model_dir: str, task: str) -> dict:
+        """Fine-tune on ``task`` or, if its data is unavailable, on its substitute; say which was used."""
+        result = self._finetune(model_dir, task)
+        if result["score"] is None and task in self.substitute_tasks:
+            unavailable = result.get("reason")
+            result = {**self._finetune(model_dir, self.substitute_tasks[task]), "substitutes": task,
+                      "unavailable": unavailable}
+        if result["score"] is None:
+            raise RuntimeError(f"no score for {task!r} ({result.get('reason')}) and no substitute task for it")
+        return {"task_used": result["task"], "score": result["score"], "metrics": result["metrics"],
+                "seconds": result["seconds"], **{k: result[k] for k in ("substitutes", "unavailable") if k in result}}
+
+    def _finetune(self, model_dir: str, task: str) -> dict:
+        from .finetune import SQUAD_TASKS, FinetuneConfig, finetune_glue, finetune_squad
+
+        cfg = dataclasses.replace(FinetuneConfig.load(self.finetune_scale, task), **self.budgets.get(task, {}))
+        if task in SQUAD_TASKS:
+            return finetune_squad(model_dir, task.removeprefix("squad_"), cfg)
+        return finetune_glue(model_dir, task, cfg)
+
+
+# ------------------------------------------------------------------------------------- registry
+FITNESSES: dict[str, type[Fitness]] = {f.name: f for f in (MLMLoss, KDProxyLoss, PaperFitness)}
+
+
+def make_fitness(name: str, supernet_dir: str | Path, **settings) -> Fitness:
+    """The fitness ``name`` of the SuperPLM in ``supernet_dir``; ``"proxy"`` is the loss of its own objective."""
+    if name == "proxy":
+        name = {"mlm": "mlm_loss", "kd": "kd_loss"}[supernet_objective(supernet_dir)]
+    if name not in FITNESSES:
+        raise ValueError(f"unknown fitness {name!r}; choose 'proxy' or one of {sorted(FITNESSES)}")
+    return FITNESSES[name](supernet_dir, **settings)

@@ -1,0 +1,377 @@
+"""Ranking studies: does the cheap score a search ranks sub-models by agree with the score that matters?
+
+One-shot NAS rests on an assumption the paper leaves implicit (notes §9, claim 6): the SuperPLM's
+*inherited-weight* ranking of sub-models agrees with their ranking after standalone training. If it did
+not, the search would optimise the wrong thing. Two studies measure the agreement with Kendall's τ
+(``scipy.stats.kendalltau``; 1 = same order, 0 = unrelated, -1 = reversed) on the same architectures:
+
+* :func:`kendall_inherited_vs_trained`: a fitness of each sub-model with inherited weights, against the
+  same fitness after the sub-model was extracted, exported and **further trained** (notes §7) with the
+  SuperPLM's own objective by the ordinary :class:`atb.train.Trainer`;
+* :func:`kendall_proxy_vs_paper`: the cheap held-out-loss proxy against the paper's fitness (fine-tuning
+  on MNLI and SQuAD; offline a substitute task stands in and every result records which task was used).
+
+:func:`pick_archs` chooses the architectures from a search's evaluated candidates, spread over their
+fitness range: τ on architectures that all score alike would only measure noise.
+
+**Resume.** Both studies can take hours at the real scales, so every unit of work is cached on disk and
+a rerun of the same call skips what is done: per architecture, each fitness value is a JSON file written
+atomically (:func:`atb.records.write_json_atomic`), the extraction is renamed into place once complete,
+and further training resumes from its latest checkpoint. A study directory records the settings it was
+started with (``study.json``); rerunning it with different settings raises rather than mixing results of
+two studies. Adding architectures to a finished study only computes the new ones.
+
+**Scoring a further-trained model.** The fitness functions of :mod:`atb.fitness` score sub-models of a
+SuperPLM saved with ``save_pretrained``, next to its run's ``config.json`` and ``checkpoints/``. Further
+training is the one-shot loop over a one-point space, so its run directory already has that layout;
+only ``final/`` holds the *exported* standalone model instead of a SuperBERT. :func:`trained_supernet`
+writes the same weights as a one-point SuperBERT into ``<train run>/superbert/``, and every fitness then
+scores the further-trained model exactly as it scores an inherited one: same code path, same held-out
+sample, and for ``kd_loss`` the ``W_fit`` trained with *that* run (note: further training starts ``W_fit``
+afresh, so with very few steps its hidden-state term is still large; ``hidden_term=False`` avoids it).
+
+Settings per scale live in the ``ranking:`` block of ``configs/search.yaml`` (:class:`RankingConfig`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from scipy.stats import kendalltau
+from tqdm.auto import tqdm
+
+from .checkpoint import checkpoint_dirs
+from .extract import export
+from .fitness import Fitness, make_fitness, supernet_objective
+from .records import machine_info, merge_settings, write_json_atomic
+from .search import CONFIG, ROOT, SearchConfig, describe_fitness, evaluate
+from .space import Arch
+from .superbert import SuperBert
+from .train import TrainConfig, Trainer, build_student, summarize_log
+
+ArchLike = Arch | str  # an Arch or its "L/d_m/d_f/h/d_qkv" notation
+
+
+# ------------------------------------------------------------------------------------------- config
+@dataclass
+class RankingConfig:
+    """Settings of both ranking studies for one scale: ``ranking.defaults`` merged with ``ranking.scales.<scale>``.
+
+    Fitness settings default to the search's own (``SearchConfig.load(scale).proxy`` / ``.paper``), so a
+    study scores sub-models exactly as the search it checks; ``proxy`` / ``paper`` here override them.
+    """
+
+    archs: int = 10  # architectures per study (pick_archs)
+    seed: int = 0  # of pick_archs
+    steps: int = 100  # further-training steps per architecture
+    train_config: str | None = None  # the TrainConfig YAML of further training (None: configs/<scale>.yaml)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides for further training
+    fitness: str = "proxy"  # the fitness of the inherited-vs-trained study
+    proxy: dict[str, Any] = field(default_factory=dict)  # over the search's proxy settings
+    paper: dict[str, Any] = field(default_factory=dict)  # over the search's paper settings
+    scale: str | None = None
+    path: str = str(CONFIG)
+
+    def __post_init__(self) -> None:
+        if self.archs < 2 or self.steps < 1:
+            raise ValueError(f"RankingConfig needs archs >= 2 (a ranking) and steps >= 1, "
+                             f"got archs={self.archs}, steps={self.steps}")
+
+    @classmethod
+    def load(cls, scale: str, path: str | Path = CONFIG, **overrides) -> RankingConfig:
+        """The ``ranking:`` block of ``path`` (read here: ``SearchConfig.load`` only reads its own keys)."""
+        raw = (yaml.safe_load(Path(path).read_text()) or {}).get("ranking") or {}
+        scales = raw.get("scales") or {}
+        if scale not in scales:
+            raise ValueError(f"{path}: no ranking settings for scale {scale!r}; have {sorted(scales)}")
+        merged = merge_settings(merge_settings(raw.get("defaults") or {}, scales[scale] or {}), overrides)
+        known = {f.name for f in dataclasses.fields(cls)} - {"scale", "path"}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown ranking setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**merged, scale=scale, path=str(path))
+
+    def search_config(self) -> SearchConfig:
+        if self.scale is None:
+            raise ValueError("RankingConfig without a scale: build it with RankingConfig.load(scale)")
+        return SearchConfig.load(self.scale, self.path)
+
+    def proxy_settings(self) -> dict[str, Any]:
+        return merge_settings(self.search_config().proxy, self.proxy)
+
+    def paper_settings(self) -> dict[str, Any]:
+        return merge_settings(self.search_config().paper, self.paper)
+
+    def fitness_settings(self) -> dict[str, Any]:
+        """Settings of ``fitness`` (the inherited-vs-trained study's): the paper's or the proxies'."""
+        return self.paper_settings() if self.fitness == "paper" else self.proxy_settings()
+
+    def train_config_path(self) -> Path:
+        return Path(self.train_config) if self.train_config else ROOT / "configs" / f"{self.scale}.yaml"
+
+
+# -------------------------------------------------------------------------------------- helpers
+def as_arch(arch: ArchLike) -> Arch:
+    return arch if isinstance(arch, Arch) else Arch.parse(arch)
+
+
+def arch_slug(arch: Arch) -> str:
+    """A directory name for ``arch``: its notation with ``-`` for ``/``."""
+    return str(arch).replace("/", "-")
+
+
+def kendall(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Kendall's τ-b and its two-sided p-value; NaN for fewer than two points or a constant side."""
+    if len(x) != len(y):
+        raise ValueError(f"kendall: {len(x)} values against {len(y)}")
+    if len(x) < 2 or len(set(x)) < 2 or len(set(y)) < 2:
+        return float("nan"), float("nan")
+    result = kendalltau(x, y)
+    return float(result.statistic), float(result.pvalue)
+
+
+def _jsonable(data: Any) -> Any:
+    """``data`` as a reread JSON file would give it back (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(data, default=str))
+
+
+def claim_study(directory: Path, settings: dict) -> None:
+    """Record a study's settings in ``directory/study.json``, or check that they match the recorded ones."""
+    path = directory / "study.json"
+    settings = _jsonable(settings)
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored != settings:
+            differ = sorted(k for k in stored.keys() | settings.keys() if stored.get(k) != settings.get(k))
+            raise ValueError(f"{directory} holds a ranking study with other settings (differs in {differ}): "
+                             "resuming it would mix two studies; delete it or choose another directory")
+        return
+    write_json_atomic(path, settings)
+
+
+def evaluation_record(fitness: Fitness | Callable[[Arch], float], arch: Arch) -> dict:
+    """``{"arch", "fitness", "details", "seconds", "cpu_seconds"}``: :func:`atb.search.evaluate`, JSON-ready."""
+    result = evaluate(fitness, arch)
+    return {"arch": str(arch), "fitness": result.fitness, "details": _jsonable(result.details),
+            "seconds": result.seconds, "cpu_seconds": result.cpu_seconds}
+
+
+def cached_evaluation(path: Path, fitness: Fitness | Callable[[Arch], float], arch: Arch) -> dict:
+    """The :func:`evaluation_record` of ``arch``, read from ``path`` if there, else computed and written atomically."""
+    if not path.exists():
+        write_json_atomic(path, evaluation_record(fitness, arch))
+    return json.loads(path.read_text())
+
+
+def _write_dir_atomic(directory: Path, write: Callable[[Path], Any]) -> Path:
+    """Let ``write`` fill ``<directory>.tmp``, then rename it into place: a kill leaves all or nothing."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+    return directory
+
+
+def trained_supernet(train_run_dir: str | Path) -> Path:
+    """``<train_run_dir>/superbert/``: the further-trained model of ``final/`` as a one-point SuperBERT.
+
+    Built by the code that started further training (:func:`atb.train.build_student` with ``init`` =
+    ``final/``), so it is exactly the exported model; it sits beside the run's ``config.json`` and
+    ``checkpoints/``, where :mod:`atb.fitness` looks for the run's settings and KD ``W_fit``.
+    """
+    run_dir = Path(train_run_dir)
+    cfg = TrainConfig(**{**json.loads((run_dir / "config.json").read_text()), "init": str(run_dir / "final")})
+    if cfg.arch is None:
+        raise ValueError(f"{run_dir} is a one-shot SuperPLM run, not further training: "
+                         f"score {run_dir / 'final'} directly")
+    model, _ = build_student(cfg)
+    return _write_dir_atomic(run_dir / "superbert", lambda tmp: model.save_pretrained(tmp))
+
+
+def _finished(train_run_dir: Path, steps: int) -> bool:
+    checkpoints = checkpoint_dirs(train_run_dir / "checkpoints")
+    return bool(checkpoints) and checkpoints[-1][0] == steps and (train_run_dir / "final" / "config.json").exists()
+
+
+def _study_result(archs: list[Arch], x_name: str, x: list[dict], y_name: str, y: list[dict], **extra) -> dict:
+    tau, p = kendall([r["fitness"] for r in x], [r["fitness"] for r in y])
+    return {"archs": [str(a) for a in archs], x_name: [r["fitness"] for r in x], y_name: [r["fitness"] for r in y],
+            "kendall_tau": tau, "p_value": p, "n": len(archs), **extra,
+            "details": [{"arch": str(a), x_name: rx["details"], y_name: ry["details"]}
+                        for a, rx, ry in zip(archs, x, y)]}
+
+
+# ------------------------------------------------------------------------- inherited vs trained
+def kendall_inherited_vs_trained(
+    supernet_dir: str | Path,
+    archs: Iterable[ArchLike],
+    objective: str | None,
+    train_config_path: str | Path,
+    steps: int,
+    run_dir: str | Path,
+    fitness_name: str = "proxy",
+    fitness_settings: Mapping[str, Any] | None = None,
+    *,
+    train_overrides: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """τ between each sub-model's fitness with inherited weights and after ``steps`` steps of further training.
+
+    ``supernet_dir``: the SuperPLM (``<run>/final``); ``objective``: its objective (``None``: read from it;
+    further training must use the SuperPLM's own); ``train_config_path`` + ``train_overrides``: the
+    further-training :class:`atb.train.TrainConfig`; ``fitness_name`` / ``fitness_settings``: as for
+    :func:`atb.fitness.make_fitness`, used for both sides. Per architecture, ``run_dir/<arch>/`` holds
+    ``inherited.json``, ``extracted/`` (the export further training starts from), ``train/`` (its run, with
+    ``final/`` and ``superbert/``) and ``trained.json``. Returns ``{"archs", "inherited", "trained",
+    "kendall_tau", "p_value", "n", ...}`` and writes it to ``run_dir/result.json``.
+    """
+    supernet_dir, run_dir = Path(supernet_dir), Path(run_dir)
+    archs = [as_arch(a) for a in archs]
+    own = supernet_objective(supernet_dir)
+    if objective is not None and objective != own:
+        raise ValueError(f"{supernet_dir} is a {own.upper()} SuperPLM: further training uses its own objective, "
+                         f"not {objective!r}")
+    settings = dict(fitness_settings or {})
+    base = TrainConfig.load(train_config_path, own, steps=steps, **dict(train_overrides or {}))
+    inherited_fitness = make_fitness(fitness_name, supernet_dir, **settings)
+    claim_study(run_dir, {
+        "study": "inherited_vs_trained", "supernet_dir": str(supernet_dir.resolve()), "objective": own,
+        "fitness": describe_fitness(inherited_fitness),
+        "further_training": {k: v for k, v in dataclasses.asdict(base).items() if k not in ("arch", "init")},
+    })
+    supernet: SuperBert | None = None  # loaded only if some architecture still needs extracting
+    inherited, trained = [], []
+    for arch in tqdm(archs, desc="inherited vs trained", disable=not progress):
+        arch_dir = run_dir / arch_slug(arch)
+        inherited.append(cached_evaluation(arch_dir / "inherited.json", inherited_fitness, arch))
+        trained_path = arch_dir / "trained.json"
+        if not trained_path.exists():
+            extracted, train_dir = arch_dir / "extracted", arch_dir / "train"
+            if not (extracted / "config.json").exists():
+                supernet = supernet or SuperBert.from_pretrained(supernet_dir).eval()
+                _write_dir_atomic(extracted, lambda tmp: export(supernet, tmp, arch))
+            if not _finished(train_dir, steps):
+                Trainer(dataclasses.replace(base, arch=str(arch), init=str(extracted)), train_dir, device=device).run()
+            record = evaluation_record(make_fitness(fitness_name, trained_supernet(train_dir), **settings), arch)
+            write_json_atomic(trained_path, {**record, "further_training": summarize_log(train_dir)})
+        trained.append(json.loads(trained_path.read_text()))
+    result = _study_result(archs, "inherited", inherited, "trained", trained, objective=own, steps=steps,
+                           fitness=describe_fitness(inherited_fitness),
+                           further_training=[r["further_training"] for r in trained], machine=machine_info())
+    write_json_atomic(run_dir / "result.json", result)
+    return result
+
+
+# ------------------------------------------------------------------------------- proxy vs paper
+def kendall_proxy_vs_paper(
+    supernet_dir: str | Path,
+    archs: Iterable[ArchLike],
+    proxy: Fitness | Mapping[str, Any],
+    paper: Fitness | Mapping[str, Any],
+    cache_dir: str | Path,
+    *,
+    progress: bool = True,
+) -> dict:
+    """τ between a cheap proxy and the paper's fine-tuning fitness of the inherited sub-models.
+
+    ``proxy`` / ``paper``: fitness objects, or settings for ``make_fitness("proxy" / "paper", supernet_dir)``
+    (e.g. :meth:`RankingConfig.proxy_settings`). Values are cached in ``cache_dir/{proxy,paper}/<arch>.json``.
+    The result lists, per original task, the task actually fine-tuned on (``tasks_used``: offline, MNLI's
+    substitute). Returns ``{"archs", "proxy", "paper", "kendall_tau", "p_value", "n", ...}`` and writes it
+    to ``cache_dir/result.json``.
+    """
+    supernet_dir, cache_dir = Path(supernet_dir), Path(cache_dir)
+    archs = [as_arch(a) for a in archs]
+    proxy = proxy if not isinstance(proxy, Mapping) else make_fitness("proxy", supernet_dir, **proxy)
+    paper = paper if not isinstance(paper, Mapping) else make_fitness("paper", supernet_dir, **paper)
+    claim_study(cache_dir, {"study": "proxy_vs_paper", "proxy": describe_fitness(proxy),
+                            "paper": describe_fitness(paper)})
+    proxy_records, paper_records = [], []
+    for arch in tqdm(archs, desc="proxy vs paper", disable=not progress):
+        proxy_records.append(cached_evaluation(cache_dir / "proxy" / f"{arch_slug(arch)}.json", proxy, arch))
+        paper_records.append(cached_evaluation(cache_dir / "paper" / f"{arch_slug(arch)}.json", paper, arch))
+    tasks_used: dict[str, set[str]] = {}  # e.g. {"mnli": {"sst2"}} offline
+    for record in paper_records:
+        for task, scored in (record["details"].get("tasks") or {}).items():
+            tasks_used.setdefault(task, set()).add(scored["task_used"])
+    result = _study_result(archs, "proxy", proxy_records, "paper", paper_records,
+                           tasks_used={t: sorted(u) for t, u in tasks_used.items()},
+                           proxy_fitness=describe_fitness(proxy), paper_fitness=describe_fitness(paper),
+                           seconds={"proxy": sum(r["seconds"] for r in proxy_records),
+                                    "paper": sum(r["seconds"] for r in paper_records)},
+                           machine=machine_info())
+    write_json_atomic(cache_dir / "result.json", result)
+    return result
+
+
+# ------------------------------------------------------------------------------- choosing archs
+def _scored(candidates: Any) -> dict[Arch, float]:
+    """``{arch: fitness}`` from search candidates (``.arch``/``.fitness``), log records or table rows
+    (``"arch"``/``"fitness"``), ``(arch, fitness)`` pairs or a mapping; the first value of an arch wins."""
+    if hasattr(candidates, "to_dict") and not isinstance(candidates, Mapping):  # a DataFrame (SearchResult.table())
+        candidates = candidates.to_dict("records")
+    items = candidates.items() if isinstance(candidates, Mapping) else candidates
+    scored: dict[Arch, float] = {}
+    for c in items:
+        if isinstance(c, Mapping):
+            arch, fitness = c["arch"], c["fitness"]
+        elif hasattr(c, "arch"):
+            arch, fitness = c.arch, c.fitness
+        else:
+            arch, fitness = c
+        scored.setdefault(as_arch(arch), float(fitness))
+    return scored
+
+
+def pick_archs(candidates: Any, n: int, seed: int = 0) -> list[Arch]:
+    """``n`` distinct architectures spread over the fitness range of ``candidates``, lowest fitness first.
+
+    The candidates, ranked by fitness, are cut into ``n`` consecutive strata of (nearly) equal size and
+    one architecture is drawn from each with ``random.Random(seed)``: a stratified sample over fitness
+    quantiles, so the study covers poor, middling and good sub-models (an evolved search crowds the top,
+    and τ among near-equal candidates measures noise). Deterministic for a given ``seed``.
+    """
+    scored = _scored(candidates)
+    if not 1 <= n <= len(scored):
+        raise ValueError(f"pick_archs: cannot pick {n} of {len(scored)} distinct architectures")
+    ranked = sorted(scored, key=lambda a: (scored[a], a))
+    rng = random.Random(seed)
+    edges = [i * len(ranked) // n for i in range(n + 1)]  # floor: every stratum holds at least one
+    return [ranked[rng.randrange(edges[i], edges[i + 1])] for i in range(n)]
+
+
+# --------------------------------------------------------------------------------- both studies
+def run_ranking_studies(scale: str, supernet_dir: str | Path, candidates: Any, run_dir: str | Path, *,
+                        studies: Sequence[str] = ("inherited_vs_trained", "proxy_vs_paper"),
+                        config: RankingConfig | None = None, progress: bool = True, **overrides) -> dict:
+    """Both studies of ``scale`` on ``pick_archs(candidates)``, under ``run_dir/<study>/``; resumable.
+
+    ``overrides`` replace ranking settings (e.g. ``archs=4``). Returns ``{study: result}`` plus the
+    settings, the picked architectures and the wall time of this call.
+    """
+    cfg = config or RankingConfig.load(scale, **overrides)
+    run_dir = Path(run_dir)
+    archs = pick_archs(candidates, cfg.archs, cfg.seed)
+    start = time.perf_counter()
+    out: dict[str, Any] = {"scale": scale, "config": dataclasses.asdict(cfg), "archs": [str(a) for a in archs]}
+    if "inherited_vs_trained" in studies:
+        out["inherited_vs_trained"] = kendall_inherited_vs_trained(
+            supernet_dir, archs, None, cfg.train_config_path(), cfg.steps, run_dir / "inherited_vs_trained",
+            cfg.fitness, cfg.fitness_settings(), train_overrides=cfg.train, progress=progress)
+    if "proxy_vs_paper" in studies:
+        out["proxy_vs_paper"] = kendall_proxy_vs_paper(
+            supernet_dir, archs, cfg.proxy_settings(), cfg.paper_settings(), run_dir / "proxy_vs_paper",
+            progress=progress)
+    out["wall_seconds"] = time.perf_counter() - start
+    return out

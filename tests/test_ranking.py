@@ -1,0 +1,206 @@
+"""Ranking studies: Kendall's τ, stratified picks, per-architecture caching and resume, the per-scale config,
+and end to end on a random smoke SuperBert (further training for real, MLM and KD; those need ``ATB_DATA_DIR``).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM
+
+from atb import Arch, SearchSpace, SuperBert, SuperBertConfig
+from atb import ranking
+from atb.latency import num_threads
+from atb.ranking import (
+    RankingConfig, arch_slug, kendall, kendall_inherited_vs_trained, kendall_proxy_vs_paper, pick_archs,
+)
+from atb.search import Candidate, SearchConfig
+
+needs_data = pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="needs ATB_DATA_DIR (local corpus)")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Toy models: one thread is faster than two fighting over a shared machine (restored afterwards)."""
+    with num_threads(1):
+        yield
+
+
+# ---------------------------------------------------------------------------------------------- tau
+def test_kendall_tau_is_one_for_any_monotone_relation_and_minus_one_reversed():
+    x = [0.3, 1.0, 2.5, 4.0, 7.0]
+    tau, p = kendall(x, [math.exp(v) for v in x])  # monotone, far from linear
+    assert tau == pytest.approx(1.0) and 0 < p < 0.05
+    assert kendall(x, [-v for v in x])[0] == pytest.approx(-1.0)
+    assert kendall([1, 2, 3, 4], [1, 3, 2, 4])[0] == pytest.approx(2 / 3)  # one discordant pair of six
+    assert all(math.isnan(v) for v in kendall([1.0], [2.0]) + kendall([1, 2, 3], [5, 5, 5]))
+    with pytest.raises(ValueError):
+        kendall([1, 2], [1, 2, 3])
+
+
+# --------------------------------------------------------------------------------------- pick_archs
+def candidates(n=40, seed=1):
+    rng = random.Random(seed)
+    space = SearchSpace.preset("mini", "kd")
+    archs = list(dict.fromkeys(space.sample(rng) for _ in range(3 * n)))[:n]
+    return [Candidate(a, rng.uniform(-5, 0), 0, i, 1.0, 0.1, 0.1) for i, a in enumerate(archs)]
+
+
+def test_pick_archs_takes_one_per_fitness_stratum_deterministically():
+    pool = candidates()
+    ranked = [c.arch for c in sorted(pool, key=lambda c: c.fitness)]
+    picks = pick_archs(pool, 5, seed=0)
+    assert len(set(picks)) == 5 and [ranked.index(a) // 8 for a in picks] == [0, 1, 2, 3, 4]  # 40 / 5 per stratum
+    assert picks == pick_archs(list(reversed(pool)), 5, seed=0)  # order of the candidates does not matter
+    assert any(pick_archs(pool, 5, seed=s) != picks for s in range(1, 5))  # the seed draws within strata
+    assert pick_archs(pool, 40) == ranked  # all of them: lowest fitness first
+    with pytest.raises(ValueError, match="cannot pick 41"):
+        pick_archs(pool, 41)
+
+
+def test_pick_archs_reads_candidates_log_records_pairs_and_tables():
+    import pandas as pd
+
+    pool = candidates(12)
+    records = [c.record() for c in pool]
+    expected = pick_archs(pool, 4, seed=3)
+    assert pick_archs(records, 4, seed=3) == expected
+    assert pick_archs([(str(c.arch), c.fitness) for c in pool], 4, seed=3) == expected
+    assert pick_archs(pd.DataFrame(records), 4, seed=3) == expected
+    assert pick_archs({c.arch: c.fitness for c in pool}, 4, seed=3) == expected
+    assert pick_archs(pool + pool[:3], 4, seed=3) == expected  # duplicates (e.g. two searches) count once
+
+
+# -------------------------------------------------------------------------------- caching, resume
+@dataclasses.dataclass
+class Counting:
+    """A fitness that records its calls; ``tag`` is part of its settings (``describe``)."""
+
+    scale: float = 1.0
+    tag: str = "a"
+    calls: list = dataclasses.field(default_factory=list)
+
+    def evaluate(self, arch: Arch) -> dict:
+        self.calls.append(arch)
+        tasks = {"mnli": {"task_used": "sst2", "score": 0.0}}
+        return {"fitness": self.scale * arch.encoder_parameters() / 1e4, "tasks": tasks}
+
+    def describe(self) -> dict:
+        return {"name": "counting", "scale": self.scale, "tag": self.tag}
+
+
+def test_proxy_vs_paper_caches_each_arch_and_refuses_a_different_study(tmp_path):
+    archs = pick_archs(candidates(20), 4)
+    proxy, paper = Counting(scale=-1.0), Counting(scale=2.0)
+    result = kendall_proxy_vs_paper(tmp_path / "sp", archs, proxy, paper, tmp_path / "study", progress=False)
+    assert result["kendall_tau"] == pytest.approx(-1.0) and result["archs"] == [str(a) for a in archs]
+    assert result["tasks_used"] == {"mnli": ["sst2"]} and len(proxy.calls) == len(paper.calls) == 4
+    assert json.loads((tmp_path / "study" / "result.json").read_text())["paper"] == result["paper"]
+    again = kendall_proxy_vs_paper(tmp_path / "sp", archs, proxy, paper, tmp_path / "study", progress=False)
+    assert len(proxy.calls) == len(paper.calls) == 4 and again["paper"] == result["paper"]  # all from the cache
+    extra = Arch(1, 128, 128, 12, 96)
+    kendall_proxy_vs_paper(tmp_path / "sp", archs + ["1/128/128/12/96"], proxy, paper, tmp_path / "study",
+                           progress=False)
+    assert proxy.calls[4:] == paper.calls[4:] == [extra]  # only the new architecture
+    assert (tmp_path / "study" / "paper" / f"{arch_slug(extra)}.json").exists()
+    with pytest.raises(ValueError, match="other settings"):
+        kendall_proxy_vs_paper(tmp_path / "sp", archs, proxy, Counting(tag="b"), tmp_path / "study", progress=False)
+
+
+# ------------------------------------------------------------------------------------------ config
+def test_ranking_config_per_scale_and_search_config_unaffected(tmp_path):
+    smoke, mini = RankingConfig.load("smoke"), RankingConfig.load("mini")
+    assert 3 <= smoke.archs <= 4 and smoke.steps <= 3 and mini.archs == 10
+    for scale in ("base", "paper"):
+        assert RankingConfig.load(scale).archs >= 10 and RankingConfig.load(scale).steps >= 1000
+        SearchConfig.load(scale)  # the ranking block does not disturb the search's own loader
+    search = SearchConfig.load("smoke")
+    assert smoke.proxy_settings() == search.proxy and smoke.paper_settings() == search.paper
+    assert smoke.fitness_settings() == search.proxy and smoke.train_config_path().name == "smoke.yaml"
+    assert RankingConfig.load("smoke", archs=4, proxy={"max_examples": 4}).proxy_settings()["max_examples"] == 4
+    bad = tmp_path / "search.yaml"
+    bad.write_text("scales: {smoke: {}}\nranking: {scales: {smoke: {archs: 3, stepz: 2}}}\n")
+    with pytest.raises(ValueError, match="stepz"):
+        RankingConfig.load("smoke", bad)
+    with pytest.raises(ValueError, match="no ranking settings"):
+        RankingConfig.load("huge")
+
+
+# -------------------------------------------------------------------------------------- end to end
+def save_supernet(path, objective):
+    """A random smoke SuperBert saved like a training run (``final/``; for KD a checkpoint with ``W_fit``)."""
+    torch.manual_seed(0)
+    model = SuperBert(SuperBertConfig.from_space(SearchSpace.preset("smoke", objective)))
+    model.save_pretrained(path / "final")
+    if objective == "kd":
+        from atb.checkpoint import save_checkpoint
+        from atb.losses import KDLoss
+
+        kd = KDLoss(model.config.hidden_size, 384)
+        save_checkpoint(path / "checkpoints", 5, {"model": model.state_dict(), "loss": kd.state_dict()},
+                        {"step": 5}, keep=2)
+        (path / "config.json").write_text(json.dumps({"steps": 5, "teacher": "minilm-offline"}))
+    return path / "final"
+
+
+def study(supernet, archs, run_dir, objective=None):
+    cfg = RankingConfig.load("smoke")
+    return kendall_inherited_vs_trained(supernet, archs, objective, cfg.train_config_path(), cfg.steps, run_dir,
+                                        cfg.fitness, cfg.fitness_settings(), train_overrides=cfg.train,
+                                        progress=False)
+
+
+class CountingTrainer(ranking.Trainer):
+    runs: list = []
+
+    def run(self, *args, **kwargs):
+        CountingTrainer.runs.append(self.cfg.arch)
+        return super().run(*args, **kwargs)
+
+
+@needs_data
+def test_inherited_vs_trained_end_to_end_resumes_without_retraining(tmp_path, monkeypatch):
+    monkeypatch.setattr(ranking, "Trainer", CountingTrainer)
+    CountingTrainer.runs = []
+    supernet = save_supernet(tmp_path / "superplm", "mlm")
+    archs = ["1/32/32/1/16", "2/48/64/2/32", "2/64/128/3/48"]
+    # through the notebook's entry point: 3 candidates, all picked (lowest fitness first)
+    both = ranking.run_ranking_studies("smoke", supernet, [(a, i) for i, a in enumerate(archs)], tmp_path,
+                                       studies=("inherited_vs_trained",), progress=False)
+    result = both["inherited_vs_trained"]
+    assert both["archs"] == archs and "proxy_vs_paper" not in both
+    assert result["archs"] == archs and CountingTrainer.runs == archs and result["objective"] == "mlm"
+    assert all(math.isfinite(v) for v in result["inherited"] + result["trained"]) and -1 <= result["kendall_tau"] <= 1
+    assert result["trained"] != result["inherited"]  # further training changed the weights it scored
+    assert [t["steps"] for t in result["further_training"]] == [2, 2, 2]
+
+    # the scored one-point SuperBERT is exactly the exported further-trained model
+    run = tmp_path / "inherited_vs_trained" / arch_slug(Arch.parse(archs[1])) / "train"
+    final = AutoModelForMaskedLM.from_pretrained(run / "final").eval()
+    scored = SuperBert.from_pretrained(run / "superbert").eval()
+    ids = torch.randint(1000, 5000, (2, 12))
+    labels = ids.clone()
+    with torch.no_grad():
+        expected = final(ids).logits.reshape(-1, final.config.vocab_size)
+        got = scored(ids, arch=Arch.parse(archs[1]), labels=labels).logits
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+    again = study(supernet, archs, tmp_path / "inherited_vs_trained")  # resume: nothing is trained or scored again
+    assert CountingTrainer.runs == archs and again["trained"] == result["trained"]
+    more = study(supernet, archs + ["1/64/96/2/32"], tmp_path / "inherited_vs_trained")
+    assert CountingTrainer.runs == archs + ["1/64/96/2/32"] and more["trained"][:3] == result["trained"]
+    with pytest.raises(ValueError, match="MLM SuperPLM"):
+        study(supernet, archs, tmp_path / "other", objective="kd")
+
+
+@needs_data
+def test_inherited_vs_trained_kd_scores_with_each_runs_own_w_fit(tmp_path):
+    supernet = save_supernet(tmp_path / "superplm", "kd")
+    result = study(supernet, ["1/32/32/12/24", "2/64/128/12/48"], tmp_path / "study")
+    for side in ("inherited", "trained"):
+        assert all(d[side]["hidden"] is not None and d[side]["attention"] > 0 for d in result["details"])
+    assert result["objective"] == "kd" and result["trained"] != result["inherited"]

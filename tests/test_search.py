@@ -1,0 +1,318 @@
+"""The search: mutation stays in the space and the window, determinism, resume without re-evaluation, no
+duplicates, Fast proposes only efficient archs, evolution beats random on a structured fitness, workers,
+the config; and the fitness functions on a tiny SuperBert (those need ``ATB_DATA_DIR``).
+
+No training and no timing: the search tests use a synthetic latency (proportional to the encoder's
+parameters) and synthetic fitness functions.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from atb import Arch, SearchSpace, SuperBert, SuperBertConfig, zoo
+from atb.fitness import FITNESSES, KDProxyLoss, MLMLoss, PaperFitness, make_fitness
+from atb.latency import latency_window, num_threads
+from atb.search import (
+    METHODS, CandidatePool, Candidate, Evolution, SearchConfig, SearchExhausted, mutate, read_search_log, roulette,
+    run_search,
+)
+
+needs_data = pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="needs ATB_DATA_DIR (local corpus/GLUE)")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Toy models: one thread is faster than two fighting over a shared machine (restored afterwards)."""
+    with num_threads(1):
+        yield
+
+
+def synthetic_latency(archs):
+    """'Latency' (ms) proportional to the encoder's parameters: monotone in every field, no timing."""
+    return np.array([a.encoder_parameters() for a in archs], dtype=float) / 1e5
+
+
+BERT_BASE_MS = float(synthetic_latency([zoo.BERT_BASE])[0])
+CFG = SearchConfig(population=10, generations=4)
+
+
+@dataclasses.dataclass
+class PeakedFitness:
+    """Structured like the paper's finding: best at d_f/d_m = 1.75 and d_qkv/d_m = 0.85, deeper slightly better.
+
+    ``fail_on`` (1-based call count) makes the N-th call raise, to interrupt a search; ``calls`` records
+    every scored architecture (in-process only). Neither is part of ``describe()``, so a failing and a
+    working instance count as the same fitness in a log header.
+    """
+
+    fail_on: int | None = None
+    calls: list = dataclasses.field(default_factory=list)
+
+    def __call__(self, arch: Arch) -> float:
+        self.calls.append(arch)
+        if self.fail_on is not None and len(self.calls) == self.fail_on:
+            raise KeyboardInterrupt("interrupted")
+        return (-abs(math.log(arch.ffn / arch.hidden / 1.75)) - abs(math.log(arch.qkv / arch.hidden / 0.85))
+                + 0.05 * arch.layers)
+
+    def describe(self) -> dict:
+        return {"name": "peaked"}
+
+
+def search(tmp_path, method="evolved", seed=0, cfg=CFG, fitness=None, space="kd", speedup=25.0, log="log.jsonl"):
+    return run_search(SearchSpace.preset("mini", space), fitness or PeakedFitness(), synthetic_latency, speedup,
+                      BERT_BASE_MS, cfg, tmp_path / log, method=method, seed=seed, progress=False)
+
+
+def key(result):
+    return [(str(c.arch), c.fitness, c.generation) for c in result.candidates]
+
+
+# --------------------------------------------------------------------------------------- mutation
+@pytest.mark.parametrize("objective", ["mlm", "kd"])
+def test_mutation_stays_in_the_space_and_moves_at_most_its_offset(objective):
+    space = SearchSpace.preset("mini", objective)
+    rng = random.Random(0)
+    attention = "heads" if objective == "mlm" else "qkv"
+    for _ in range(2000):
+        parent = space.sample(rng)
+        child = mutate(parent, space, rng, CFG)
+        assert space.contains(child)
+        for gene, name in (("layers", "layers"), ("hidden", "hidden"), ("ffn", "ffn"), ("attention", attention)):
+            step = getattr(space, name).step
+            assert abs(getattr(child, name) - getattr(parent, name)) <= CFG.mutation_offset[gene] * step
+
+
+@pytest.mark.parametrize("objective", ["mlm", "kd"])
+def test_offspring_are_feasible_unseen_and_in_the_space(objective):
+    space = SearchSpace.preset("mini", objective)
+    pool = CandidatePool.build(space, synthetic_latency, BERT_BASE_MS, 25.0)
+    low, high = latency_window(BERT_BASE_MS, 25.0)
+    evolution = Evolution(space, pool, CFG, "evolved", seed=0)
+    rng = random.Random(1)
+    first = [pool.draw(rng, set()) for _ in range(10)]
+    evolution.add([Candidate(a, PeakedFitness()(a), 0, i, pool.latency_ms[a], 0.0, 0.0) for i, a in enumerate(first)])
+    taken = set(evolution.seen)
+    for _ in range(300):
+        child = evolution.offspring(evolution.parents(), rng, taken)
+        assert child is not None and space.contains(child) and child not in taken
+        assert low <= synthetic_latency([child])[0] <= high
+        taken.add(child)
+
+
+def test_roulette_never_picks_the_worst_and_follows_fitness_minus_min():
+    parents = [Candidate(Arch(1, 128, 128, 12, 96 + 12 * i), f, 0, i, 1.0, 0.0, 0.0)
+               for i, f in enumerate([1.0, 2.0, 4.0])]
+    rng = random.Random(0)
+    picks = [roulette(parents, rng).fitness for _ in range(4000)]
+    assert 1.0 not in picks
+    assert picks.count(4.0) / len(picks) == pytest.approx(3 / 4, abs=0.03)
+    tied = [dataclasses.replace(p, fitness=0.5) for p in parents]
+    assert {roulette(tied, rng).index for _ in range(200)} == {0, 1, 2}  # all tie: uniform
+
+
+# ---------------------------------------------------------------------------------------- searches
+@pytest.mark.parametrize("method", METHODS)
+def test_same_seed_same_search_and_no_duplicates(tmp_path, method):
+    a = search(tmp_path, method, log="a.jsonl")
+    b = search(tmp_path, method, log="b.jsonl")
+    assert key(a) == key(b) and a.history == b.history
+    archs = [c.arch for c in a.candidates]
+    assert len(archs) == len(set(archs)) == CFG.population * CFG.generations_for(method)
+    assert all(a.window_ms[0] <= c.latency_ms <= a.window_ms[1] for c in a.candidates)
+    assert a.history == sorted(a.history) and a.best_fitness == max(c.fitness for c in a.candidates)
+    assert a.predicted_latency_ms == pytest.approx(synthetic_latency([a.best_arch])[0])
+    assert key(search(tmp_path, method, seed=1, log="c.jsonl")) != key(a)
+
+
+def test_random_and_evolved_share_the_first_generation(tmp_path):
+    random_, evolved = search(tmp_path, "random", log="r.jsonl"), search(tmp_path, "evolved", log="e.jsonl")
+    first = lambda r: [c.arch for c in r.candidates if c.generation == 0]  # noqa: E731
+    assert first(random_) == first(evolved)
+
+
+def test_resume_replays_the_log_and_ends_like_an_uninterrupted_run(tmp_path):
+    reference = search(tmp_path, log="full.jsonl")
+    interrupted = PeakedFitness(fail_on=24)  # dies in generation 2 (population 10)
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path, fitness=interrupted, log="resumed.jsonl")
+    _, logged = read_search_log(tmp_path / "resumed.jsonl")
+    assert len(logged) == 23
+    with open(tmp_path / "resumed.jsonl", "a") as f:
+        f.write('{"generation": 2, "arch": "4/2')  # a line cut off by the kill
+    with pytest.warns(UserWarning, match="cut-off"):
+        resumed_fitness = PeakedFitness()
+        resumed = search(tmp_path, fitness=resumed_fitness, log="resumed.jsonl")
+    assert not {Arch.parse(r["arch"]) for r in logged} & set(resumed_fitness.calls)  # nothing re-evaluated
+    assert len(resumed_fitness.calls) == 40 - 23 and resumed.replayed == 23
+    assert key(resumed) == key(reference) and resumed.history == reference.history
+    assert resumed.best_arch == reference.best_arch
+    again = PeakedFitness()
+    assert key(search(tmp_path, fitness=again, log="resumed.jsonl")) == key(reference) and again.calls == []
+
+
+def test_more_generations_extend_a_finished_search(tmp_path):
+    longer = dataclasses.replace(CFG, generations=6)
+    search(tmp_path, log="grow.jsonl")
+    fitness = PeakedFitness()
+    extended = search(tmp_path, cfg=longer, fitness=fitness, log="grow.jsonl")
+    assert len(fitness.calls) == 20 and key(extended) == key(search(tmp_path, cfg=longer, log="fresh.jsonl"))
+
+
+def test_a_log_of_another_search_is_refused(tmp_path):
+    search(tmp_path, log="log.jsonl")
+    with pytest.raises(ValueError, match="differs in.*seed"):
+        search(tmp_path, seed=3, log="log.jsonl")
+
+
+def test_fast_only_proposes_efficient_archs(tmp_path):
+    cfg = dataclasses.replace(CFG, fast_generations=3)
+    result = search(tmp_path, "fast", cfg=cfg)
+    assert len(result.candidates) == 30 and len({c.generation for c in result.candidates}) == 3
+    assert all(c.arch.is_efficient() for c in result.candidates)
+    assert search(tmp_path, "fast", log="fast1.jsonl").history[0] == result.history[0]  # default: 1 generation
+
+
+def test_evolution_beats_random_search_on_a_structured_fitness(tmp_path):
+    cfg = dataclasses.replace(CFG, generations=8)
+    evolved, random_ = search(tmp_path, "evolved", cfg=cfg, log="e.jsonl"), search(tmp_path, "random", cfg=cfg)
+    assert evolved.best_fitness > random_.best_fitness
+    assert evolved.best_arch.ffn / evolved.best_arch.hidden == pytest.approx(1.75, abs=0.2)
+
+
+def test_an_exhausted_window_is_a_clear_error(tmp_path):
+    smoke = SearchSpace.preset("smoke", "kd")  # 72 architectures
+    pool = CandidatePool.build(smoke, synthetic_latency, BERT_BASE_MS, 2000.0)
+    assert 0 < len(pool) < 72
+    cfg = dataclasses.replace(CFG, population=len(pool) // 2 + 1, generations=3)
+    with pytest.raises(SearchExhausted, match="window .* already evaluated"):
+        run_search(smoke, PeakedFitness(), synthetic_latency, 2000.0, BERT_BASE_MS, cfg, tmp_path / "x.jsonl",
+                   progress=False)
+    with pytest.raises(SearchExhausted, match="fewer than one population"):
+        run_search(smoke, PeakedFitness(), synthetic_latency, 2000.0, BERT_BASE_MS,
+                   dataclasses.replace(cfg, population=len(pool) + 1), tmp_path / "y.jsonl", progress=False)
+
+
+def test_worker_processes_give_the_same_search(tmp_path):
+    cfg = dataclasses.replace(CFG, population=6, generations=2, workers=2, threads_per_worker=1)
+    parallel = search(tmp_path, cfg=cfg, log="p.jsonl")
+    serial = search(tmp_path, cfg=dataclasses.replace(cfg, workers=1), log="s.jsonl")
+    assert key(parallel) == key(serial)
+    assert parallel.evaluation_cpu_seconds >= 0 and parallel.cpu_seconds >= parallel.evaluation_cpu_seconds
+
+
+def test_the_log_holds_every_evaluation(tmp_path):
+    result = search(tmp_path)
+    header, rows = read_search_log(tmp_path / "log.jsonl")
+    assert header["method"] == "evolved" and header["fitness"] == {"name": "peaked"}
+    assert {"arch", "fitness", "generation", "latency_ms", "seconds", "cpu_seconds"} <= set(rows[0])
+    assert sorted(r["arch"] for r in rows) == sorted(str(c.arch) for c in result.candidates)
+    json.dumps(result.to_dict())
+    assert len(result.table()) == len(rows)
+
+
+# ------------------------------------------------------------------------------------------ config
+@pytest.mark.parametrize("scale", ["smoke", "mini", "base", "paper"])
+def test_every_scale_loads(scale):
+    cfg = SearchConfig.load(scale)
+    assert cfg.scale == scale and cfg.explore_rate == 0.5
+    assert cfg.mutation_prob == {"layers": 0.25, "hidden": 0.5, "ffn": 0.5, "attention": 0.25}
+    assert cfg.mutation_offset == {"layers": 1, "hidden": 1, "ffn": 2, "attention": 2}
+    assert cfg.speedups is not None or cfg.speedup_quantiles is not None
+    assert cfg.paper["substitute_tasks"] == {"mnli": "sst2"}
+
+
+def test_config_defaults_are_the_paper_and_errors_are_named(tmp_path):
+    assert SearchConfig.load("paper").population == 25 and SearchConfig.load("paper").steps == {"hidden": 16, "ffn": 32}
+    with pytest.raises(ValueError, match="unknown search setting"):
+        SearchConfig.load("mini", populaton=3)
+    with pytest.raises(ValueError, match="mutation_prob"):
+        SearchConfig(mutation_prob={"layers": 0.5})
+    with pytest.raises(ValueError, match="fitness"):
+        SearchConfig(fitness="accuracy")
+
+
+def test_quantile_constraints_lie_inside_the_space(tmp_path):
+    cfg = SearchConfig.load("smoke")
+    space = SearchSpace.preset("smoke", "mlm")
+    (speedup,) = cfg.constraints("mlm", space, synthetic_latency, BERT_BASE_MS)
+    assert len(CandidatePool.build(space, synthetic_latency, BERT_BASE_MS, speedup)) >= cfg.population
+    assert SearchConfig.load("mini").constraints("kd") == [25.0, 50.0]
+
+
+# ----------------------------------------------------------------------------------------- fitness
+def save_supernet(path, objective, with_checkpoint=False):
+    """A random smoke SuperBert saved like a training run's ``final/`` (optionally with a KD checkpoint)."""
+    torch.manual_seed(0)
+    model = SuperBert(SuperBertConfig.from_space(SearchSpace.preset("smoke", objective)))
+    model.save_pretrained(path / "final")
+    if with_checkpoint:
+        from atb.checkpoint import save_checkpoint
+        from atb.losses import KDLoss
+
+        kd = KDLoss(model.config.hidden_size, 384)
+        save_checkpoint(path / "checkpoints", 5, {"model": model.state_dict(), "loss": kd.state_dict()},
+                        {"step": 5}, keep=2)
+        (path / "config.json").write_text(json.dumps({"steps": 5, "teacher": "minilm-offline"}))
+    return path / "final"
+
+
+PROXY = dict(max_examples=6, max_seq_len=32, batch_size=4)
+
+
+def test_fitness_objects_pickle_without_their_models(tmp_path):
+    fitness = MLMLoss(save_supernet(tmp_path, "mlm"), **PROXY)
+    fitness._loaded = {"model": "pretend"}
+    clone = pickle.loads(pickle.dumps(fitness))
+    assert clone._loaded is None and clone.describe() == fitness.describe()
+    assert set(FITNESSES) == {"mlm_loss", "kd_loss", "paper"}
+    assert isinstance(make_fitness("proxy", tmp_path / "final"), MLMLoss)
+
+
+@needs_data
+def test_mlm_proxy_scores_sub_models_deterministically(tmp_path):
+    fitness = make_fitness("proxy", save_supernet(tmp_path, "mlm"), **PROXY)
+    small, large = Arch(1, 32, 32, 1, 16), Arch(2, 64, 128, 2, 32)
+    a = fitness.evaluate(small)
+    assert math.isfinite(a["fitness"]) and a["fitness"] == -a["loss"] < 0 and a["tokens"] > 0
+    assert fitness(small) == a["fitness"] and fitness(large) != a["fitness"]
+    assert MLMLoss(tmp_path / "final", **PROXY)(small) == a["fitness"]  # a fresh process-like copy: same masks
+    space = SearchSpace.preset("smoke", "mlm")
+    (speedup,) = SearchConfig.load("smoke").constraints("mlm", space, synthetic_latency, BERT_BASE_MS)
+    result = run_search(space, fitness, synthetic_latency, speedup, BERT_BASE_MS,
+                        dataclasses.replace(CFG, population=3, generations=2), tmp_path / "s.jsonl", progress=False)
+    assert len(result.candidates) == 6 and result.fitness["name"] == "mlm_loss"
+    assert "loss" in result.candidates[0].details
+
+
+@needs_data
+def test_kd_proxy_uses_the_trained_w_fit_or_attention_only(tmp_path):
+    final = save_supernet(tmp_path, "kd", with_checkpoint=True)
+    arch = Arch(2, 48, 64, 12, 36)
+    full = make_fitness("proxy", final, **PROXY).evaluate(arch)
+    attention_only = KDProxyLoss(final, hidden_term=False, **PROXY).evaluate(arch)
+    assert full["loss"] == pytest.approx(full["attention"] + full["hidden"])
+    assert attention_only["loss"] == pytest.approx(full["attention"]) and attention_only["hidden"] is None
+    with pytest.raises(ValueError, match="KD SuperPLM"):
+        MLMLoss(final, **PROXY)(arch)
+    bare = save_supernet(tmp_path / "bare", "kd")
+    with pytest.raises(FileNotFoundError, match="hidden_term=False"):
+        KDProxyLoss(bare, **PROXY)(arch)
+
+
+@needs_data
+def test_paper_fitness_substitutes_an_unavailable_task_and_says_so(tmp_path):
+    fitness = PaperFitness(save_supernet(tmp_path, "mlm"), finetune_scale="smoke", tasks=("mnli",),
+                           substitute_tasks={"mnli": "rte"}, budgets={"rte": {"max_train_examples": 16}})
+    result = fitness.evaluate(Arch(1, 32, 32, 1, 16))
+    task = result["tasks"]["mnli"]
+    assert task["task_used"] == "rte" and task["substitutes"] == "mnli" and "MNLI" in task["unavailable"]
+    assert result["fitness"] == task["score"] and 0 <= task["score"] <= 100
