@@ -1,0 +1,405 @@
+"""Downstream fine-tuning and evaluation: GLUE and SQuAD v1.1 / v2.0, for atb-bert and plain BERT checkpoints.
+
+    python -m atb.finetune runs/extracted/kd-s4 --scale mini --tasks rte squad_v1.1 --output-dir results/kd-s4
+
+The shape of Hugging Face's ``run_glue.py`` / ``run_qa.py``, much shorter: one small training loop
+(AdamW, linear warm-up and decay, gradient clipping at 1.0), dynamic padding, official metrics
+(:mod:`atb.metrics`). Models load through ``AutoModelFor*.from_pretrained``, so an exported plain-BERT
+checkpoint and an ``atb-bert`` one (``qkv != hidden``; registered by ``import atb``, which importing this
+module does) take the same path; the task head (pooler + classifier, or the span head) is freshly
+initialised under the seed.
+
+Budgets (learning rate, epochs, how many examples...) live in ``configs/finetune.yaml``, one section per
+scale, never in code: ``FinetuneConfig.load(scale, task)``.
+
+Data that is not available (offline: MNLI, QQP, the QNLI train split, SQuAD v2.0 train) gives a result
+with ``score: None`` and the reason, never an exception or a made-up number; it is evaluated whenever the
+hub or a local copy provides the data. For SQuAD v2.0 offline we deliberately do *not* substitute a
+model fine-tuned on v1.1: such a model never learns to point at [CLS] for "no answer", so its v2.0 number
+would be comparable with nothing in the literature (EfficientBERT's 74.5 F1 is trained on v2.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import (
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    get_linear_schedule_with_warmup,
+    set_seed,
+)
+
+from .data import GLUE_TASK_INFO, GLUE_TASKS, DataUnavailableOffline, load_glue, load_squad, load_tokenizer
+from .metrics import glue_metrics, glue_score, squad_evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "finetune.yaml"
+SQUAD_TASKS = ("squad_v1.1", "squad_v2.0")
+# Evaluation subsets (max_eval_examples) are drawn with a fixed seed, so that runs with different
+# training seeds, and different models, are scored on the same questions.
+EVAL_SUBSET_SEED = 0
+
+
+# ------------------------------------------------------------------------------------------- config
+@dataclass
+class FinetuneConfig:
+    """One fine-tuning run's budget. Defaults are BERT's usual GLUE settings; scales override them."""
+
+    lr: float = 2e-5
+    epochs: int = 3
+    batch_size: int = 32
+    max_seq_len: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    max_train_examples: int | None = None  # a seeded random subset of the train split (None: all)
+    max_eval_examples: int | None = None  # per evaluation split (None: all)
+    # SQuAD only
+    doc_stride: int = 128  # tokens shared by consecutive windows over a long context
+    max_answer_length: int = 30  # in tokens
+    n_best: int = 20  # start and end candidates per window
+    null_threshold: float = 0.0  # v2.0: answer "" when null score - best span score > this
+    scale: str | None = None  # the configs/finetune.yaml section it came from, for the record
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "max_seq_len", "max_answer_length", "n_best"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FinetuneConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"FinetuneConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+    @classmethod
+    def load(cls, scale: str, task: str, path: str | Path = CONFIG) -> FinetuneConfig:
+        """The budget of ``task`` (a GLUE task or ``squad_v1.1`` / ``squad_v2.0``) at ``scale``.
+
+        Sections are merged in order: ``defaults``, then in ``scales.<scale>``: ``all``, ``glue`` or
+        ``squad``, then the task's own (e.g. ``rte``, ``squad_v2.0``).
+        """
+        path = Path(path)
+        raw = yaml.safe_load(path.read_text()) or {}
+        scales = raw.get("scales", {})
+        if scale not in scales:
+            raise ValueError(f"{path}: no fine-tuning budget for scale {scale!r}; have {sorted(scales)}")
+        if task not in GLUE_TASKS and task not in SQUAD_TASKS:
+            raise ValueError(f"unknown task {task!r}; valid: {', '.join(GLUE_TASKS + SQUAD_TASKS)}")
+        merged = dict(raw.get("defaults") or {})
+        for key in ("all", "squad" if task in SQUAD_TASKS else "glue", task):
+            merged.update(scales[scale].get(key) or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown fine-tuning field(s) {unknown} for {scale}/{task}; "
+                             f"known: {sorted(known)}")
+        return cls(**merged, scale=scale)
+
+
+# ---------------------------------------------------------------------------------------------- GLUE
+def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_dir: str | Path | None = None) -> dict:
+    """Fine-tune ``model_dir`` on GLUE ``task`` and evaluate it on the dev split(s).
+
+    Returns ``{"task", "metrics", "score", "train_examples", "eval_examples", "train_loss", "seconds",
+    "config", "model_dir"}`` (``score`` = :func:`atb.metrics.glue_score`), or ``score: None`` with a
+    ``reason`` if the data is unavailable. Written to ``output_dir/<task>.json`` if given.
+    """
+    if task not in GLUE_TASK_INFO:
+        raise ValueError(f"unknown GLUE task {task!r}; valid tasks: {', '.join(GLUE_TASKS)}")
+    info = GLUE_TASK_INFO[task]
+    started = time.perf_counter()
+    try:
+        train = load_glue(task, "train")
+        evals = {split: load_glue(task, split) for split in info.validation_splits}
+    except DataUnavailableOffline as err:
+        return _save(_unavailable(task, err, cfg, model_dir), output_dir)
+    train = _subset(train, cfg.max_train_examples, cfg.seed)
+    evals = {split: _subset(data, cfg.max_eval_examples, EVAL_SUBSET_SEED) for split, data in evals.items()}
+
+    tokenizer = load_tokenizer()
+
+    def encode(batch: dict) -> dict:
+        return tokenizer(*(batch[c] for c in info.text_columns), truncation=True, max_length=cfg.max_seq_len)
+
+    text_columns = [*info.text_columns, "idx"]
+    set_seed(cfg.seed)  # before loading: the new classifier head is drawn from it
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=info.num_labels)
+    collate = DataCollatorWithPadding(tokenizer)
+    train_loss = train_model(model, train.map(encode, batched=True, remove_columns=text_columns), collate, cfg,
+                             desc=f"fine-tune {task}")
+
+    metrics: dict[str, float] = {}
+    for split, data in evals.items():
+        features = data.map(encode, batched=True, remove_columns=[*text_columns, "label"])
+        logits = np.concatenate([out.logits.float().cpu().numpy()
+                                 for _, out in predict(model, features, collate, cfg.batch_size)])
+        predictions = logits[:, 0] if info.is_regression else logits.argmax(-1)
+        metrics.update(glue_metrics(task, predictions, data["label"], split))
+    return _save({
+        "task": task, "metrics": metrics, "score": glue_score(task, metrics),
+        "train_examples": len(train), "eval_examples": sum(len(d) for d in evals.values()),
+        "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 2),
+        "config": dataclasses.asdict(cfg), "model_dir": str(model_dir),
+    }, output_dir)
+
+
+# --------------------------------------------------------------------------------------------- SQuAD
+def finetune_squad(model_dir: str | Path, version: str, cfg: FinetuneConfig,
+                   output_dir: str | Path | None = None) -> dict:
+    """Fine-tune ``model_dir`` on SQuAD ``version`` ("v1.1" / "v2.0") train, evaluate on its dev set.
+
+    ``score`` is the dev F1. For v2.0, ``metrics`` holds EM/F1 at ``cfg.null_threshold`` (the reported
+    number), the HasAns/NoAns breakdown and, separately, ``best_f1`` at ``best_f1_threshold``: the
+    threshold chosen on dev itself, an oracle figure. Result keys as :func:`finetune_glue`;
+    ``task`` is ``squad_<version>``.
+    """
+    task = f"squad_{version}"
+    if task not in SQUAD_TASKS:
+        raise ValueError(f"unknown SQuAD version {version!r}; valid: v1.1, v2.0")
+    if not 0 < cfg.doc_stride <= cfg.max_seq_len // 2:  # the question takes part of every window too
+        raise ValueError(f"doc_stride must be in (0, max_seq_len / 2], got {cfg.doc_stride} for {cfg.max_seq_len}")
+    started = time.perf_counter()
+    try:
+        train = load_squad(version, "train")
+        dev = load_squad(version, "validation")
+    except DataUnavailableOffline as err:
+        return _save(_unavailable(task, err, cfg, model_dir), output_dir)
+    train = _subset(train, cfg.max_train_examples, cfg.seed)
+    dev = _subset(dev, cfg.max_eval_examples, EVAL_SUBSET_SEED)
+
+    tokenizer = load_tokenizer()
+    train_features = train.map(tokenize_squad, batched=True, remove_columns=train.column_names,
+                               fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "train": True})
+    dev_features = dev.map(tokenize_squad, batched=True, remove_columns=dev.column_names,
+                           fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "train": False})
+
+    set_seed(cfg.seed)
+    model = AutoModelForQuestionAnswering.from_pretrained(model_dir)
+    collate = DataCollatorWithPadding(tokenizer)
+    train_loss = train_model(model, train_features, collate, cfg, desc=f"fine-tune {task}")
+
+    start_logits, end_logits = [], []
+    model_inputs = dev_features.remove_columns(["example_id", "offset_mapping"])
+    for batch, out in predict(model, model_inputs, collate, cfg.batch_size):
+        for n, s, e in zip(batch["attention_mask"].sum(1).tolist(), out.start_logits, out.end_logits):
+            start_logits.append(s[:n].float().cpu().numpy())  # drop the padding: one logit per real token
+            end_logits.append(e[:n].float().cpu().numpy())
+    answers, null_odds = postprocess_qa_predictions(dev, dev_features, start_logits, end_logits,
+                                                    cfg.n_best, cfg.max_answer_length)
+    metrics = squad_evaluate(answers, dev, version=version, na_probs=null_odds if version == "v2.0" else None,
+                             na_prob_thresh=cfg.null_threshold)
+    return _save({
+        "task": task, "metrics": metrics, "score": metrics["f1"],
+        "train_examples": len(train), "eval_examples": len(dev),
+        "train_features": len(train_features), "eval_features": len(dev_features),
+        "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 2),
+        "config": dataclasses.asdict(cfg), "model_dir": str(model_dir),
+    }, output_dir)
+
+
+def tokenize_squad(examples: dict, tokenizer: PreTrainedTokenizerBase, cfg: FinetuneConfig, train: bool) -> dict:
+    """Question + context windows (a batch of hub-schema rows -> one feature per window).
+
+    A context longer than ``max_seq_len`` is cut into overlapping windows (``doc_stride`` tokens
+    shared), so every answer lies whole inside at least one window. Train windows get the answer's
+    start/end token (the [CLS] index when the answer is not inside the window, or there is none);
+    dev windows keep their question ``example_id`` and the character offsets of their context tokens
+    (``None`` elsewhere) to map predicted spans back to text.
+    """
+    questions = [q.lstrip() for q in examples["question"]]  # some questions start with lots of spaces
+    enc = tokenizer(questions, examples["context"], truncation="only_second", max_length=cfg.max_seq_len,
+                    stride=cfg.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+    example_index = enc.pop("overflow_to_sample_mapping")
+    all_offsets = enc.pop("offset_mapping")
+    extra = {"start_positions": [], "end_positions": []} if train else {"example_id": [], "offset_mapping": []}
+    for i, offsets in enumerate(all_offsets):
+        context_offsets = [tuple(o) if seq == 1 else None for o, seq in zip(offsets, enc.sequence_ids(i))]
+        if train:
+            cls_index = enc["input_ids"][i].index(tokenizer.cls_token_id)
+            start, end = answer_token_span(context_offsets, examples["answers"][example_index[i]], cls_index)
+            extra["start_positions"].append(start)
+            extra["end_positions"].append(end)
+        else:
+            extra["example_id"].append(examples["id"][example_index[i]])
+            extra["offset_mapping"].append(context_offsets)
+    enc.update(extra)
+    return enc
+
+
+def answer_token_span(context_offsets: Sequence[tuple[int, int] | None], answers: dict,
+                      cls_index: int) -> tuple[int, int]:
+    """The first answer's (start, end) token indices in one window, or ``(cls_index, cls_index)``.
+
+    ``context_offsets[i]`` is the character span of token ``i`` if it belongs to the context, else
+    ``None``. Start = first context token ending after the answer's first character; end = last
+    context token starting before its last.
+    """
+    if not answers["answer_start"]:
+        return cls_index, cls_index
+    start_char = answers["answer_start"][0]
+    end_char = start_char + len(answers["text"][0])
+    inside = [i for i, o in enumerate(context_offsets) if o is not None]
+    if not inside or context_offsets[inside[0]][0] > start_char or context_offsets[inside[-1]][1] < end_char:
+        return cls_index, cls_index
+    start = next(i for i in inside if context_offsets[i][1] > start_char)
+    end = next(i for i in reversed(inside) if context_offsets[i][0] < end_char)
+    return start, end
+
+
+def postprocess_qa_predictions(
+    examples: Iterable[dict],
+    features: Iterable[dict],
+    start_logits: Sequence[np.ndarray],
+    end_logits: Sequence[np.ndarray],
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> tuple[dict[str, str], dict[str, float]]:
+    """Map window logits back to answer text: ``({id: best span text}, {id: null score - best span score})``.
+
+    For every window, the ``n_best`` highest start and end logits are paired; a pair counts if both
+    tokens are in the context, end >= start and the span has at most ``max_answer_length`` tokens. Its
+    score is start + end logit; the best over all windows of a question wins and is cut out of the
+    context by the character offsets. The null ("no answer") score of a window is the [CLS] (index 0)
+    start + end logit, minimised over windows as in BERT's ``run_squad``. An example with no valid span
+    gets "" and an infinite null difference. ``examples``: rows with ``id`` and ``context``;
+    ``features``: rows with ``example_id`` and ``offset_mapping``, aligned with the logits.
+    """
+    windows: dict[str, list[tuple[int, list]]] = collections.defaultdict(list)
+    for i, feature in enumerate(features):
+        windows[feature["example_id"]].append((i, feature["offset_mapping"]))
+    answers, null_odds = {}, {}
+    for example in examples:
+        best_text, best_score, null_score = "", -np.inf, np.inf
+        for i, offsets in windows[example["id"]]:
+            start, end = start_logits[i], end_logits[i]
+            null_score = min(null_score, float(start[0] + end[0]))
+            for s in np.argsort(start)[::-1][:n_best]:
+                for e in np.argsort(end)[::-1][:n_best]:
+                    if offsets[s] is None or offsets[e] is None or e < s or e - s + 1 > max_answer_length:
+                        continue
+                    score = float(start[s] + end[e])
+                    if score > best_score:
+                        best_score, best_text = score, example["context"][offsets[s][0]: offsets[e][1]]
+        answers[example["id"]] = best_text
+        null_odds[example["id"]] = null_score - best_score
+    return answers, null_odds
+
+
+# --------------------------------------------------------------------------------- training / predict
+def device() -> torch.device:
+    """CUDA when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train_model(model: PreTrainedModel, features: datasets.Dataset, collate: Callable, cfg: FinetuneConfig,
+                desc: str = "fine-tune") -> float:
+    """``cfg.epochs`` epochs of AdamW with linear warm-up/decay and clipping; returns the mean train loss.
+
+    Weight decay skips biases and LayerNorm weights (every 1-d parameter), as BERT does. Batch order
+    comes from a generator seeded with ``cfg.seed`` and dropout from the global seed, so a run on the
+    CPU is repeatable bit for bit.
+    """
+    model.to(device()).train()
+    loader = DataLoader(features, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    steps = cfg.epochs * len(loader)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ], lr=cfg.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * steps), steps)
+    total = 0.0
+    with tqdm(total=steps, desc=desc, mininterval=2.0) as bar:
+        for _ in range(cfg.epochs):
+            for batch in loader:
+                loss = model(**batch.to(device())).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                total += loss.item()
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    return total / steps
+
+
+@torch.no_grad()
+def predict(model: PreTrainedModel, features: datasets.Dataset, collate: Callable,
+            batch_size: int) -> Iterator[tuple[dict, object]]:
+    """``(batch, model output)`` for the features in order, in eval mode, without gradients."""
+    model.to(device()).eval()
+    for batch in DataLoader(features, batch_size=batch_size, collate_fn=collate):
+        batch = batch.to(device())
+        yield batch, model(**batch)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def _subset(data: datasets.Dataset, n: int | None, seed: int) -> datasets.Dataset:
+    """A seeded random ``n`` rows (not the first ``n``: GLUE/SQuAD files are grouped by source/article)."""
+    return data if n is None or n >= len(data) else data.shuffle(seed=seed).select(range(n))
+
+
+def _unavailable(task: str, err: Exception, cfg: FinetuneConfig, model_dir: str | Path) -> dict:
+    """The result of a task whose data cannot be had: no score, and why (the loader's message)."""
+    return {"task": task, "metrics": None, "score": None, "reason": str(err),
+            "config": dataclasses.asdict(cfg), "model_dir": str(model_dir)}
+
+
+def _save(result: dict, output_dir: str | Path | None) -> dict:
+    """Write ``result`` to ``output_dir/<task>.json`` atomically (tmp + rename); return it."""
+    if output_dir is not None:
+        path = Path(output_dir) / f"{result['task']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    return result
+
+
+def run(model_dir: str | Path, tasks: Sequence[str], scale: str, output_dir: str | Path | None = None,
+        config: str | Path = CONFIG) -> dict[str, dict]:
+    """Fine-tune and evaluate ``model_dir`` on each of ``tasks`` at ``scale``; ``{task: result}``."""
+    results = {}
+    for task in tasks:
+        cfg = FinetuneConfig.load(scale, task, config)
+        if task in SQUAD_TASKS:
+            results[task] = finetune_squad(model_dir, task.removeprefix("squad_"), cfg, output_dir)
+        else:
+            results[task] = finetune_glue(model_dir, task, cfg, output_dir)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model_dir")
+    parser.add_argument("--scale", default="mini")
+    parser.add_argument("--tasks", nargs="+", default=[*GLUE_TASKS, "squad_v1.1"],
+                        help=f"any of {' '.join(GLUE_TASKS + SQUAD_TASKS)}")
+    parser.add_argument("--output-dir")
+    parser.add_argument("--config", default=CONFIG)
+    args = parser.parse_args(argv)
+    for task, result in run(args.model_dir, args.tasks, args.scale, args.output_dir, args.config).items():
+        shown = "n/a" if result["score"] is None else f"{result['score']:.2f}"
+        print(f"{task:12s} {shown:>7s}  {result.get('reason') or result['metrics']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Fine-tuning: budgets from the YAML, SQuAD windowing and post-processing on hand-made inputs, and
+smoke-budget runs of GLUE and SQuAD on a tiny random model (those need ``ATB_DATA_DIR``)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import atb
+from atb import Arch, AtbBertConfig, AtbBertForMaskedLM, export
+from atb.data import load_squad, load_tokenizer
+from atb.finetune import (
+    FinetuneConfig,
+    answer_token_span,
+    finetune_glue,
+    finetune_squad,
+    postprocess_qa_predictions,
+    tokenize_squad,
+)
+
+needs_data = pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="needs ATB_DATA_DIR (local GLUE/SQuAD)")
+RESULT_KEYS = {"task", "metrics", "score", "train_examples", "eval_examples", "train_loss", "seconds", "config",
+               "model_dir"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A random 1/32/64/2/32 atb-bert MLM checkpoint, saved like any extracted sub-model."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "atb"
+    AtbBertForMaskedLM(AtbBertConfig.from_arch(Arch(1, 32, 64, 2, 32))).save_pretrained(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- config
+def test_budgets_come_from_the_yaml(tmp_path):
+    smoke = FinetuneConfig.load("smoke", "rte")
+    assert (smoke.epochs, smoke.max_train_examples, smoke.scale) == (1, 32, "smoke")
+    squad = FinetuneConfig.load("smoke", "squad_v1.1")
+    assert squad.max_seq_len >= 2 * squad.doc_stride
+    paper = FinetuneConfig.load("paper", "squad_v2.0")
+    assert (paper.epochs, paper.max_seq_len, paper.doc_stride, paper.batch_size) == (2, 384, 128, 32)
+    assert FinetuneConfig.load("paper", "squad_v1.1").epochs == 3
+    mini = FinetuneConfig.load("mini", "cola")
+    assert mini.max_train_examples <= 2000 and mini.max_seq_len == 128 and mini.epochs == 3
+    with pytest.raises(ValueError, match="no fine-tuning budget for scale 'huge'"):
+        FinetuneConfig.load("huge", "rte")
+    with pytest.raises(ValueError, match="unknown task"):
+        FinetuneConfig.load("smoke", "squad")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scales:\n  smoke:\n    all: {learning_rate: 0.1}\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        FinetuneConfig.load("smoke", "rte", bad)
+
+
+# ------------------------------------------------------------------------------- SQuAD pre/post-processing
+def test_answer_token_span():
+    # [CLS] q q [SEP] "The" "quick" "brown" "fox" [SEP]; context "The quick brown fox"
+    offsets = [None, None, None, None, (0, 3), (4, 9), (10, 15), (16, 19), None]
+    assert answer_token_span(offsets, {"text": ["quick brown"], "answer_start": [4]}, 0) == (5, 6)
+    assert answer_token_span(offsets, {"text": ["fox"], "answer_start": [16]}, 0) == (7, 7)
+    assert answer_token_span(offsets, {"text": ["ick"], "answer_start": [6]}, 0) == (5, 5)  # inside a token
+    assert answer_token_span(offsets[:6] + [None], {"text": ["brown fox"], "answer_start": [10]}, 0) == (0, 0)
+    assert answer_token_span(offsets, {"text": [], "answer_start": []}, 0) == (0, 0)  # unanswerable
+
+
+def test_windows_label_the_answer_or_cls():
+    tokenizer = load_tokenizer()
+    context = " ".join(f"word{i}" for i in range(60)) + " The answer is Marie Curie. " + " ".join(["filler"] * 60)
+    start = context.index("Marie Curie")
+    examples = {"id": ["q1"], "question": ["  Who is it?"], "context": [context],
+                "answers": [{"text": ["Marie Curie"], "answer_start": [start]}]}
+    cfg = FinetuneConfig(max_seq_len=48, doc_stride=16)
+    train = tokenize_squad(examples, tokenizer, cfg, train=True)
+    assert len(train["input_ids"]) > 3  # the context was cut into several windows
+    labelled = 0
+    for ids, s, e in zip(train["input_ids"], train["start_positions"], train["end_positions"]):
+        assert len(ids) <= 48
+        if (s, e) != (0, 0):
+            labelled += 1
+            assert tokenizer.decode(ids[s:e + 1]) == "marie curie"
+    assert labelled >= 1
+    dev = tokenize_squad(examples, tokenizer, cfg, train=False)
+    assert dev["example_id"] == ["q1"] * len(train["input_ids"])
+    spans = []  # the character span of each window's context tokens
+    for ids, offsets in zip(dev["input_ids"], dev["offset_mapping"]):
+        assert offsets[0] is None and len(offsets) == len(ids)  # [CLS] and the question are not context
+        spans.append((next(o for o in offsets if o)[0], next(o for o in reversed(offsets) if o)[1]))
+    assert spans[0][0] == 0 and spans[-1][1] == len(context)  # the windows cover the context ...
+    assert all(nxt[0] < prev[1] for prev, nxt in zip(spans, spans[1:]))  # ... and overlap
+
+
+def test_postprocessing_maps_logits_back_to_context_text():
+    context = "The quick brown fox jumps"
+    window = [None, None, None, (0, 3), (4, 9), (10, 15), (16, 19), (20, 25), None]
+    features = [{"example_id": "q", "offset_mapping": window}]
+    start = np.zeros(9, dtype=np.float32)
+    end = np.zeros(9, dtype=np.float32)
+    start[1], start[4] = 9.0, 5.0  # the highest start is in the question: not an answer
+    end[6], end[3] = 4.0, 6.0  # an end before the start does not count
+    answers, null_odds = postprocess_qa_predictions([{"id": "q", "context": context}], features, [start], [end])
+    assert answers == {"q": "quick brown fox"}
+    assert null_odds["q"] == pytest.approx(0.0 - (5.0 + 4.0))  # [CLS] start + end = 0
+    # max_answer_length 2 rules "quick brown fox" (3 tokens) out; the best 2-token span is "quick brown"
+    start2, end2 = start.copy(), end.copy()
+    end2[5] = 3.0
+    answers, _ = postprocess_qa_predictions([{"id": "q", "context": context}], features, [start2], [end2],
+                                            max_answer_length=2)
+    assert answers == {"q": "quick brown"}
+
+
+def test_postprocessing_takes_the_best_window_and_the_smallest_null_score():
+    context = "alpha beta gamma delta"
+    w1 = [None, None, (0, 5), (6, 10), (11, 16), None]  # alpha beta gamma
+    w2 = [None, None, (11, 16), (17, 22), None]  # gamma delta
+    features = [{"example_id": "q", "offset_mapping": w1}, {"example_id": "q", "offset_mapping": w2}]
+    s1, e1 = np.array([3.0, 0, 2, 0, 0, 0]), np.array([1.0, 0, 0, 2, 0, 0])  # "alpha beta": 4
+    s2, e2 = np.array([-1.0, 0, 0, 4, 0]), np.array([0.0, 0, 0, 3, 0])  # "delta": 7
+    answers, null_odds = postprocess_qa_predictions([{"id": "q", "context": context}], features, [s1, s2], [e1, e2])
+    assert answers == {"q": "delta"}
+    assert null_odds["q"] == pytest.approx(min(3.0 + 1.0, -1.0 + 0.0) - 7.0)
+
+
+# ----------------------------------------------------------------------------------- runs on local data
+def check_result(result, task, n_train, n_eval):
+    assert RESULT_KEYS <= set(result)
+    assert result["task"] == task and result["train_examples"] == n_train and result["eval_examples"] == n_eval
+    assert np.isfinite(result["train_loss"]) and result["seconds"] > 0
+    assert result["config"]["scale"] == "smoke"
+
+
+@needs_data
+def test_glue_on_an_atb_checkpoint_and_on_its_plain_bert_export(tiny_model, tmp_path):
+    cfg = FinetuneConfig.load("smoke", "rte")
+    result = finetune_glue(tiny_model, "rte", cfg, output_dir=tmp_path / "out")
+    check_result(result, "rte", 32, 32)
+    assert 0.0 <= result["score"] <= 100.0 and result["score"] == result["metrics"]["accuracy"]
+    assert json.loads((tmp_path / "out" / "rte.json").read_text()) == result
+    assert finetune_glue(tiny_model, "rte", cfg)["train_loss"] == result["train_loss"]  # same seed, same run
+
+    bert_dir = export(AtbBertForMaskedLM.from_pretrained(tiny_model), tmp_path / "bert")  # qkv == hidden
+    assert json.loads((bert_dir / "config.json").read_text())["model_type"] == "bert"
+    stsb = finetune_glue(bert_dir, "stsb", FinetuneConfig.load("smoke", "stsb"))
+    check_result(stsb, "stsb", 32, 32)
+    assert set(stsb["metrics"]) == {"pearson", "spearman"} and -100 <= stsb["score"] <= 100
+
+
+@needs_data
+@pytest.mark.parametrize("task", ["mnli", "qqp", "qnli"])
+def test_glue_without_offline_data_gives_no_score_and_a_reason(tiny_model, tmp_path, task):
+    result = finetune_glue(tiny_model, task, FinetuneConfig.load("smoke", task), output_dir=tmp_path)
+    assert result["score"] is None and "not available offline" in result["reason"]
+    assert json.loads((tmp_path / f"{task}.json").read_text())["score"] is None
+
+
+@needs_data
+def test_squad_v11(tiny_model, tmp_path):
+    cfg = FinetuneConfig.load("smoke", "squad_v1.1")
+    result = finetune_squad(tiny_model, "v1.1", cfg, output_dir=tmp_path)
+    check_result(result, "squad_v1.1", 32, 32)
+    assert result["train_features"] >= 32 and result["eval_features"] >= 32
+    assert 0.0 <= result["metrics"]["em"] <= result["metrics"]["f1"] == result["score"] <= 100.0
+    assert json.loads((tmp_path / "squad_v1.1.json").read_text()) == result
+
+
+@needs_data
+def test_squad_v20_is_skipped_offline_but_its_pipeline_runs(tiny_model, monkeypatch):
+    cfg = FinetuneConfig.load("smoke", "squad_v2.0")
+    skipped = finetune_squad(tiny_model, "v2.0", cfg)
+    assert skipped["score"] is None and "not available offline" in skipped["reason"]
+    # Stand in v2.0 dev for the missing train split, only to drive the v2.0 code path end to end.
+    monkeypatch.setattr(atb.finetune, "load_squad", lambda version, split: load_squad(version, "validation"))
+    result = finetune_squad(tiny_model, "v2.0", cfg)
+    check_result(result, "squad_v2.0", 32, 32)
+    assert {"HasAns_f1", "NoAns_f1", "best_f1", "best_f1_threshold"} <= set(result["metrics"])
+    assert result["metrics"]["best_f1"] >= result["score"] - 1e-9  # the dev-optimal threshold is no worse
