@@ -166,8 +166,8 @@ class SearchSpace:
                       (Range(1, 12), 64), (12, Range(180, 768, 12))),
             "mini": (Range(1, 4), Range(128, 384, 16), Range(128, 1536, 32),
                      (Range(1, 6), 64), (12, Range(96, 384, 12))),
-            "smoke": (Range(1, 2), Range(32, 64, 16), Range(32, 128, 32),
-                      (Range(1, 2), 16), (12, Range(24, 48, 12))),
+            "smoke": (Range(1, 2), Range(32, 64, 16), Range(32, 128, 16),
+                      (Range(1, 3), 16), (12, Range(24, 48, 12))),
         }
         if name not in presets:
             raise ValueError(f"unknown space preset {name!r}; choose one of {sorted(presets)}")
