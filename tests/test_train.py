@@ -144,3 +144,16 @@ def test_bad_config_names_the_file_and_field(tmp_path):
         TrainConfig.load(bad)
     with pytest.raises(ValueError, match="objective"):
         TrainConfig(objective="mse")
+
+
+def test_sandwich_rule_with_inplace_distillation_trains_largest_smallest_and_random(tmp_path):
+    cfg = TrainConfig(**{**TINY, "steps": 2, "objective": "mlm", "sampler": "sandwich", "sampler_k": 1,
+                         "inplace_distillation": True})
+    result = Trainer(cfg, tmp_path).run()
+    from atb.space import SearchSpace
+    space = SearchSpace.preset("smoke", "mlm")
+    for archs in result.archs:
+        assert archs[:2] == [str(space.largest()), str(space.smallest())] and len(archs) == 3
+    assert all(r["loss"] > 0 for r in read_log(tmp_path))
+    with pytest.raises(ValueError, match="inplace_distillation"):
+        TrainConfig(**{**TINY, "objective": "kd", "sampler": "sandwich", "inplace_distillation": True})
