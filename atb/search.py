@@ -235,10 +235,21 @@ class CandidatePool:
 
 
 def speedups_at_quantiles(space: SearchSpace, latency_fn: LatencyFn, bert_base_ms: float,
-                          quantiles: Sequence[float], chunk_size: int = 65536) -> list[float]:
-    """Speedup constraints whose target latencies are the given quantiles of the grid's predicted latencies."""
+                          quantiles: Sequence[float], chunk_size: int = 65536, spread: float = 0.1) -> list[float]:
+    """Speedup constraints near the given quantiles of the grid's predicted latencies.
+
+    Small grids have clustered latencies (1 layer vs 2 layers), and the exact quantile can fall in a gap
+    with an empty window. So, for each quantile ``q``, the target is the predicted latency of a grid point
+    between quantiles ``q - spread`` and ``q + spread`` whose window holds the most grid points.
+    """
     ms = np.concatenate([_predict(latency_fn, c) for c in _chunks(space.grid(), chunk_size)])
-    return [float(bert_base_ms / t) for t in np.quantile(ms, quantiles)]
+    speedups = []
+    for q in quantiles:
+        low, high = np.quantile(ms, [max(q - spread, 0.0), min(q + spread, 1.0)])
+        targets = np.unique(ms[(ms >= low) & (ms <= high)])
+        counts = [int(is_feasible(ms, bert_base_ms, bert_base_ms / t).sum()) for t in targets]
+        speedups.append(float(bert_base_ms / targets[int(np.argmax(counts))]))
+    return speedups
 
 
 # ------------------------------------------------------------------------------------- evolution

@@ -316,3 +316,15 @@ def test_paper_fitness_substitutes_an_unavailable_task_and_says_so(tmp_path):
     task = result["tasks"]["mnli"]
     assert task["task_used"] == "rte" and task["substitutes"] == "mnli" and "MNLI" in task["unavailable"]
     assert result["fitness"] == task["score"] and 0 <= task["score"] <= 100
+
+
+def test_quantile_constraint_avoids_a_gap_between_latency_clusters():
+    """Bimodal latencies (1 vs 2 layers, 10x apart): the median falls in the gap, the window must not be empty."""
+    from atb.search import speedups_at_quantiles
+
+    def bimodal(archs):
+        return np.array([1.0 if a.layers == 1 else 10.0 for a in archs]) * (1 + np.array([a.hidden for a in archs]) / 1e4)
+
+    space = SearchSpace.preset("smoke", "kd")
+    (speedup,) = speedups_at_quantiles(space, bimodal, 100.0, [0.5])
+    assert len(CandidatePool.build(space, bimodal, 100.0, speedup)) >= 4
