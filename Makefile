@@ -23,7 +23,7 @@ test: env
 	$(PY) -m pytest -q
 
 reproduce: env
-	$(PY) -m atb.reproduce --scale $(SCALE)
+	$(PY) -m atb.reproduce --scale $(SCALE) $(if $(FORCE),--force,)
 
 bench: env
 	$(PY) benchmarks/bench_superbert.py

@@ -4,11 +4,18 @@ Each notebook receives the parameters ``scale``, ``results_dir`` and ``runs_dir`
 goes to ``results/notebooks/``. The wall time and status of every notebook are written to
 ``results/reproduce.json`` (atomically, after each notebook, so a failure keeps what ran before).
 A failing notebook stops the run and is named together with papermill's error.
+
+A notebook whose inputs did not change since its last successful run at the same scale is skipped: the
+cache key hashes the notebook, the scale, the data source (``ATB_DATA_DIR``), every config file, the
+``atb`` sources and the result records of the notebooks before it. ``--force`` reruns everything.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 import subprocess
 import sys
 import time
@@ -33,9 +40,31 @@ def git_commit() -> str | None:
         return None
 
 
+def step_key(notebook: Path, scale: str, results_dir: Path) -> str:
+    """Hash of everything a notebook's outputs depend on (see the module docstring)."""
+    number = notebook.name[:2]
+    inputs = [notebook, *sorted((ROOT / "configs").glob("*.yaml")), *sorted((ROOT / "atb").rglob("*.py")),
+              *sorted(p for p in results_dir.glob("[0-9][0-9]_*.json") if p.name[:2] < number)]
+    h = hashlib.sha256(f"{scale}|{os.environ.get('ATB_DATA_DIR', 'hub')}".encode())
+    for path in inputs:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def previous_record(results_dir: Path, scale: str) -> dict:
+    """The notebooks' entries of the last run at this scale (empty for another scale or none)."""
+    try:
+        record = json.loads((results_dir / "reproduce.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record.get("notebooks", {}) if record.get("scale") == scale else {}
+
+
 def run(scale: str, notebook_dir: Path, results_dir: Path, only: list[str] | None = None,
-        runs_dir: Path | None = None) -> dict:
-    """Execute the selected notebooks in order; ``runs_dir`` holds checkpoints and other large run outputs."""
+        runs_dir: Path | None = None, force: bool = False) -> dict:
+    """Execute the selected notebooks in order, skipping unchanged ones unless ``force``;
+    ``runs_dir`` holds checkpoints and other large run outputs."""
     import papermill as pm
 
     if scale not in SCALES:
@@ -45,8 +74,15 @@ def run(scale: str, notebook_dir: Path, results_dir: Path, only: list[str] | Non
         raise FileNotFoundError(f"no numbered notebooks (NN_*.ipynb) matched in {notebook_dir}")
     out_dir = results_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = {"scale": scale, "commit": git_commit(), "notebooks": {}, "total_seconds": 0.0}
+    previous = previous_record(results_dir, scale)
+    record = {"scale": scale, "commit": git_commit(), "notebooks": dict(previous), "total_seconds": 0.0}
     for nb in selected:
+        key = step_key(nb, scale, results_dir)
+        last = previous.get(nb.name, {})
+        if not force and last.get("key") == key and last.get("status") == "ok" and (out_dir / nb.name).exists():
+            record["notebooks"][nb.name] = {**last, "cached": True}
+            print(f"{nb.name}: unchanged, skipped (--force reruns it)", flush=True)
+            continue
         start = time.perf_counter()
         status = "ok"
         try:
@@ -58,7 +94,7 @@ def run(scale: str, notebook_dir: Path, results_dir: Path, only: list[str] | Non
         except pm.PapermillExecutionError as err:
             status = f"failed in cell {err.exec_count}: {err.ename}: {err.evalue}"
         seconds = time.perf_counter() - start
-        record["notebooks"][nb.name] = {"seconds": round(seconds, 1), "status": status}
+        record["notebooks"][nb.name] = {"seconds": round(seconds, 1), "status": status, "key": key, "cached": False}
         record["total_seconds"] = round(sum(v["seconds"] for v in record["notebooks"].values()), 1)
         write_json_atomic(results_dir / "reproduce.json", record)
         print(f"{nb.name}: {status} ({seconds:.1f} s)", flush=True)
@@ -74,8 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs", help="checkpoints and other large outputs")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
+    parser.add_argument("--force", action="store_true", help="rerun notebooks even if their inputs did not change")
     args = parser.parse_args(argv)
-    record = run(args.scale, args.notebooks, args.results, args.only, args.runs)
+    record = run(args.scale, args.notebooks, args.results, args.only, args.runs, args.force)
     print(f"done: {len(record['notebooks'])} notebooks in {record['total_seconds']:.0f} s", file=sys.stderr)
 
 

@@ -43,3 +43,30 @@ def test_a_failing_notebook_stops_the_run_and_keeps_earlier_results(tmp_path):
 def test_unknown_scale_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="--scale"):
         run("huge", ROOT / "notebooks", tmp_path)
+
+
+def _tiny_notebooks(nb_dir, sources, only=None):
+    nb_dir.mkdir(exist_ok=True)
+    for i, source in enumerate(sources):
+        if only is not None and i not in only:
+            continue
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell('scale = "mini"\nresults_dir = "."\nruns_dir = "."')
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(source)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, nb_dir / f"0{i}_step.ipynb")
+
+
+def test_unchanged_notebooks_are_skipped_and_force_reruns(tmp_path):
+    nb_dir, results = tmp_path / "nbs", tmp_path / "results"
+    _tiny_notebooks(nb_dir, ["x = 1", "y = 2"])
+    first = run("smoke", nb_dir, results)
+    assert not any(v["cached"] for v in first["notebooks"].values())
+    second = run("smoke", nb_dir, results)
+    assert all(v["cached"] for v in second["notebooks"].values())
+    _tiny_notebooks(nb_dir, ["x = 3", "y = 2"], only={0})  # the first notebook changed: it reruns, the second does not
+    third = run("smoke", nb_dir, results)
+    assert [v["cached"] for v in third["notebooks"].values()] == [False, True]
+    assert not any(v["cached"] for v in run("smoke", nb_dir, results, force=True)["notebooks"].values())
+    assert not any(v["cached"] for v in run("mini", nb_dir, results)["notebooks"].values())  # another scale
