@@ -24,14 +24,7 @@ def test_all_notebooks_run_at_smoke_scale(tmp_path):
 
 def test_a_failing_notebook_stops_the_run_and_keeps_earlier_results(tmp_path):
     nb_dir = tmp_path / "nbs"
-    nb_dir.mkdir()
-    for i, source in enumerate(["x = 1", "raise RuntimeError('boom')", "y = 2"]):
-        nb = nbformat.v4.new_notebook()
-        params = nbformat.v4.new_code_cell('scale = "mini"\nresults_dir = "."')
-        params.metadata["tags"] = ["parameters"]
-        nb.cells = [params, nbformat.v4.new_code_cell(source)]
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nbformat.write(nb, nb_dir / f"0{i}_step.ipynb")
+    _tiny_notebooks(nb_dir, ["x = 1", "raise RuntimeError('boom')", "y = 2"])
     with pytest.raises(SystemExit, match="01_step.ipynb.*RuntimeError: boom"):
         run("smoke", nb_dir, tmp_path / "results")
     record = json.loads((tmp_path / "results" / "reproduce.json").read_text())
