@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import json
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -49,6 +47,7 @@ from transformers import (
 
 from .data import GLUE_TASK_INFO, GLUE_TASKS, DataUnavailableOffline, load_glue, load_squad, load_tokenizer
 from .metrics import glue_metrics, glue_score, squad_evaluate
+from .records import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "finetune.yaml"
@@ -366,11 +365,7 @@ def _unavailable(task: str, err: Exception, cfg: FinetuneConfig, model_dir: str 
 def _save(result: dict, output_dir: str | Path | None) -> dict:
     """Write ``result`` to ``output_dir/<task>.json`` atomically (tmp + rename); return it."""
     if output_dir is not None:
-        path = Path(output_dir) / f"{result['task']}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
+        write_json_atomic(Path(output_dir) / f"{result['task']}.json", result, allow_nan=False)
     return result
 
 

@@ -31,7 +31,6 @@ import contextlib
 import csv
 import functools
 import math
-import os
 import platform
 import random
 import statistics
@@ -346,18 +345,12 @@ def read_sweep(csv_path: str | Path) -> pd.DataFrame:
     if rows and rows[-1] is None:
         warnings.warn(f"{path}: dropping a truncated last line (interrupted sweep); that arch is re-measured",
                       stacklevel=2)
-        _write_atomic(path, "".join(lines[:-1]))
+        records.write_text_atomic(path, "".join(lines[:-1]))
         rows = rows[:-1]
     if any(r is None for r in rows):
         bad = next(i for i, r in enumerate(rows) if r is None) + 2
         raise ValueError(f"{path}: line {bad} is malformed (not the last line, so not an interrupted write)")
     return pd.DataFrame(rows, columns=list(CSV_FIELDS))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _check_resumable(done: pd.DataFrame, expected: dict, path: Path) -> None:

@@ -10,14 +10,19 @@ from pathlib import Path
 import torch
 
 
-def write_json_atomic(path: str | Path, data) -> Path:
-    """Write JSON through a temporary file and ``os.replace``: readers never see half a file."""
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write through a temporary file and ``os.replace``: readers (and a killed run) never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def write_json_atomic(path: str | Path, data, **dumps) -> Path:
+    """``data`` as indented JSON, atomically (extra ``json.dumps`` options, e.g. ``allow_nan=False``)."""
+    return write_text_atomic(path, json.dumps(data, indent=2, **({"default": str} | dumps)) + "\n")
 
 
 def cpu_model() -> str:

@@ -40,7 +40,7 @@ from transformers import AutoModelForMaskedLM, BertForMaskedLM, get_linear_sched
 from .checkpoint import load_latest, save_checkpoint
 from .extract import export, extract, from_bert
 from .losses import KDLoss
-from .records import write_json_atomic
+from .records import write_json_atomic, write_text_atomic
 from .sampler import FixedSampler, make_sampler
 from .space import Arch, Range, SearchSpace
 from .superbert import SuperBert, SuperBertConfig
@@ -404,9 +404,7 @@ def truncate_log(path: Path, step: int) -> None:
                 kept.append(line)
         except (ValueError, KeyError):
             break  # a line cut by a kill: everything after it is dropped too
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def read_log(run_dir: str | Path) -> list[dict]:

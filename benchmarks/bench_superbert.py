@@ -13,7 +13,6 @@ are reported. Usage: ``python benchmarks/bench_superbert.py [--quick] [--out res
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
+from atb.records import write_json_atomic
 from atb import Arch, SearchSpace, SuperBert, SuperBertConfig, extract
 
 
@@ -122,12 +122,9 @@ def main() -> None:
     for r in latency:
         print(f"| {r['objective']} | {r['arch']} | {r['sliced_ms']:.2f} | {r['extracted_ms']:.2f} | {r['ratio']:.3f} |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"training_step": train, "sliced_vs_extracted": latency,
+        write_json_atomic(args.out, {"training_step": train, "sliced_vs_extracted": latency,
                                    "machine": platform.processor() or platform.machine(),
-                                   "torch": torch.__version__}, indent=2))
-        tmp.replace(args.out)
+                                   "torch": torch.__version__})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ the teacher's forward is then timed alone on those batches. Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from atb.records import write_json_atomic
 from atb.train import TrainConfig, Trainer
 
 
@@ -64,10 +64,7 @@ def main() -> None:
     kd = results["kd"]
     print(f"KD teacher ({kd['teacher']}) forward: {kd['teacher_forward_s']:.3f} s = {100 * kd['teacher_share']:.0f} % of a step")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=2))
-        tmp.replace(args.out)
+        write_json_atomic(args.out, results)
 
 
 if __name__ == "__main__":
