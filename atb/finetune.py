@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -86,6 +87,13 @@ class FinetuneConfig:
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"FinetuneConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
+    def check_squad(self) -> FinetuneConfig:
+        """SQuAD windows: the question takes part of every window, so the stride must fit in half of it."""
+        if not 0 < self.doc_stride <= self.max_seq_len // 2:
+            raise ValueError(f"FinetuneConfig.doc_stride must be in (0, max_seq_len / 2], got {self.doc_stride} "
+                             f"for max_seq_len {self.max_seq_len} (scale {self.scale})")
+        return self
+
     @classmethod
     def load(cls, scale: str, task: str, path: str | Path = CONFIG) -> FinetuneConfig:
         """The budget of ``task`` (a GLUE task or ``squad_v1.1`` / ``squad_v2.0``) at ``scale``.
@@ -108,7 +116,8 @@ class FinetuneConfig:
         if unknown:
             raise ValueError(f"{path}: unknown fine-tuning field(s) {unknown} for {scale}/{task}; "
                              f"known: {sorted(known)}")
-        return cls(**merged, scale=scale)
+        cfg = cls(**merged, scale=scale)
+        return cfg.check_squad() if task in SQUAD_TASKS else cfg
 
 
 # ---------------------------------------------------------------------------------------------- GLUE
@@ -171,8 +180,7 @@ def finetune_squad(model_dir: str | Path, version: str, cfg: FinetuneConfig,
     task = f"squad_{version}"
     if task not in SQUAD_TASKS:
         raise ValueError(f"unknown SQuAD version {version!r}; valid: v1.1, v2.0")
-    if not 0 < cfg.doc_stride <= cfg.max_seq_len // 2:  # the question takes part of every window too
-        raise ValueError(f"doc_stride must be in (0, max_seq_len / 2], got {cfg.doc_stride} for {cfg.max_seq_len}")
+    cfg.check_squad()
     started = time.perf_counter()
     try:
         train = load_squad(version, "train")
@@ -369,13 +377,33 @@ def _save(result: dict, output_dir: str | Path | None) -> dict:
     return result
 
 
+def cached_result(output_dir: str | Path | None, task: str, cfg: FinetuneConfig, model_dir: str | Path) -> dict | None:
+    """The scored result in ``output_dir/<task>.json`` if it was produced with ``cfg`` from ``model_dir``.
+
+    Results without a score (data unavailable) are never reused: the data may be there next time.
+    """
+    path = None if output_dir is None else Path(output_dir) / f"{task}.json"
+    if path is None or not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    same = (result.get("config") == json.loads(json.dumps(dataclasses.asdict(cfg)))
+            and result.get("model_dir") == str(model_dir))
+    return result if same and result.get("score") is not None else None
+
+
 def run(model_dir: str | Path, tasks: Sequence[str], scale: str, output_dir: str | Path | None = None,
-        config: str | Path = CONFIG) -> dict[str, dict]:
-    """Fine-tune and evaluate ``model_dir`` on each of ``tasks`` at ``scale``; ``{task: result}``."""
+        config: str | Path = CONFIG, resume: bool = True) -> dict[str, dict]:
+    """Fine-tune and evaluate ``model_dir`` on each of ``tasks`` at ``scale``; ``{task: result}``.
+
+    With ``resume``, a task whose result is already in ``output_dir`` (same budget, same model) is read back
+    instead of fine-tuned again, so an interrupted table picks up where it stopped.
+    """
     results = {}
     for task in tasks:
         cfg = FinetuneConfig.load(scale, task, config)
-        if task in SQUAD_TASKS:
+        if resume and (cached := cached_result(output_dir, task, cfg, model_dir)) is not None:
+            results[task] = cached
+        elif task in SQUAD_TASKS:
             results[task] = finetune_squad(model_dir, task.removeprefix("squad_"), cfg, output_dir)
         else:
             results[task] = finetune_glue(model_dir, task, cfg, output_dir)
