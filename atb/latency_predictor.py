@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 from scipy.stats import spearmanr
 from torch import nn
 
-from .latency import MACHINE_KEYS, Protocol, machine_info, num_threads, same_machine
+from .latency import MACHINE_KEYS, Protocol, cache_dir, machine_info, num_threads, same_machine
 from .records import write_json_atomic
 from .space import Arch
 
@@ -357,3 +357,13 @@ def fit_predictors(archs: Sequence[Arch], latency_ms: Sequence[float], *, split:
         predictor.metadata["split"] = {"fractions": list(split), "seed": seed, "n_train": len(train),
                                        "n_val": len(val), "n_test": len(test)}
     return predictors, {"train": train, "val": val, "test": test}
+
+
+def best_predictor(latency_record: dict, scale: str, runs_dir: str | Path) -> tuple[str, LatencyPredictor]:
+    """``(name, predictor)``: the predictor of notebook 02's record (``results/02_latency.json``) with the lowest
+    held-out MAPE, loaded from ``<runs_dir>/<scale>/latency/<name>`` and checked against the record's machine."""
+    scored = {n: m["mape"] for n, m in latency_record["predictor"].items() if m.get("mape") is not None}
+    if not scored:
+        raise ValueError("02_latency.json holds no predictor with a held-out MAPE: rerun notebook 02")
+    name = min(scored, key=scored.get)
+    return name, LatencyPredictor.load(cache_dir(scale, runs_dir) / name, expect_machine=latency_record["machine"])

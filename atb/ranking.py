@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,14 +48,12 @@ import yaml
 from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
-from .checkpoint import checkpoint_dirs
-from .extract import export
+from .develop import further_train, write_dir_atomic
 from .fitness import Fitness, make_fitness, supernet_objective
 from .records import machine_info, merge_settings, write_json_atomic
 from .search import CONFIG, ROOT, SearchConfig, describe_fitness, evaluate
 from .space import Arch
-from .superbert import SuperBert
-from .train import TrainConfig, Trainer, build_student, summarize_log
+from .train import TrainConfig, build_student, summarize_log
 
 ArchLike = Arch | str  # an Arch or its "L/d_m/d_f/h/d_qkv" notation
 
@@ -172,16 +169,6 @@ def cached_evaluation(path: Path, fitness: Fitness | Callable[[Arch], float], ar
     return json.loads(path.read_text())
 
 
-def _write_dir_atomic(directory: Path, write: Callable[[Path], Any]) -> Path:
-    """Let ``write`` fill ``<directory>.tmp``, then rename it into place: a kill leaves all or nothing."""
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
-    return directory
-
-
 def trained_supernet(train_run_dir: str | Path) -> Path:
     """``<train_run_dir>/superbert/``: the further-trained model of ``final/`` as a one-point SuperBERT.
 
@@ -195,12 +182,7 @@ def trained_supernet(train_run_dir: str | Path) -> Path:
         raise ValueError(f"{run_dir} is a one-shot SuperPLM run, not further training: "
                          f"score {run_dir / 'final'} directly")
     model, _ = build_student(cfg)
-    return _write_dir_atomic(run_dir / "superbert", lambda tmp: model.save_pretrained(tmp))
-
-
-def _finished(train_run_dir: Path, steps: int) -> bool:
-    checkpoints = checkpoint_dirs(train_run_dir / "checkpoints")
-    return bool(checkpoints) and checkpoints[-1][0] == steps and (train_run_dir / "final" / "config.json").exists()
+    return write_dir_atomic(run_dir / "superbert", lambda tmp: model.save_pretrained(tmp))
 
 
 def _study_result(archs: list[Arch], x_name: str, x: list[dict], y_name: str, y: list[dict], **extra) -> dict:
@@ -250,19 +232,14 @@ def kendall_inherited_vs_trained(
         "fitness": describe_fitness(inherited_fitness),
         "further_training": {k: v for k, v in dataclasses.asdict(base).items() if k not in ("arch", "init")},
     })
-    supernet: SuperBert | None = None  # loaded only if some architecture still needs extracting
     inherited, trained = [], []
     for arch in tqdm(archs, desc="inherited vs trained", disable=not progress):
         arch_dir = run_dir / arch_slug(arch)
         inherited.append(cached_evaluation(arch_dir / "inherited.json", inherited_fitness, arch))
         trained_path = arch_dir / "trained.json"
         if not trained_path.exists():
-            extracted, train_dir = arch_dir / "extracted", arch_dir / "train"
-            if not (extracted / "config.json").exists():
-                supernet = supernet or SuperBert.from_pretrained(supernet_dir).eval()
-                _write_dir_atomic(extracted, lambda tmp: export(supernet, tmp, arch))
-            if not _finished(train_dir, steps):
-                Trainer(dataclasses.replace(base, arch=str(arch), init=str(extracted)), train_dir, device=device).run()
+            further_train(supernet_dir, arch, base, arch_dir, device=device)  # arch_dir/{extracted,train}/
+            train_dir = arch_dir / "train"
             record = evaluation_record(make_fitness(fitness_name, trained_supernet(train_dir), **settings), arch)
             write_json_atomic(trained_path, {**record, "further_training": summarize_log(train_dir)})
         trained.append(json.loads(trained_path.read_text()))

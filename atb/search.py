@@ -168,7 +168,7 @@ class SearchConfig:
 
 
 # ------------------------------------------------------------------------------------ candidates
-def _predict(latency_fn: LatencyFn, archs: Sequence[Arch]) -> np.ndarray:
+def predict_latency(latency_fn: LatencyFn, archs: Sequence[Arch]) -> np.ndarray:
     """Latencies (ms) from a predictor object (``.predict``) or a plain function of a list of archs."""
     predict = getattr(latency_fn, "predict", latency_fn)
     return np.asarray(predict(list(archs)), dtype=np.float64).reshape(-1)
@@ -197,7 +197,7 @@ class CandidatePool:
         latency: dict[Arch, float] = {}
         bar = tqdm(total=len(space), desc=f"candidates {speedup:g}x", disable=not progress, unit="arch")
         for chunk in _chunks(grid, chunk_size):
-            ms = _predict(latency_fn, chunk)
+            ms = predict_latency(latency_fn, chunk)
             for arch, t, ok in zip(chunk, ms, is_feasible(ms, bert_base_ms, speedup)):
                 if ok:
                     archs.append(arch)
@@ -242,7 +242,7 @@ def speedups_at_quantiles(space: SearchSpace, latency_fn: LatencyFn, bert_base_m
     with an empty window. So, for each quantile ``q``, the target is the predicted latency of a grid point
     between quantiles ``q - spread`` and ``q + spread`` whose window holds the most grid points.
     """
-    ms = np.concatenate([_predict(latency_fn, c) for c in _chunks(space.grid(), chunk_size)])
+    ms = np.concatenate([predict_latency(latency_fn, c) for c in _chunks(space.grid(), chunk_size)])
     speedups = []
     for q in quantiles:
         low, high = np.quantile(ms, [max(q - spread, 0.0), min(q + spread, 1.0)])

@@ -12,6 +12,7 @@ row: it is the reference (:data:`BERT_BASE`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +30,9 @@ class ZooModel:
     objective: Objective
     kind: Kind
     paper_speedup: float | None = None
+    paper_squad_f1: float | None = None  # SQuAD v1.1 dev F1 (official README)
+    paper_glue: float | None = None  # GLUE dev average (official README)
+    paper_glue_tasks: Mapping[str, float] | None = None  # per-task GLUE dev, where quoted (AutoDistil)
 
 
 BERT_BASE = Arch(12, 768, 3072, 12, 768)
@@ -54,8 +58,20 @@ _ROWS: list[tuple[str, str, Objective, Kind, float | None]] = [
     ("BERT-KD-192",     "4/192/768/12/192",     "kd",      "baseline",  None),
 ]
 
+# Per-task GLUE dev of KD-S1 and KD-S4 as AutoDistil quotes them (notes §8); no STS-B or WNLI.
+_PAPER_TASKS: dict[str, dict[str, float]] = {
+    "KD-S1": {"mnli_m": 82.3, "qnli": 89.7, "qqp": 89.9, "sst2": 91.4, "cola": 47.3, "mrpc": 88.5, "rte": 71.1},
+    "KD-S4": {"mnli_m": 76.0, "qnli": 85.5, "qqp": 86.9, "sst2": 86.8, "cola": 20.4, "mrpc": 81.4, "rte": 64.9},
+}
+# SQuAD v1.1 F1 and GLUE average of the released models (official README, notes §8).
+_PAPER_SCORES: dict[str, tuple[float, float]] = {
+    "S1": (83.3, 78.3), "S2": (78.1, 76.4), "S3": (75.8, 75.3), "S4": (71.9, 73.0),
+    "KD-S1": (87.6, 81.2), "KD-S2": (84.6, 77.5), "KD-S3": (83.3, 76.2), "KD-S4": (78.7, 73.5),
+}
+
 ZOO: dict[str, ZooModel] = {
-    name: ZooModel(name, Arch.parse(arch), objective, kind, speedup)
+    name: ZooModel(name, Arch.parse(arch), objective, kind, speedup, *_PAPER_SCORES.get(name, (None, None)),
+                   _PAPER_TASKS.get(name))
     for name, arch, objective, kind, speedup in _ROWS
 }
 
