@@ -2,7 +2,9 @@
 
 Each notebook receives the parameters ``scale``, ``results_dir`` and ``runs_dir`` (checkpoints, sweeps: git-ignored); its executed copy (with outputs)
 goes to ``results/notebooks/``. The wall time and status of every notebook are written to
-``results/reproduce.json`` (atomically, after each notebook, so a failure keeps what ran before).
+``results/reproduce.json`` (atomically, after each notebook, so a failure keeps what ran before). When every
+selected notebook succeeded, the claims report ``results/REPORT.md`` is regenerated from the records
+(:mod:`atb.report`).
 A failing notebook stops the run and is named together with papermill's error.
 
 A notebook whose inputs did not change since its last successful run at the same scale is skipped: the
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 from .records import write_json_atomic
+from .report import write_report
 
 SCALES = ("smoke", "mini", "base", "paper")
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +79,7 @@ def run(scale: str, notebook_dir: Path, results_dir: Path, only: list[str] | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = previous_record(results_dir, scale)
     record = {"scale": scale, "commit": git_commit(), "notebooks": dict(previous), "total_seconds": 0.0}
+    call_start = time.perf_counter()
     for nb in selected:
         key = step_key(nb, scale, results_dir)
         last = previous.get(nb.name, {})
@@ -96,10 +100,12 @@ def run(scale: str, notebook_dir: Path, results_dir: Path, only: list[str] | Non
         seconds = time.perf_counter() - start
         record["notebooks"][nb.name] = {"seconds": round(seconds, 1), "status": status, "key": key, "cached": False}
         record["total_seconds"] = round(sum(v["seconds"] for v in record["notebooks"].values()), 1)
+        record["this_call_seconds"] = round(time.perf_counter() - call_start, 1)
         write_json_atomic(results_dir / "reproduce.json", record)
         print(f"{nb.name}: {status} ({seconds:.1f} s)", flush=True)
         if status != "ok":
             raise SystemExit(f"notebook {nb.name} {status}; executed copy with the error: {out_dir / nb.name}")
+    print(f"claims report: {write_report(results_dir)}", flush=True)
     return record
 
 

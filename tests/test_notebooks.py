@@ -7,6 +7,7 @@ import shutil
 import nbformat
 import pytest
 
+from atb.develop import GLUE_COLUMNS
 from atb.reproduce import ROOT, notebooks, run
 
 
@@ -20,6 +21,27 @@ def test_all_notebooks_run_at_smoke_scale(tmp_path):
         errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if o.get("output_type") == "error"]
         assert not errors, f"{nb.name}: {errors[0]['ename']}"
+    check_result_contracts(tmp_path)
+
+
+def check_result_contracts(results):
+    """The records other tools read (issue contracts): keys present, unavailable tasks null with a reason."""
+    search = json.loads((results / "03_search.json").read_text())
+    assert {"objective", "speedup", "method", "best_arch", "best_fitness", "predicted_latency_ms", "cpu_seconds",
+            "history"} <= set(search["searches"][0]) and "inherited_vs_trained" in search["kendall"]
+    develop = json.loads((results / "04_further_training.json").read_text())
+    assert develop["costs"] and all({"latency_ms", "speedup", "further_training"} <= set(m)
+                                    for m in develop["models"].values())
+    glue = json.loads((results / "05_glue.json").read_text())["models"]
+    assert glue.keys() == develop["models"].keys()
+    for entry in glue.values():
+        assert set(entry["tasks"]) == set(GLUE_COLUMNS) and entry["kind"] in ("searched", "baseline")
+        assert all(entry["tasks"][c] is None and entry["unavailable"][c] for c in entry["unavailable"])
+        assert entry["avg"] is not None
+    squad = json.loads((results / "06_squad.json").read_text())["models"]
+    assert all({"em", "f1"} <= set(s["squad_v1"]) and ("squad_v2" in s) for s in squad.values())
+    assert (results / "07_accuracy_latency.png").exists() and (results / "model_cards").is_dir()
+    assert "| 6 |" in (results / "REPORT.md").read_text()
 
 
 def test_a_failing_notebook_stops_the_run_and_keeps_earlier_results(tmp_path):
