@@ -12,13 +12,14 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM
 
-from atb import Arch, SearchSpace, SuperBert, SuperBertConfig
-from atb import ranking
+from atb import Arch, SearchSpace, SuperBert
+from atb import develop, ranking
 from atb.latency import num_threads
 from atb.ranking import (
     RankingConfig, arch_slug, kendall, kendall_inherited_vs_trained, kendall_proxy_vs_paper, pick_archs,
 )
 from atb.search import Candidate, SearchConfig
+from conftest import save_supernet
 
 needs_data = pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="needs ATB_DATA_DIR (local corpus)")
 
@@ -131,22 +132,6 @@ def test_ranking_config_per_scale_and_search_config_unaffected(tmp_path):
 
 
 # -------------------------------------------------------------------------------------- end to end
-def save_supernet(path, objective):
-    """A random smoke SuperBert saved like a training run (``final/``; for KD a checkpoint with ``W_fit``)."""
-    torch.manual_seed(0)
-    model = SuperBert(SuperBertConfig.from_space(SearchSpace.preset("smoke", objective)))
-    model.save_pretrained(path / "final")
-    if objective == "kd":
-        from atb.checkpoint import save_checkpoint
-        from atb.losses import KDLoss
-
-        kd = KDLoss(model.config.hidden_size, 384)
-        save_checkpoint(path / "checkpoints", 5, {"model": model.state_dict(), "loss": kd.state_dict()},
-                        {"step": 5}, keep=2)
-        (path / "config.json").write_text(json.dumps({"steps": 5, "teacher": "minilm-offline"}))
-    return path / "final"
-
-
 def study(supernet, archs, run_dir, objective=None):
     cfg = RankingConfig.load("smoke")
     return kendall_inherited_vs_trained(supernet, archs, objective, cfg.train_config_path(), cfg.steps, run_dir,
@@ -154,7 +139,7 @@ def study(supernet, archs, run_dir, objective=None):
                                         progress=False)
 
 
-class CountingTrainer(ranking.Trainer):
+class CountingTrainer(develop.Trainer):
     runs: list = []
 
     def run(self, *args, **kwargs):
@@ -164,7 +149,7 @@ class CountingTrainer(ranking.Trainer):
 
 @needs_data
 def test_inherited_vs_trained_end_to_end_resumes_without_retraining(tmp_path, monkeypatch):
-    monkeypatch.setattr(ranking, "Trainer", CountingTrainer)
+    monkeypatch.setattr(develop, "Trainer", CountingTrainer)  # ranking trains through develop.further_train
     CountingTrainer.runs = []
     supernet = save_supernet(tmp_path / "superplm", "mlm")
     archs = ["1/32/32/1/16", "2/48/64/2/32", "2/64/128/3/48"]
