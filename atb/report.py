@@ -10,8 +10,9 @@ were produced at, and a verdict computed by the rules below from the records alo
 * comparisons of models (claims 2, 4, 5): ``reproduced`` when the paper's direction holds in every pair,
   ``partly`` when it holds in some pairs or on average, ``not reproduced`` otherwise. At small budgets a
   difference of a point or two is within fine-tuning noise (one seed per model): the report says so;
-* claim 1 (speedups; the released architectures are timed at every scale): ``reproduced`` when the released models rank alike (Spearman >= 0.9) and measured
-  speedups are within 25 % of the paper's on average, ``partly`` when they rank alike only;
+* claim 1 (speedups; the released architectures are timed at every scale): ``reproduced`` when the released
+  models rank alike (Spearman >= 0.8; with 8 models, p < 0.01) and measured speedups are within 25 % of the
+  paper's on average, ``partly`` when they rank alike only;
 * claim 3 (shapes): ``reproduced`` when at least 3/4 of the evolved winners satisfy the efficient rule,
   ``partly`` when their d_f/d_m is nearer the efficient rule's 1.6-1.9 than BERT's 4 on average;
 * claim 6 (ranking): ``reproduced`` when Kendall's tau >= 0.5 with p < 0.05, ``partly`` when tau > 0.
@@ -81,9 +82,9 @@ def claim_speedups(records: dict) -> dict:
             ", ".join(f"{measured[n]:.1f}x" for n in ("KD-S1", "KD-S2", "KD-S3", "KD-S4") if n in measured) +
             f". Spearman {agreement['spearman']:.2f}; measured/paper {by_obj.get('mlm', float('nan')):.2f} (MLM), "
             f"{by_obj.get('kd', float('nan')):.2f} (KD)")
-    if agreement["spearman"] >= 0.9 and abs(agreement["mean_ratio"] - 1) <= 0.25:
+    if agreement["spearman"] >= 0.8 and abs(agreement["mean_ratio"] - 1) <= 0.25:
         verdict = REPRODUCED
-    elif agreement["spearman"] >= 0.9:
+    elif agreement["spearman"] >= 0.8:
         verdict = PARTLY
     else:
         verdict = NOT_REPRODUCED

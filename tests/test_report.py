@@ -61,6 +61,7 @@ def test_speedup_verdict():
                        "speedup_agreement": {"spearman": spearman, "mean_ratio": ratio, "by_objective": {"mlm": ratio}}}}
     assert report.claim_speedups(latency(0.95, 1.1))["verdict"] == report.REPRODUCED
     assert report.claim_speedups(latency(0.95, 1.5))["verdict"] == report.PARTLY
+    assert report.claim_speedups(latency(0.85, 1.5))["verdict"] == report.PARTLY
     assert report.claim_speedups(latency(0.5, 1.0))["verdict"] == report.NOT_REPRODUCED
 
 
