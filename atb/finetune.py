@@ -47,6 +47,7 @@ from transformers import (
 )
 
 from .data import GLUE_TASK_INFO, GLUE_TASKS, DataUnavailableOffline, load_glue, load_squad, load_tokenizer
+from .data.glue import glue_task_info
 from .metrics import glue_metrics, glue_score, squad_evaluate
 from .records import write_json_atomic
 
@@ -165,6 +166,30 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
         "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 2),
         "config": dataclasses.asdict(cfg), "model_dir": str(model_dir),
     }, output_dir)
+
+
+def majority_baseline(task: str, cfg: FinetuneConfig) -> dict:
+    """The chance level of ``task`` under ``cfg``: always predict the most frequent label of the training subset
+    (STS-B: its mean score, whose correlation is 0), scored on the same dev subset as :func:`finetune_glue`.
+
+    A fine-tuned model near this score has learned nothing from the task; comparisons between such models
+    measure noise. Same result keys as :func:`finetune_glue` (``model_dir`` is ``"majority-class"``).
+    """
+    info = glue_task_info(task)
+    try:
+        train = _subset(load_glue(task, "train"), cfg.max_train_examples, cfg.seed)
+        evals = {split: _subset(load_glue(task, split), cfg.max_eval_examples, EVAL_SUBSET_SEED)
+                 for split in info.validation_splits}
+    except DataUnavailableOffline as err:
+        return _unavailable(task, err, cfg, "majority-class")
+    labels = np.asarray(train["label"])
+    constant = labels.mean() if info.is_regression else np.bincount(labels).argmax()
+    metrics: dict[str, float] = {}
+    for split, data in evals.items():
+        metrics.update(glue_metrics(task, np.full(len(data), constant), data["label"], split))
+    return {"task": task, "metrics": metrics, "score": glue_score(task, metrics), "train_examples": len(train),
+            "eval_examples": sum(len(d) for d in evals.values()), "config": dataclasses.asdict(cfg),
+            "model_dir": "majority-class"}
 
 
 # --------------------------------------------------------------------------------------------- SQuAD

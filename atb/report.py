@@ -7,7 +7,10 @@ were produced at, and a verdict computed by the rules below from the records alo
 
 * ``not testable at this scale``: the records needed are missing, or the scale is ``smoke`` (CI's toy models,
   whose numbers only show that the pipeline runs), or there is nothing to compare (no pairs);
-* comparisons of models (claims 2, 4, 5): ``reproduced`` when the paper's direction holds in every pair,
+* comparisons of models (claims 2, 4, 5) are ``not testable`` either when the best model's GLUE average is less
+  than :data:`MIN_ABOVE_CHANCE` points above always predicting the majority class (``05_glue.json``
+  ``chance``): such models learned the tasks only a little and their differences are noise; otherwise
+  ``reproduced`` when the paper's direction holds in every pair,
   ``partly`` when it holds in some pairs or on average, ``not reproduced`` otherwise. At small budgets a
   difference of a point or two is within fine-tuning noise (one seed per model): the report says so;
 * claim 1 (speedups; the released architectures are timed at every scale): ``reproduced`` when the released
@@ -33,6 +36,7 @@ from .space import Arch
 ROOT = Path(__file__).resolve().parents[1]
 REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_TESTABLE = ("reproduced", "partly", "not reproduced",
                                                    "not testable at this scale")
+MIN_ABOVE_CHANCE = 5.0  # GLUE points: below this, model comparisons are called not testable
 FIGURES = ("01_loss_curves.png", "02_latency_speedup.png", "02_latency_predictor.png", "03_search_history.png",
            "03_search_shapes.png", "04_development_cost.png", "07_accuracy_latency.png")
 
@@ -50,8 +54,18 @@ def _claim(number: int, claim: str, paper: str, ours: str, verdict: str, note: s
     return {"number": number, "claim": claim, "paper": paper, "ours": ours, "verdict": verdict, "note": note}
 
 
-def _pairs_verdict(summary: dict | None, scale: str) -> str:
+def above_chance(records: dict) -> float | None:
+    """GLUE points by which the best developed model beats the majority-class baseline (None: not recorded)."""
+    glue = records.get("05") or {}
+    scored = [m["avg"] for m in (glue.get("models") or {}).values() if m.get("avg") is not None]
+    chance = (glue.get("chance") or {}).get("avg")
+    return max(scored) - chance if scored and chance is not None else None
+
+
+def _pairs_verdict(summary: dict | None, scale: str, gap: float | None = None) -> str:
     if not summary or not summary.get("pairs") or scale == "smoke":
+        return NOT_TESTABLE
+    if gap is not None and gap < MIN_ABOVE_CHANCE:
         return NOT_TESTABLE
     if summary["wins"] == summary["pairs"]:
         return REPRODUCED
@@ -103,7 +117,7 @@ def claim_searched_vs_baseline(records: dict) -> dict:
     squad = figure["summary"]["claim2_searched_vs_baseline"]["SQuAD v1.1 F1"]
     scale = _scale(records)
     return _claim(2, claim, paper, _pairs_text(glue, "GLUE avg") + "; " + _pairs_text(squad, "SQuAD v1.1 F1"),
-                  _pairs_verdict(glue, scale), _noise_note(scale))
+                  _pairs_verdict(glue, scale, above_chance(records)), _noise_note(scale, above_chance(records)))
 
 
 def claim_shapes(records: dict) -> dict:
@@ -144,7 +158,7 @@ def claim_kd_vs_mlm(records: dict) -> dict:
     squad = figure["summary"]["claim4_kd_vs_mlm"]["SQuAD v1.1 F1"]
     scale = _scale(records)
     return _claim(4, claim, paper, _pairs_text(glue, "KD GLUE avg") + "; " + _pairs_text(squad, "KD SQuAD v1.1 F1"),
-                  _pairs_verdict(glue, scale), _noise_note(scale))
+                  _pairs_verdict(glue, scale, above_chance(records)), _noise_note(scale, above_chance(records)))
 
 
 def claim_fast(records: dict) -> dict:
@@ -162,7 +176,8 @@ def claim_fast(records: dict) -> dict:
                                            f"{r['further_training']:.2f}x" for o, r in ratios.items())
             + f"; GLUE avg fast - full: mean {mean_gap:+.2f} over {len(pairs)} pairs")
     cheaper = all(r["total"] < 1 for r in ratios.values())
-    if _scale(records) == "smoke":
+    gap = above_chance(records)
+    if _scale(records) == "smoke" or (gap is not None and gap < MIN_ABOVE_CHANCE):
         verdict = NOT_TESTABLE
     elif cheaper and mean_gap >= -1.0:
         verdict = REPRODUCED
@@ -172,7 +187,8 @@ def claim_fast(records: dict) -> dict:
         verdict = NOT_REPRODUCED
     return _claim(5, claim, paper, ours, verdict,
                   "The further-training ratio is set by configs/develop.yaml (fast_steps), as the paper's; "
-                  "the search ratio is measured. 'Nearly the same' is taken as within 1 GLUE point.")
+                  "the search ratio is measured. 'Nearly the same' is taken as within 1 GLUE point. "
+                  + _noise_note(_scale(records), gap))
 
 
 def claim_ranking(records: dict) -> dict:
@@ -208,11 +224,15 @@ def _scale(records: dict) -> str:
     return "smoke" if "smoke" in scales else (records.get("reproduce", {}).get("scale") or next(iter(scales), "?"))
 
 
-def _noise_note(scale: str) -> str:
+def _noise_note(scale: str, gap: float | None = None) -> str:
+    note = ""
+    if gap is not None and gap < MIN_ABOVE_CHANCE:
+        note = (f"The best model's GLUE average is only {gap:+.1f} points above always predicting the majority class "
+                f"(< {MIN_ABOVE_CHANCE:g}): the models learned the tasks only a little. ")
     if scale in ("smoke", "mini"):
-        return (f"At the {scale} scale every model is fine-tuned once on small subsets: differences of a few points "
-                "are within fine-tuning noise.")
-    return ""
+        note += (f"At the {scale} scale every model is fine-tuned once on small subsets: differences of a few points "
+                 "are within fine-tuning noise.")
+    return note
 
 
 # ------------------------------------------------------------------------------------------- render

@@ -10,12 +10,13 @@ import torch
 
 import atb
 from atb import Arch, AtbBertConfig, AtbBertForMaskedLM, export
-from atb.data import load_squad, load_tokenizer
+from atb.data import load_glue, load_squad, load_tokenizer
 from atb.finetune import (
     FinetuneConfig,
     answer_token_span,
     finetune_glue,
     finetune_squad,
+    majority_baseline,
     postprocess_qa_predictions,
     tokenize_squad,
 )
@@ -176,3 +177,16 @@ def test_squad_v20_is_skipped_offline_but_its_pipeline_runs(tiny_model, monkeypa
     check_result(result, "squad_v2.0", 32, 32)
     assert {"HasAns_f1", "NoAns_f1", "best_f1", "best_f1_threshold"} <= set(result["metrics"])
     assert result["metrics"]["best_f1"] >= result["score"] - 1e-9  # the dev-optimal threshold is no worse
+
+
+@needs_data
+def test_majority_baseline_is_the_chance_level_of_the_same_dev_subset():
+    cfg = FinetuneConfig.load("mini", "sst2")
+    result = majority_baseline("sst2", cfg)
+    dev = load_glue("sst2", "validation").shuffle(seed=0).select(range(cfg.max_eval_examples))
+    share = np.bincount(dev["label"], minlength=2) / len(dev)
+    assert result["score"] == pytest.approx(100 * share.max(), abs=1e-9) or result["score"] == pytest.approx(100 * share.min(), abs=1e-9)
+    assert result["eval_examples"] == cfg.max_eval_examples
+    assert majority_baseline("stsb", FinetuneConfig.load("mini", "stsb"))["score"] == 0.0  # a constant correlates with nothing
+    assert majority_baseline("cola", FinetuneConfig.load("mini", "cola"))["score"] == 0.0  # MCC of a constant
+    assert majority_baseline("qqp", FinetuneConfig.load("mini", "qqp"))["score"] is None

@@ -84,3 +84,12 @@ def test_write_report_from_records(tmp_path):
     assert "| 2 |" in text and "**reproduced**" in text and "abc123" in text
     assert "![07_accuracy_latency.png](07_accuracy_latency.png)" in text and "2.0 minutes" in text
     assert text.count("not testable at this scale") == 4  # claims 1, 3, 5, 6: no records
+
+
+def test_comparisons_near_chance_are_not_testable():
+    records = {**{"07": _figure(4, 4, 2.0)}, "reproduce": {"scale": "mini"},
+               "05": {"chance": {"avg": 34.0}, "models": {"a": {"avg": 36.0}, "b": {"avg": 35.0}}}}
+    claim = report.claim_searched_vs_baseline(records)
+    assert claim["verdict"] == report.NOT_TESTABLE and "majority class" in claim["note"]
+    records["05"]["models"]["a"]["avg"] = 45.0  # 11 points above chance: now a verdict
+    assert report.claim_searched_vs_baseline(records)["verdict"] == report.REPRODUCED
