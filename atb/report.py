@@ -264,9 +264,11 @@ def render(records: dict, results_dir: str | Path) -> str:
     if run.get("notebooks"):
         lines += ["", "## Run", "", "| notebook | seconds | status |", "|---|---|---|",
                   *(f"| {n} | {v['seconds']:.0f}{' (cached)' if v.get('cached') else ''} | {_cell(v['status'])} |"
-                    for n, v in run["notebooks"].items()),
-                  "", f"Total: {run.get('total_seconds', 0) / 60:.1f} minutes (cached notebooks count the time of "
-                      "the run that produced them)."]
+                    for n, v in sorted(run["notebooks"].items())),
+                  "", f"Total: {run.get('total_seconds', 0) / 60:.1f} minutes. Seconds are those of each notebook's "
+                      "last execution (of the run that produced it, for a notebook skipped as unchanged); work cached "
+                      "under `runs/` (checkpoints, search logs, fine-tuning results) is not redone, so a re-execution "
+                      "can be far shorter than the first."]
     figures = [f for f in FIGURES if (results_dir / f).exists()]
     if figures:
         lines += ["", "## Figures", "", *(f"![{f}]({f})" for f in figures)]
