@@ -36,10 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .extract import export
-from .records import merge_settings, write_json_atomic, write_text_atomic
+from .records import scale_settings, write_json_atomic, write_text_atomic
 from .search import LatencyFn, predict_latency
 from .space import Arch, SearchSpace
 from .superbert import SuperBert
@@ -78,16 +76,8 @@ class DevelopConfig:
 
     @classmethod
     def load(cls, scale: str, path: str | Path = CONFIG, **overrides) -> DevelopConfig:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        scales = raw.get("scales") or {}
-        if scale not in scales:
-            raise ValueError(f"{path}: no development settings for scale {scale!r}; have {sorted(scales)}")
-        merged = merge_settings(merge_settings(raw.get("defaults") or {}, scales[scale] or {}), overrides)
         known = {f.name for f in dataclasses.fields(cls)} - {"scale", "path"}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown development setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**merged, scale=scale, path=str(path))
+        return cls(**scale_settings(path, scale, "development", known, overrides=overrides), scale=scale, path=str(path))
 
     def train_config_path(self) -> Path:
         return Path(self.train_config) if self.train_config else ROOT / "configs" / f"{self.scale}.yaml"

@@ -44,13 +44,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
 from .develop import further_train, write_dir_atomic
 from .fitness import Fitness, make_fitness, supernet_objective
-from .records import machine_info, merge_settings, write_json_atomic
+from .records import machine_info, merge_settings, scale_settings, write_json_atomic
 from .search import CONFIG, ROOT, SearchConfig, describe_fitness, evaluate
 from .space import Arch
 from .train import TrainConfig, build_student, summarize_log
@@ -86,16 +85,9 @@ class RankingConfig:
     @classmethod
     def load(cls, scale: str, path: str | Path = CONFIG, **overrides) -> RankingConfig:
         """The ``ranking:`` block of ``path`` (read here: ``SearchConfig.load`` only reads its own keys)."""
-        raw = (yaml.safe_load(Path(path).read_text()) or {}).get("ranking") or {}
-        scales = raw.get("scales") or {}
-        if scale not in scales:
-            raise ValueError(f"{path}: no ranking settings for scale {scale!r}; have {sorted(scales)}")
-        merged = merge_settings(merge_settings(raw.get("defaults") or {}, scales[scale] or {}), overrides)
         known = {f.name for f in dataclasses.fields(cls)} - {"scale", "path"}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown ranking setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**merged, scale=scale, path=str(path))
+        settings = scale_settings(path, scale, "ranking", known, block="ranking", overrides=overrides)
+        return cls(**settings, scale=scale, path=str(path))
 
     def search_config(self) -> SearchConfig:
         if self.scale is None:

@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 
 import torch
+import yaml
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -47,3 +48,24 @@ def merge_settings(base: dict, override: dict) -> dict:
     for key, value in override.items():
         out[key] = merge_settings(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def scale_settings(path: str | Path, scale: str, what: str, known: set[str], block: str | None = None,
+                   overrides: dict | None = None) -> dict:
+    """A config file's ``defaults`` with ``scales.<scale>`` and then ``overrides`` merged over them (under the
+    top-level key ``block`` if given), as every ``configs/*.yaml`` with per-scale sections is read.
+
+    Raises ``ValueError`` naming the file for an unknown scale or a key outside ``known`` (``what`` names
+    the kind of settings in the message, e.g. "search").
+    """
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if block is not None:
+        raw = raw.get(block) or {}
+    scales = raw.get("scales") or {}
+    if scale not in scales:
+        raise ValueError(f"{path}: no {what} settings for scale {scale!r}; have {sorted(scales)}")
+    merged = merge_settings(merge_settings(raw.get("defaults") or {}, scales[scale] or {}), overrides or {})
+    unknown = sorted(set(merged) - set(known))
+    if unknown:
+        raise ValueError(f"{path}: unknown {what} setting(s) {unknown}; known: {sorted(known)}")
+    return merged

@@ -58,11 +58,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 from .latency import is_feasible, latency_window
-from .records import machine_info, merge_settings
+from .records import machine_info, scale_settings
 from .sampler import step_rng
 from .space import Arch, Range, SearchSpace
 
@@ -126,17 +125,8 @@ class SearchConfig:
     @classmethod
     def load(cls, scale: str, path: str | Path = CONFIG, **overrides) -> SearchConfig:
         """``defaults`` of ``path`` with the section of ``scale`` merged over them (nested dicts key by key)."""
-        path = Path(path)
-        raw = yaml.safe_load(path.read_text()) or {}
-        scales = raw.get("scales", {})
-        if scale not in scales:
-            raise ValueError(f"{path}: no search settings for scale {scale!r}; have {sorted(scales)}")
-        merged = merge_settings(merge_settings(raw.get("defaults") or {}, scales[scale] or {}), overrides)
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown search setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**{**merged, "scale": scale})
+        return cls(**{**scale_settings(path, scale, "search", known, overrides=overrides), "scale": scale})
 
     def generations_for(self, method: str) -> int:
         return self.fast_generations if method == "fast" else self.generations
