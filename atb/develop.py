@@ -31,7 +31,7 @@ import json
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,6 +264,43 @@ def squad_entry(results: Mapping[str, Mapping[str, Any]]) -> dict:
         else:
             entry[key] = {"em": result["metrics"]["em"], "f1": result["metrics"]["f1"]}
     return entry
+
+
+# ------------------------------------------------------------------------------------ comparisons
+def paired_differences(entries: Mapping[str, Mapping[str, Any]], score: Callable[[Mapping[str, Any]], float | None],
+                       first: Mapping[str, str], second: Mapping[str, str]) -> list[dict]:
+    """The paper's comparisons at equal latency: each entry matching ``first`` against the one matching ``second``
+    developed for the same speedup constraint.
+
+    ``entries``: ``{name: row}`` with ``objective``, ``method`` and ``speedup_target`` (notebooks 05/06 rows).
+    ``first`` / ``second`` select rows by those keys, e.g. ``{"method": "evolved"}`` vs ``{"method": "bert"}``
+    (claim 2); a key neither selects (here ``objective``) must be equal in a pair. Pairs where ``score`` is
+    ``None`` on either side are left out. Rows: ``{"speedup", "model", "other", "score", "other_score",
+    "difference"}``.
+    """
+    free = [k for k in ("objective", "method") if k not in first and k not in second]
+
+    def matches(row: Mapping[str, Any], selector: Mapping[str, str]) -> bool:
+        return all(row[k] == v for k, v in selector.items())
+
+    pairs = []
+    for name, row in entries.items():
+        if not matches(row, first):
+            continue
+        for other, match in entries.items():
+            if (matches(match, second) and match["speedup_target"] == row["speedup_target"]
+                    and all(match[k] == row[k] for k in free)):
+                a, b = score(row), score(match)
+                if a is not None and b is not None:
+                    pairs.append({"speedup": row["speedup_target"], "model": name, "other": other, "score": a,
+                                  "other_score": b, "difference": a - b})
+    return pairs
+
+
+def summarize_pairs(pairs: Sequence[Mapping[str, Any]]) -> dict:
+    """``{"wins", "pairs", "mean_difference"}``: how often, and by how much on average, the first side scored higher."""
+    return {"wins": sum(p["difference"] > 0 for p in pairs), "pairs": len(pairs),
+            "mean_difference": statistics.fmean(p["difference"] for p in pairs) if pairs else None}
 
 
 # --------------------------------------------------------------------------------- development cost

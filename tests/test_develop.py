@@ -18,8 +18,10 @@ from atb.develop import (
     further_train,
     glue_entry,
     model_card,
+    paired_differences,
     plan_models,
     squad_entry,
+    summarize_pairs,
     write_model_card,
 )
 from atb.latency import num_threads
@@ -311,3 +313,21 @@ def test_further_train_a_tiny_superplm_then_read_it_back(tmp_path, monkeypatch):
     monkeypatch.setattr(develop, "Trainer", no_training)
     assert further_train(supernet, arch, cfg, tmp_path / "run") == record  # the cached record, no training
     assert json.loads((tmp_path / "run" / "further_training.json").read_text()) == record
+
+
+def test_paired_differences_match_speedup_and_the_unselected_key():
+    entries = {
+        "kd-evolved-25x": {"objective": "kd", "method": "evolved", "speedup_target": 25.0, "avg": 40.0},
+        "kd-bert-25x": {"objective": "kd", "method": "bert", "speedup_target": 25.0, "avg": 38.0},
+        "mlm-evolved-25x": {"objective": "mlm", "method": "evolved", "speedup_target": 25.0, "avg": 37.0},
+        "mlm-bert-25x": {"objective": "mlm", "method": "bert", "speedup_target": 25.0, "avg": None},
+        "kd-bert-50x": {"objective": "kd", "method": "bert", "speedup_target": 50.0, "avg": 30.0},
+    }
+    avg = lambda e: e["avg"]
+    claim2 = paired_differences(entries, avg, {"method": "evolved"}, {"method": "bert"})
+    assert [(p["model"], p["other"], p["difference"]) for p in claim2] == [("kd-evolved-25x", "kd-bert-25x", 2.0)]
+    claim4 = paired_differences(entries, avg, {"objective": "kd", "method": "evolved"},
+                                {"objective": "mlm", "method": "evolved"})
+    assert [(p["model"], p["other"], p["difference"]) for p in claim4] == [("kd-evolved-25x", "mlm-evolved-25x", 3.0)]
+    assert summarize_pairs(claim2 + claim4) == {"wins": 2, "pairs": 2, "mean_difference": 2.5}
+    assert summarize_pairs([]) == {"wins": 0, "pairs": 0, "mean_difference": None}
