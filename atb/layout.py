@@ -1,0 +1,104 @@
+"""Where a study's files live: one object owns the ``runs/<scale>/…`` and ``results/<scale>/…`` paths.
+
+Notebooks and modules ask a :class:`Layout` for a path instead of joining strings, so the layout is written
+down once and two scales can never write into each other's folders:
+
+* ``results/<scale>/`` — what is committed: JSON/CSV records, figures, ``REPORT.md``, ``report.json``, the
+  executed notebooks (``notebooks/``), model cards (``model_cards/``), the runner's ``reproduce.json``;
+* ``runs/<scale>/`` — what is not (git-ignored): SuperPLM training runs, the latency sweep and predictors,
+  search logs, ranking studies, further training and fine-tuning, and the executed copies of notebooks that
+  failed (``failed/``).
+
+The roots default to ``results/`` and ``runs/`` of the repository; the environment variables
+``ATB_RESULTS_DIR`` and ``ATB_RUNS_DIR`` move them (the runner's tests do, and a notebook started by the
+runner inherits them), so a notebook's only parameter is its ``scale``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCALES = ("smoke", "mini", "base", "paper")
+
+
+def _root(variable: str, default: str) -> Path:
+    return Path(os.environ.get(variable) or ROOT / default).resolve()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The folders of one scale's study. ``Layout("mini").superplm("kd")`` → ``runs/mini/superplm-kd``."""
+
+    scale: str
+    results_root: Path = field(default_factory=lambda: _root("ATB_RESULTS_DIR", "results"))
+    runs_root: Path = field(default_factory=lambda: _root("ATB_RUNS_DIR", "runs"))
+
+    def __post_init__(self) -> None:
+        if not self.scale or any(c in self.scale for c in "/\\."):
+            raise ValueError(f"scale must be a plain name such as {SCALES}, got {self.scale!r}")
+        object.__setattr__(self, "results_root", Path(self.results_root))
+        object.__setattr__(self, "runs_root", Path(self.runs_root))
+
+    # ---------------------------------------------------------------------------- committed results
+    @property
+    def results(self) -> Path:
+        """``results/<scale>/``: records, figures, REPORT.md."""
+        return self.results_root / self.scale
+
+    def record(self, name: str) -> Path:
+        """A result file of this scale, e.g. ``record("02_latency.json")``."""
+        return self.results / name
+
+    @property
+    def notebooks(self) -> Path:
+        """Executed copies of the notebooks that succeeded."""
+        return self.results / "notebooks"
+
+    @property
+    def model_cards(self) -> Path:
+        return self.results / "model_cards"
+
+    # ------------------------------------------------------------------------------ run outputs
+    @property
+    def runs(self) -> Path:
+        """``runs/<scale>/``: everything large or transient (git-ignored)."""
+        return self.runs_root / self.scale
+
+    @property
+    def failed(self) -> Path:
+        """Executed copies of notebooks that failed (the last good copy in ``notebooks`` stays)."""
+        return self.runs / "failed"
+
+    def superplm(self, objective: str) -> Path:
+        """The one-shot training run of the ``objective`` SuperPLM (``final/`` holds the trained SuperBert)."""
+        return self.runs / f"superplm-{objective}"
+
+    def superplm_final(self, objective: str) -> Path:
+        return self.superplm(objective) / "final"
+
+    @property
+    def latency(self) -> Path:
+        """The latency sweep (``sweep.csv``) and the fitted predictors."""
+        return self.runs / "latency"
+
+    def search_log(self, objective: str, method: str, speedup: float) -> Path:
+        return self.runs / "search" / f"{objective}-{method}-{speedup:g}x.jsonl"
+
+    def ranking(self, objective: str, study: str) -> Path:
+        """A ranking study's directory (``study``: ``inherited_vs_trained`` | ``proxy_vs_paper``)."""
+        return self.runs / "ranking" / objective / study
+
+    @property
+    def develop(self) -> Path:
+        """Further training of the developed models, one folder per model."""
+        return self.runs / "develop"
+
+    def developed(self, name: str) -> Path:
+        return self.develop / name
+
+    def finetune(self, name: str) -> Path:
+        """Fine-tuning results of the developed model ``name``."""
+        return self.developed(name) / "finetune"
