@@ -7,7 +7,7 @@ TORCH_PIP_FLAGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env test reproduce bench clean-env
+.PHONY: env test test-fast reproduce bench clean-env
 
 env: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 
 test: env
 	$(PY) -m pytest -q
+
+# Everything but the tests marked slow (subprocesses, worker processes, notebooks)
+test-fast: env
+	$(PY) -m pytest -q -m "not slow"
 
 reproduce: env
 	$(PY) -m atb.reproduce --scale $(SCALE) $(if $(FORCE),--force,)

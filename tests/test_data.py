@@ -1,8 +1,9 @@
 """The data layer: local GLUE/SQuAD/corpus against the hub schema and the staged counts, error
 messages on bad input, sentence packing and the MLM collator's 80/10/10 rule.
 
-Tests that read the shared data need ``ATB_DATA_DIR`` (e.g. ``ATB_DATA_DIR=../shared/data``); the
-others build a small fake layout under ``tmp_path``.
+Tests that read the shared data are marked ``requires_data`` and need ``ATB_DATA_DIR`` (e.g.
+``ATB_DATA_DIR=../shared/data``; ``tests/conftest.py`` skips or fails them without it); the others build a
+small fake layout under ``tmp_path``.
 """
 
 from __future__ import annotations
@@ -26,11 +27,8 @@ from atb.data.packing import pack_document
 
 @pytest.fixture
 def shared_data() -> Path:
-    """The shared local data (``ATB_DATA_DIR``); skip when it is not configured."""
-    value = os.environ.get("ATB_DATA_DIR")
-    if not value:
-        pytest.skip("ATB_DATA_DIR is not set: point it at the shared data folder (e.g. ../shared/data)")
-    return Path(value)
+    """The shared local data (``ATB_DATA_DIR``); every test using it is marked ``requires_data``."""
+    return Path(os.environ["ATB_DATA_DIR"])
 
 
 @pytest.fixture
@@ -74,6 +72,24 @@ def test_data_dir_must_be_a_directory(tmp_path, monkeypatch):
         data_dir()
 
 
+# ------------------------------------------------------------------------ the requires_data marker
+def test_requires_data_skips_only_on_a_developer_machine_without_data_dir(tmp_path):
+    from conftest import DATA_LAYOUT, data_must_be_present, data_problem
+
+    complete = tmp_path / "complete"
+    for name in DATA_LAYOUT:
+        (complete / name).mkdir(parents=True)
+    (tmp_path / "partial" / "glue").mkdir(parents=True)
+    assert data_problem({"ATB_DATA_DIR": str(complete)}) is None
+    assert "not set" in data_problem({}) and "not set" in data_problem({"ATB_DATA_DIR": "  "})
+    assert "not an existing folder" in data_problem({"ATB_DATA_DIR": str(tmp_path / "nope")})
+    assert "['corpus', 'squad']" in data_problem({"ATB_DATA_DIR": str(tmp_path / "partial")})
+    # skip (False) only when neither CI nor ATB_DATA_DIR is set; otherwise missing data fails the test
+    assert not data_must_be_present({}) and not data_must_be_present({"CI": "false", "ATB_DATA_DIR": ""})
+    assert data_must_be_present({"CI": "true"}) and data_must_be_present({"CI": "1"})
+    assert data_must_be_present({"ATB_DATA_DIR": str(tmp_path / "nope")})
+
+
 # ------------------------------------------------------------------------------------------ tokenizer
 def test_tokenizer_is_bert_base_uncased_without_fixed_length(tokenizer):
     assert tokenizer.vocab_size == 30522 and load_tokenizer() is tokenizer
@@ -113,6 +129,7 @@ def test_glue_task_info_matches_the_hub():
     assert (GLUE_TASK_INFO["stsb"].folder, GLUE_TASK_INFO["cola"].folder) == ("STS-B", "CoLA")
 
 
+@pytest.mark.requires_data
 @pytest.mark.parametrize("task,split", sorted(COUNTS))
 def test_local_glue_counts_and_schema(shared_data, task, split):
     ds = load_glue(task, split)
@@ -123,6 +140,7 @@ def test_local_glue_counts_and_schema(shared_data, task, split):
     assert all(isinstance(s, str) and s for s in ds[GLUE_TASK_INFO[task].text_columns[0]])
 
 
+@pytest.mark.requires_data
 def test_local_glue_labels_use_the_hub_encoding(shared_data):
     assert load_glue("qnli", "validation")[0]["label"] == 0  # "entailment" in the TSV
     assert load_glue("qnli", "validation")[1]["label"] == 1  # "not_entailment"
@@ -139,6 +157,7 @@ def test_local_glue_labels_use_the_hub_encoding(shared_data):
     assert cola[0] == {"sentence": "The sailors rode the breeze clear of the rocks.", "label": 1, "idx": 0}
 
 
+@pytest.mark.requires_data
 @pytest.mark.parametrize("task,split,file", [
     ("mnli", "train", "MNLI/train.tsv"), ("mnli", "validation_matched", "MNLI/dev_matched.tsv"),
     ("mnli", "validation_mismatched", "MNLI/dev_mismatched.tsv"), ("qqp", "train", "QQP/train.tsv"),
@@ -201,6 +220,7 @@ def test_glue_bad_label_and_bare_quotes(fake_layout):
 SQUAD_COLUMNS = ["id", "title", "context", "question", "answers"]
 
 
+@pytest.mark.requires_data
 @pytest.mark.parametrize("version,split,count", [("v1.1", "train", 87599), ("v1.1", "validation", 10570),
                                                  ("v2.0", "validation", 11873)])
 def test_local_squad_counts_and_schema(shared_data, version, split, count):
@@ -210,6 +230,7 @@ def test_local_squad_counts_and_schema(shared_data, version, split, count):
                                       "answer_start": datasets.List(datasets.Value("int32"))}
 
 
+@pytest.mark.requires_data
 def test_squad_dev_answers_are_spans_of_the_context(shared_data):
     dev = load_squad("v1.1", "validation")
     for row in dev:
@@ -219,6 +240,7 @@ def test_squad_dev_answers_are_spans_of_the_context(shared_data):
     assert dev[0]["id"] == "56be4db0acb8001400a502ec"
 
 
+@pytest.mark.requires_data
 def test_squad_v2_train_absent_offline(shared_data):
     with pytest.raises(DataUnavailableOffline, match=r'rajpurkar/squad_v2", split="train"') as err:
         load_squad("v2.0", "train")
@@ -285,6 +307,7 @@ def test_document_parsers():
     assert list(wikitext_documents(wiki)) == [["Text one .", "Two .", "More ."], ["Bee ."]]
 
 
+@pytest.mark.requires_data
 def test_local_pretrain_corpus_first_documents_are_deterministic(shared_data):
     docs = load_corpus("pretrain", max_documents=25)
     assert len(docs) == 25 and docs.column_names == ["sentences"]
@@ -293,6 +316,7 @@ def test_local_pretrain_corpus_first_documents_are_deterministic(shared_data):
     assert len(load_corpus("pretrain", max_documents=0)) == 0
 
 
+@pytest.mark.requires_data
 def test_local_wikitext2_validation_is_60_articles(shared_data):
     docs = load_corpus("wikitext-2-valid")
     assert len(docs) == 60
@@ -345,6 +369,7 @@ def test_packing_never_mixes_documents(tokenizer):
             assert text.endswith(".") and any(text.startswith(s[:5]) for s in animals)
 
 
+@pytest.mark.requires_data
 def test_packing_real_documents(shared_data, tokenizer):
     docs = load_corpus("pretrain", max_documents=30)
     examples = build_pretraining_examples(docs, tokenizer, max_seq_len=64)

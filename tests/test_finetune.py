@@ -2,7 +2,6 @@
 smoke-budget runs of GLUE and SQuAD on a tiny random model (those need ``ATB_DATA_DIR``)."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -21,7 +20,6 @@ from atb.finetune import (
     tokenize_squad,
 )
 
-needs_data = pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="needs ATB_DATA_DIR (local GLUE/SQuAD)")
 RESULT_KEYS = {"task", "metrics", "score", "train_examples", "eval_examples", "train_loss", "seconds", "config",
                "model_dir"}
 
@@ -138,7 +136,7 @@ def check_result(result, task, n_train, n_eval):
     assert result["config"]["scale"] == "smoke"
 
 
-@needs_data
+@pytest.mark.requires_data
 def test_glue_on_an_atb_checkpoint_and_on_its_plain_bert_export(tiny_model, tmp_path):
     cfg = FinetuneConfig.load("smoke", "rte")
     result = finetune_glue(tiny_model, "rte", cfg, output_dir=tmp_path / "out")
@@ -154,7 +152,7 @@ def test_glue_on_an_atb_checkpoint_and_on_its_plain_bert_export(tiny_model, tmp_
     assert set(stsb["metrics"]) == {"pearson", "spearman"} and -100 <= stsb["score"] <= 100
 
 
-@needs_data
+@pytest.mark.requires_data
 @pytest.mark.parametrize("task", ["mnli", "qqp", "qnli"])
 def test_glue_without_offline_data_gives_no_score_and_a_reason(tiny_model, tmp_path, task):
     result = finetune_glue(tiny_model, task, FinetuneConfig.load("smoke", task), output_dir=tmp_path)
@@ -162,7 +160,7 @@ def test_glue_without_offline_data_gives_no_score_and_a_reason(tiny_model, tmp_p
     assert json.loads((tmp_path / f"{task}.json").read_text())["score"] is None
 
 
-@needs_data
+@pytest.mark.requires_data
 def test_squad_v11(tiny_model, tmp_path):
     cfg = FinetuneConfig.load("smoke", "squad_v1.1")
     result = finetune_squad(tiny_model, "v1.1", cfg, output_dir=tmp_path)
@@ -172,7 +170,7 @@ def test_squad_v11(tiny_model, tmp_path):
     assert json.loads((tmp_path / "squad_v1.1.json").read_text()) == result
 
 
-@needs_data
+@pytest.mark.requires_data
 def test_squad_v20_is_skipped_offline_but_its_pipeline_runs(tiny_model, monkeypatch):
     cfg = FinetuneConfig.load("smoke", "squad_v2.0")
     skipped = finetune_squad(tiny_model, "v2.0", cfg)
@@ -185,7 +183,7 @@ def test_squad_v20_is_skipped_offline_but_its_pipeline_runs(tiny_model, monkeypa
     assert result["metrics"]["best_f1"] >= result["score"] - 1e-9  # the dev-optimal threshold is no worse
 
 
-@needs_data
+@pytest.mark.requires_data
 def test_majority_baseline_is_the_chance_level_of_the_same_dev_subset():
     cfg = FinetuneConfig.load("mini", "sst2")
     result = majority_baseline("sst2", cfg)

@@ -5,7 +5,6 @@ and end to end on a random smoke SuperBert (further training for real, MLM and K
 import dataclasses
 import json
 import math
-import os
 import random
 
 import pytest
@@ -20,8 +19,6 @@ from atb.ranking import (
 )
 from atb.search import Candidate, SearchConfig
 from conftest import save_supernet
-
-needs_data = pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="needs ATB_DATA_DIR (local corpus)")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -147,7 +144,7 @@ class CountingTrainer(develop.Trainer):
         return super().run(*args, **kwargs)
 
 
-@needs_data
+@pytest.mark.requires_data
 def test_inherited_vs_trained_end_to_end_resumes_without_retraining(tmp_path, monkeypatch):
     monkeypatch.setattr(develop, "Trainer", CountingTrainer)  # ranking trains through develop.further_train
     CountingTrainer.runs = []
@@ -182,7 +179,7 @@ def test_inherited_vs_trained_end_to_end_resumes_without_retraining(tmp_path, mo
         study(supernet, archs, tmp_path / "other", objective="kd")
 
 
-@needs_data
+@pytest.mark.requires_data
 def test_inherited_vs_trained_kd_scores_with_each_runs_own_w_fit(tmp_path):
     supernet = save_supernet(tmp_path / "superplm", "kd")
     result = study(supernet, ["1/32/32/12/24", "2/64/128/12/48"], tmp_path / "study")

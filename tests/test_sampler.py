@@ -18,6 +18,7 @@ def test_uniform_is_a_function_of_seed_and_step():
     assert UniformSampler(SPACE, seed=4).archs(0) != a.archs(0) or UniformSampler(SPACE, seed=4).archs(1) != a.archs(1)
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_uniform_is_identical_in_another_process():
     """What data-parallel ranks rely on: no shared RNG state, same draw in a fresh interpreter."""
     code = ("from atb.sampler import UniformSampler; from atb.space import SearchSpace;"

@@ -9,7 +9,6 @@ parameters) and synthetic fitness functions.
 import dataclasses
 import json
 import math
-import os
 import pickle
 import random
 
@@ -24,8 +23,6 @@ from atb.search import (
     METHODS, CandidatePool, Candidate, Evolution, SearchConfig, SearchExhausted, mutate, read_search_log, roulette,
     run_search,
 )
-
-needs_data = pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="needs ATB_DATA_DIR (local corpus/GLUE)")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -201,6 +198,7 @@ def test_an_exhausted_window_is_a_clear_error(tmp_path):
                    dataclasses.replace(cfg, population=len(pool) + 1), tmp_path / "y.jsonl", progress=False)
 
 
+@pytest.mark.slow  # spawns worker processes, each importing torch
 def test_worker_processes_give_the_same_search(tmp_path):
     cfg = dataclasses.replace(CFG, population=6, generations=2, workers=2, threads_per_worker=1)
     parallel = search(tmp_path, cfg=cfg, log="p.jsonl")
@@ -277,7 +275,7 @@ def test_fitness_objects_pickle_without_their_models(tmp_path):
     assert isinstance(make_fitness("proxy", tmp_path / "final"), MLMLoss)
 
 
-@needs_data
+@pytest.mark.requires_data
 def test_mlm_proxy_scores_sub_models_deterministically(tmp_path):
     fitness = make_fitness("proxy", save_supernet(tmp_path, "mlm"), **PROXY)
     small, large = Arch(1, 32, 32, 1, 16), Arch(2, 64, 128, 2, 32)
@@ -293,7 +291,7 @@ def test_mlm_proxy_scores_sub_models_deterministically(tmp_path):
     assert "loss" in result.candidates[0].details
 
 
-@needs_data
+@pytest.mark.requires_data
 def test_kd_proxy_uses_the_trained_w_fit_or_attention_only(tmp_path):
     final = save_supernet(tmp_path, "kd", with_checkpoint=True)
     arch = Arch(2, 48, 64, 12, 36)
@@ -308,7 +306,7 @@ def test_kd_proxy_uses_the_trained_w_fit_or_attention_only(tmp_path):
         KDProxyLoss(bare, **PROXY)(arch)
 
 
-@needs_data
+@pytest.mark.requires_data
 def test_paper_fitness_substitutes_an_unavailable_task_and_says_so(tmp_path):
     fitness = PaperFitness(save_supernet(tmp_path, "mlm"), finetune_scale="smoke", tasks=("mnli",),
                            substitute_tasks={"mnli": "rte"}, budgets={"rte": {"max_train_examples": 16}})
