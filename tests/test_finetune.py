@@ -1,6 +1,7 @@
 """Fine-tuning: budgets from the YAML, SQuAD windowing and post-processing on hand-made inputs, and
 smoke-budget runs of GLUE and SQuAD on a tiny random model (those need ``ATB_DATA_DIR``)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -183,14 +184,39 @@ def test_squad_v20_is_skipped_offline_but_its_pipeline_runs(tiny_model, monkeypa
     assert result["metrics"]["best_f1"] >= result["score"] - 1e-9  # the dev-optimal threshold is no worse
 
 
+def seeded_subset(data, n, seed):
+    """The test's own copy of the documented subset rule: ``n`` rows shuffled with ``seed`` (all if fewer)."""
+    return data if n is None or n >= len(data) else data.shuffle(seed=seed).select(range(n))
+
+
 @pytest.mark.requires_data
-def test_majority_baseline_is_the_chance_level_of_the_same_dev_subset():
-    cfg = FinetuneConfig.load("mini", "sst2")
-    result = majority_baseline("sst2", cfg)
-    dev = load_glue("sst2", "validation").shuffle(seed=0).select(range(cfg.max_eval_examples))
-    share = np.bincount(dev["label"], minlength=2) / len(dev)
-    assert result["score"] == pytest.approx(100 * share.max(), abs=1e-9) or result["score"] == pytest.approx(100 * share.min(), abs=1e-9)
-    assert result["eval_examples"] == cfg.max_eval_examples
+@pytest.mark.parametrize("task,overrides", [
+    ("sst2", {}),  # mini budget: the training majority (1) is also the dev majority; its share is not the minority's
+    ("rte", {"max_train_examples": 32, "seed": 1}),  # 21 of 32 train rows are 1, but 0 is the dev majority
+])
+def test_majority_baseline_predicts_the_training_majority_on_the_dev_subset(task, overrides):
+    cfg = dataclasses.replace(FinetuneConfig.load("mini", task), **overrides)
+    train = seeded_subset(load_glue(task, "train"), cfg.max_train_examples, cfg.seed)
+    dev = seeded_subset(load_glue(task, "validation"), cfg.max_eval_examples, 0)
+    train_counts, dev_counts = np.bincount(train["label"], minlength=2), np.bincount(dev["label"], minlength=2)
+    assert train_counts[0] != train_counts[1] and dev_counts[0] != dev_counts[1]  # no ties: one right answer
+    majority = int(train_counts.argmax())
+    if task == "rte":  # the case that tells the training majority from the dev one
+        assert majority != dev_counts.argmax()
+    result = majority_baseline(task, cfg)
+    assert result["score"] == pytest.approx(100 * dev_counts[majority] / len(dev), abs=1e-9)
+    assert result["score"] != pytest.approx(100 * dev_counts[1 - majority] / len(dev), abs=1e-9)
+    assert (result["train_examples"], result["eval_examples"]) == (len(train), len(dev))
+
+
+@pytest.mark.requires_data
+def test_majority_baseline_of_f1_and_correlation_tasks():
+    cfg = FinetuneConfig.load("mini", "mrpc")
+    dev = seeded_subset(load_glue("mrpc", "validation"), cfg.max_eval_examples, 0)
+    assert np.bincount(seeded_subset(load_glue("mrpc", "train"), cfg.max_train_examples, cfg.seed)["label"]).argmax() == 1
+    p = float(np.mean(dev["label"]))  # always "paraphrase": precision p, recall 1
+    result = majority_baseline("mrpc", cfg)
+    assert result["metrics"] == pytest.approx({"f1": 100 * 2 * p / (1 + p), "accuracy": 100 * p})
     assert majority_baseline("stsb", FinetuneConfig.load("mini", "stsb"))["score"] == 0.0  # a constant correlates with nothing
     assert majority_baseline("cola", FinetuneConfig.load("mini", "cola"))["score"] == 0.0  # MCC of a constant
     assert majority_baseline("qqp", FinetuneConfig.load("mini", "qqp"))["score"] is None

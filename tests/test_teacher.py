@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,7 +61,27 @@ def test_loads_offline_and_output_shapes(teacher, batch):
     B, T = ids.shape
     assert out.last_hidden_state.shape == (B, T, 384)
     assert out.attention_scores.shape == (B, 12, T, T)
-    assert torch.isfinite(out.attention_scores).all()  # no additive mask was folded in
+    # No additive mask was folded in: scores towards padded keys are ordinary q.k values (finfo.min or -1e4,
+    # both finite, would dwarf them), and they still vary like the real ones.
+    padded_keys = (mask == 0)[:, None, None, :].expand_as(out.attention_scores)
+    to_pad, to_real = out.attention_scores[padded_keys], out.attention_scores[~padded_keys]
+    assert to_pad.numel() > 0 and to_pad.abs().max() < 4 * to_real.abs().max()
+    assert to_pad.std() > 0.25 * to_real.std()
+
+
+def test_the_paper_scales_distil_from_the_paper_teacher():
+    """base and paper name ELECTRA-base (PAPER_TEACHER) as their teacher; the CPU scales the offline MiniLM."""
+    import yaml
+
+    def teachers(node):
+        if isinstance(node, dict):
+            return [v for k, v in node.items() if k == "teacher"] + [t for v in node.values() for t in teachers(v)]
+        return [t for v in node for t in teachers(v)] if isinstance(node, list) else []
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for scale, expected in [("smoke", OFFLINE_TEACHER), ("mini", OFFLINE_TEACHER), ("base", PAPER_TEACHER),
+                            ("paper", PAPER_TEACHER)]:
+        assert set(teachers(yaml.safe_load((configs / f"{scale}.yaml").read_text()))) == {expected}, scale
     assert PAPER_TEACHER == "google/electra-base-discriminator"
 
 
