@@ -9,11 +9,13 @@ import random
 
 import pytest
 import torch
+from scipy.stats import kendalltau
 from transformers import AutoModelForMaskedLM
 
 from atb import Arch, SearchSpace, SuperBert
 from atb import develop, ranking
 from atb.latency import num_threads
+from atb.fitness import make_fitness
 from atb.ranking import (
     RankingConfig, arch_slug, kendall, kendall_inherited_vs_trained, kendall_proxy_vs_paper, pick_archs,
 )
@@ -156,8 +158,17 @@ def test_inherited_vs_trained_end_to_end_resumes_without_retraining(tmp_path, mo
     result = both["inherited_vs_trained"]
     assert both["archs"] == archs and "proxy_vs_paper" not in both
     assert result["archs"] == archs and CountingTrainer.runs == archs and result["objective"] == "mlm"
-    assert all(math.isfinite(v) for v in result["inherited"] + result["trained"]) and -1 <= result["kendall_tau"] <= 1
-    assert result["trained"] != result["inherited"]  # further training changed the weights it scored
+    # both sides are the study's fitness of the right weights, recomputed here: the SuperPLM's slice, and the
+    # further-trained run's one-point SuperBERT; tau and p are scipy's on exactly these values
+    cfg = RankingConfig.load("smoke")
+    score = lambda weights, arch: make_fitness(cfg.fitness, weights, **cfg.fitness_settings())(Arch.parse(arch))  # noqa: E731
+    runs = tmp_path / "inherited_vs_trained"
+    assert result["inherited"] == pytest.approx([score(supernet, a) for a in archs], rel=1e-6, abs=0)
+    assert result["trained"] == pytest.approx([score(runs / arch_slug(Arch.parse(a)) / "train" / "superbert", a)
+                                               for a in archs], rel=1e-6, abs=0)
+    tau, p = kendalltau(result["inherited"], result["trained"])
+    assert (result["kendall_tau"], result["p_value"]) == pytest.approx((tau, p)) and result["n"] == 3
+    assert all(t != i for t, i in zip(result["trained"], result["inherited"]))  # further training changed each model
     assert [t["steps"] for t in result["further_training"]] == [2, 2, 2]
 
     # the scored one-point SuperBERT is exactly the exported further-trained model

@@ -11,13 +11,15 @@ import json
 import math
 import pickle
 import random
+import time
 
 import numpy as np
 import pytest
 import torch
 
-from atb import Arch, SearchSpace, SuperBert, SuperBertConfig, zoo
-from atb.fitness import FITNESSES, KDProxyLoss, MLMLoss, PaperFitness, make_fitness
+from atb import Arch, SearchSpace, SuperBert, SuperBertConfig, export, extract, zoo
+from atb.finetune import FinetuneConfig, finetune_glue
+from atb.fitness import FITNESSES, KDProxyLoss, MLMLoss, PaperFitness, heldout_batches, make_fitness
 from atb.latency import latency_window, num_threads
 from atb.search import (
     METHODS, CandidatePool, Candidate, Evolution, SearchConfig, SearchExhausted, mutate, read_search_log, roulette,
@@ -46,17 +48,21 @@ class PeakedFitness:
     """Structured like the paper's finding: best at d_f/d_m = 1.75 and d_qkv/d_m = 0.85, deeper slightly better.
 
     ``fail_on`` (1-based call count) makes the N-th call raise, to interrupt a search; ``calls`` records
-    every scored architecture (in-process only). Neither is part of ``describe()``, so a failing and a
-    working instance count as the same fitness in a log header.
+    every scored architecture (in-process only); ``burn_cpu`` spins the CPU in each call. None is part of
+    ``describe()``, so a failing, a slow and a working instance count as the same fitness in a log header.
     """
 
     fail_on: int | None = None
     calls: list = dataclasses.field(default_factory=list)
+    burn_cpu: float = 0.0  # CPU-seconds each call spins for, so that its measured cost is known from below
 
     def __call__(self, arch: Arch) -> float:
         self.calls.append(arch)
         if self.fail_on is not None and len(self.calls) == self.fail_on:
             raise KeyboardInterrupt("interrupted")
+        until = time.process_time() + self.burn_cpu
+        while time.process_time() < until:
+            pass
         return (-abs(math.log(arch.ffn / arch.hidden / 1.75)) - abs(math.log(arch.qkv / arch.hidden / 0.85))
                 + 0.05 * arch.layers)
 
@@ -201,10 +207,18 @@ def test_an_exhausted_window_is_a_clear_error(tmp_path):
 @pytest.mark.slow  # spawns worker processes, each importing torch
 def test_worker_processes_give_the_same_search(tmp_path):
     cfg = dataclasses.replace(CFG, population=6, generations=2, workers=2, threads_per_worker=1)
-    parallel = search(tmp_path, cfg=cfg, log="p.jsonl")
-    serial = search(tmp_path, cfg=dataclasses.replace(cfg, workers=1), log="s.jsonl")
+    burn = 0.05
+    parallel = search(tmp_path, cfg=cfg, fitness=PeakedFitness(burn_cpu=burn), log="p.jsonl")
+    serial = search(tmp_path, cfg=dataclasses.replace(cfg, workers=1), fitness=PeakedFitness(burn_cpu=burn),
+                    log="s.jsonl")
     assert key(parallel) == key(serial)
-    assert parallel.evaluation_cpu_seconds >= 0 and parallel.cpu_seconds >= parallel.evaluation_cpu_seconds
+    for result in (parallel, serial):  # CPU time is counted in the process that ran each evaluation, once
+        each = [c.cpu_seconds for c in result.candidates]
+        assert len(each) == 12 and min(each) >= burn and max(each) < burn + 0.5
+        assert result.evaluation_cpu_seconds == pytest.approx(sum(each))
+        assert result.cpu_seconds == pytest.approx(result.evaluation_cpu_seconds + result.overhead_cpu_seconds)
+    # in process, the search's own overhead excludes the evaluations (counting them twice would put it above)
+    assert serial.overhead_cpu_seconds < serial.evaluation_cpu_seconds
 
 
 def test_the_log_holds_every_evaluation(tmp_path):
@@ -212,9 +226,22 @@ def test_the_log_holds_every_evaluation(tmp_path):
     header, rows = read_search_log(tmp_path / "log.jsonl")
     assert header["method"] == "evolved" and header["fitness"] == {"name": "peaked"}
     assert {"arch", "fitness", "generation", "latency_ms", "seconds", "cpu_seconds"} <= set(rows[0])
-    assert sorted(r["arch"] for r in rows) == sorted(str(c.arch) for c in result.candidates)
-    json.dumps(result.to_dict())
-    assert len(result.table()) == len(rows)
+    # every evaluation, once, with the values recomputed here: the fitness, the latency, the generation
+    peaked, by_arch = PeakedFitness(), {r["arch"]: r for r in rows}
+    assert len(rows) == len(by_arch) == len(result.candidates) == 40
+    for c in result.candidates:
+        row = by_arch[str(c.arch)]
+        assert (row["fitness"], row["generation"]) == (peaked(c.arch), c.generation)
+        assert row["latency_ms"] == pytest.approx(synthetic_latency([c.arch])[0])
+    # the JSON summary and the table agree with the log
+    summary = json.loads(json.dumps(result.to_dict()))
+    best = max(r["fitness"] for r in rows)
+    assert summary["best_fitness"] == by_arch[summary["best_arch"]]["fitness"] == best and summary["evaluated"] == 40
+    assert summary["history"] == [max(r["fitness"] for r in rows if r["generation"] <= g) for g in range(4)]
+    table = result.table()
+    fields = table[["layers", "hidden", "ffn", "heads", "qkv"]].itertuples(index=False)
+    assert [str(Arch(*map(int, f))) for f in fields] == list(table["arch"])
+    assert dict(zip(table["arch"], table["fitness"])) == {a: r["fitness"] for a, r in by_arch.items()}
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -280,7 +307,20 @@ def test_mlm_proxy_scores_sub_models_deterministically(tmp_path):
     fitness = make_fitness("proxy", save_supernet(tmp_path, "mlm"), **PROXY)
     small, large = Arch(1, 32, 32, 1, 16), Arch(2, 64, 128, 2, 32)
     a = fitness.evaluate(small)
-    assert math.isfinite(a["fitness"]) and a["fitness"] == -a["loss"] < 0 and a["tokens"] > 0
+    # the expected loss computed another way, on the same held-out sample: the *extracted* model's logits over
+    # the whole vocabulary at every position, cross-entropy summed over the masked ones, divided by their count
+    model = extract(SuperBert.from_pretrained(tmp_path / "final"), small).eval()
+    total, masked = 0.0, 0
+    for b in heldout_batches(fitness.corpus, fitness.max_examples, fitness.max_seq_len, fitness.batch_size,
+                             fitness.seed):
+        with torch.no_grad():
+            logits = model(b["input_ids"], attention_mask=b["attention_mask"],
+                           token_type_ids=b["token_type_ids"]).logits
+        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), b["labels"].flatten(), ignore_index=-100,
+                                                   reduction="sum").item()
+        masked += int((b["labels"] != -100).sum())
+    assert a["tokens"] == masked and a["loss"] == pytest.approx(total / masked, rel=1e-5)
+    assert a["fitness"] == -a["loss"]
     assert fitness(small) == a["fitness"] and fitness(large) != a["fitness"]
     assert MLMLoss(tmp_path / "final", **PROXY)(small) == a["fitness"]  # a fresh process-like copy: same masks
     space = SearchSpace.preset("smoke", "mlm")
@@ -310,10 +350,17 @@ def test_kd_proxy_uses_the_trained_w_fit_or_attention_only(tmp_path):
 def test_paper_fitness_substitutes_an_unavailable_task_and_says_so(tmp_path):
     fitness = PaperFitness(save_supernet(tmp_path, "mlm"), finetune_scale="smoke", tasks=("mnli",),
                            substitute_tasks={"mnli": "rte"}, budgets={"rte": {"max_train_examples": 16}})
-    result = fitness.evaluate(Arch(1, 32, 32, 1, 16))
+    arch = Arch(1, 32, 32, 1, 16)
+    result = fitness.evaluate(arch)
     task = result["tasks"]["mnli"]
     assert task["task_used"] == "rte" and task["substitutes"] == "mnli" and "MNLI" in task["unavailable"]
-    assert result["fitness"] == task["score"] and 0 <= task["score"] <= 100
+    # the same run by hand: the extracted sub-model, exported and fine-tuned on RTE with the overridden budget
+    exported = export(extract(SuperBert.from_pretrained(tmp_path / "final"), arch), tmp_path / "by-hand")
+    by_hand = finetune_glue(exported, "rte", dataclasses.replace(FinetuneConfig.load("smoke", "rte"),
+                                                                 max_train_examples=16))
+    assert by_hand["train_examples"] == 16
+    assert (task["score"], task["metrics"]) == (by_hand["score"], by_hand["metrics"])
+    assert result["fitness"] == task["score"]  # one task: the mean is its score
 
 
 def test_quantile_constraint_avoids_a_gap_between_latency_clusters():
