@@ -1,4 +1,5 @@
-"""SuperBERT weight sharing: sliced sub-model == extracted model, padding invariance, head shapes."""
+"""SuperBERT weight sharing: sliced sub-model == extracted model (50 random mini architectures per space, and a
+handful at the paper's size with ragged padding), padding invariance at the paper's size, head shapes."""
 
 import inspect
 import random
@@ -19,6 +20,20 @@ def supernet(request):
     return space, SuperBert(SuperBertConfig.from_space(space)).eval()
 
 
+@pytest.fixture(scope="module", params=["mlm", "kd"])
+def paper_supernet(request):
+    """The paper-size SuperBERT of each space (8 layers, d_m 768, d_f 3072; KD: 12 heads, head-wise d_qkv)."""
+    torch.manual_seed(0)
+    space = SearchSpace.preset("paper", request.param)
+    return space, SuperBert(SuperBertConfig.from_space(space)).eval()
+
+
+def paper_archs(space, seed, n_random=2, smallest=True):
+    """A handful of architectures: the largest (every slice full), the smallest, ``n_random`` seeded random ones."""
+    rng = random.Random(seed)
+    return [space.largest()] + [space.smallest()] * smallest + [space.sample(rng) for _ in range(n_random)]
+
+
 def batch(seq: int = 24, pad_from: int = 17, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(999, 30000, (3, seq), generator=g)
@@ -31,6 +46,22 @@ def batch(seq: int = 24, pad_from: int = 17, seed: int = 0):
     labels[:, 2] = ids[:, 2]
     labels[0, 9] = ids[0, 9]
     return ids, mask, segments, labels
+
+
+def ragged_batch(rows: int = 4, seq: int = 12, seed: int = 0):
+    """Rows of seeded random lengths (one full row), padded at the tail with *random* token ids: padding must
+    be ignored whatever it holds. Two segments per row; MLM labels at two random real positions of each row."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, seq + 1, (rows,), generator=g)
+    lengths[torch.randint(rows, (1,), generator=g)] = seq
+    mask = (torch.arange(seq)[None, :] < lengths[:, None]).long()
+    ids = torch.randint(999, 30000, (rows, seq), generator=g)
+    segments = (torch.arange(seq)[None, :] >= (lengths[:, None] + 1) // 2).long() * mask
+    labels = torch.full_like(ids, -100)
+    for row, n in enumerate(lengths.tolist()):
+        where = torch.randint(n, (2,), generator=g)
+        labels[row, where] = ids[row, where]
+    return ids, mask, segments, labels, lengths.tolist()
 
 
 def test_sliced_equals_extracted_for_50_random_architectures(supernet):
@@ -100,22 +131,46 @@ def test_gradients_reach_only_the_active_slice():
     assert model.bert.encoder.layer[1].intermediate.dense.weight.grad is None  # layer 2 inactive
 
 
+def test_sliced_equals_extracted_at_paper_size_with_ragged_padding(paper_supernet):
+    """The property test at the paper's size, on rows of random lengths: every output, padded positions too."""
+    space, model = paper_supernet
+    ids, mask, segments, labels, _ = ragged_batch(seed=1)
+    for arch in paper_archs(space, seed=11, n_random=3):
+        with torch.no_grad():
+            sliced = model(ids, attention_mask=mask, token_type_ids=segments, arch=arch, labels=labels)
+            standalone = extract(model, arch).eval()
+            enc = standalone.bert(ids, attention_mask=mask, token_type_ids=segments, output_attention_scores=True)
+            mlm = standalone(ids, attention_mask=mask, token_type_ids=segments, labels=labels)
+        rows, seq = ids.shape
+        assert standalone.config.arch == arch and sliced.attention_scores.shape == (rows, arch.heads, seq, seq)
+        torch.testing.assert_close(sliced.last_hidden_state, enc.last_hidden_state, atol=TOL, rtol=0)
+        torch.testing.assert_close(sliced.attention_scores, enc.attention_scores, atol=TOL, rtol=0)
+        torch.testing.assert_close(sliced.logits, mlm.logits[labels != -100], atol=TOL, rtol=0)
+        torch.testing.assert_close(sliced.loss, mlm.loss, atol=TOL, rtol=0)
+
+
 @pytest.mark.parametrize("scores", [True, False])
-def test_padding_invariance(supernet, scores):
-    """Appending padding with a 0 mask leaves the real positions' outputs unchanged (both attention paths)."""
-    space, model = supernet
-    arch = space.sample(random.Random(5))
-    ids, _, segments, _ = batch(seq=16)
-    full = torch.ones_like(ids)
-    padded_ids = torch.cat([ids, torch.zeros(3, 7, dtype=torch.long)], 1)
-    padded_mask = torch.cat([full, torch.zeros(3, 7, dtype=torch.long)], 1)
-    padded_seg = torch.cat([segments, torch.zeros(3, 7, dtype=torch.long)], 1)
-    a = model(ids, attention_mask=full, token_type_ids=segments, arch=arch, output_attention_scores=scores)
-    b = model(padded_ids, attention_mask=padded_mask, token_type_ids=padded_seg, arch=arch,
-              output_attention_scores=scores)
-    torch.testing.assert_close(a.last_hidden_state, b.last_hidden_state[:, :16], atol=TOL, rtol=0)
-    if scores:
-        torch.testing.assert_close(a.attention_scores, b.attention_scores[:, :, :16, :16], atol=TOL, rtol=0)
+def test_padding_invariance_at_paper_size_with_ragged_rows(paper_supernet, scores):
+    """Each row of a ragged, padded batch gives at its real positions what it gives alone and unpadded (hidden
+    states, scores between real tokens, MLM logits), on both attention paths; seeded random lengths per row."""
+    space, model = paper_supernet
+    for seed, arch in enumerate(paper_archs(space, seed=5, n_random=2, smallest=False)):
+        ids, mask, segments, labels, lengths = ragged_batch(seed=100 + seed)
+        assert min(lengths) < ids.shape[1] and len(set(lengths)) > 1  # really ragged
+        with torch.no_grad():
+            padded = model(ids, attention_mask=mask, token_type_ids=segments, arch=arch, labels=labels,
+                           output_attention_scores=scores)
+            alone = [model(ids[i:i + 1, :n], attention_mask=mask[i:i + 1, :n], token_type_ids=segments[i:i + 1, :n],
+                           arch=arch, labels=labels[i:i + 1, :n], output_attention_scores=scores)
+                     for i, n in enumerate(lengths)]
+        for i, (n, single) in enumerate(zip(lengths, alone)):
+            torch.testing.assert_close(padded.last_hidden_state[i, :n], single.last_hidden_state[0],
+                                       atol=TOL, rtol=0, msg=lambda m: f"{arch} row {i} (length {n}): {m}")
+            if scores:
+                torch.testing.assert_close(padded.attention_scores[i, :, :n, :n], single.attention_scores[0],
+                                           atol=TOL, rtol=0)
+        # MLM logits come row-major at the labelled positions, so the rows' own logits concatenate to them
+        torch.testing.assert_close(padded.logits, torch.cat([single.logits for single in alone]), atol=TOL, rtol=0)
 
 
 def test_explicit_and_fused_attention_agree(supernet):
