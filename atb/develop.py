@@ -13,38 +13,31 @@ This module holds that pipeline, shared by notebooks 04–07:
 * :func:`plan_models`: the models to develop, named ``<objective>-<method>-<speedup>x``: the best
   architecture of each ``evolved`` and ``fast`` search, and a default-rule baseline (``method = "bert"``)
   whose predicted latency is the closest to the evolved pick's (:func:`default_rule_baseline`).
-* :func:`further_train`: extraction + further training of one model, resumable (checkpoints) and cached
-  (a finished run is only re-read); returns its cost in CPU-seconds (``time.process_time``, all threads).
+* further training is :func:`atb.train.further_train` (shared with the ranking studies): extraction +
+  further training of one model, resumable and cached, with its cost in CPU-seconds.
 * :func:`glue_entry` / :func:`squad_entry`: one model's row of the GLUE / SQuAD tables, unavailable tasks
   as ``None`` with the reason.
 * :func:`development_costs`: claim 5, the cost of the full method vs the fast one vs training from scratch.
 * :func:`write_model_card`: the README.md beside an exported model's weights.
 
-Settings per scale: ``configs/develop.yaml`` (:class:`DevelopConfig`); fine-tuning budgets stay in
-``configs/finetune.yaml``.
+Settings per scale: section ``develop`` of ``configs/<scale>.yaml`` (:class:`DevelopConfig`); fine-tuning budgets
+are its section ``finetune``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import shutil
 import statistics
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .extract import export
-from .records import scale_settings, write_json_atomic, write_text_atomic
+from . import config
+from .records import write_json_atomic, write_text_atomic
 from .search import LatencyFn, predict_latency
 from .space import Arch, SearchSpace
-from .superbert import SuperBert
-from .train import TrainConfig, Trainer, summarize_log
+from .train import TrainConfig, further_train  # noqa: F401  (further_train: notebook 04 calls it from here)
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "develop.yaml"
 METHODS = ("evolved", "fast", "bert")  # the searched model, the fast method's, the default-rule baseline
 # The GLUE table's columns (issue contract): MNLI has two dev sets, the others one number each.
 GLUE_COLUMNS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "mnli_mm", "qnli", "rte", "wnli")
@@ -55,19 +48,16 @@ GLUE_AVERAGE = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "qnli", "rte")
 # ------------------------------------------------------------------------------------------- config
 @dataclass
 class DevelopConfig:
-    """How one scale develops its models: ``defaults`` merged with ``scales.<scale>`` of ``configs/develop.yaml``."""
+    """How one scale develops its models: the ``develop`` section of ``configs/<scale>.yaml``."""
 
     steps: int = 100  # further-training steps of the searched (evolved) models and the baselines
     fast_steps: int = 33  # of AutoTinyBERT-Fast's models (the notes' 870 -> 290 GPU-hours: about 1/3)
     baseline_layers: int = 4  # the paper's default-rule baselines all have 4 layers
-    train_config: str | None = None  # the TrainConfig YAML of further training (None: configs/<scale>.yaml)
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides for further training
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of the scale's `pretrain` for further training
     glue_tasks: list[str] = field(default_factory=lambda: ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli",
                                                            "qnli", "rte", "wnli"])
     squad_tasks: list[str] = field(default_factory=lambda: ["squad_v1.1", "squad_v2.0"])
-    finetune_scale: str | None = None  # the configs/finetune.yaml section (None: this scale)
     scale: str | None = None
-    path: str = str(CONFIG)
 
     def __post_init__(self) -> None:
         for name in ("steps", "fast_steps", "baseline_layers"):
@@ -75,12 +65,11 @@ class DevelopConfig:
                 raise ValueError(f"DevelopConfig.{name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
-    def load(cls, scale: str, path: str | Path = CONFIG, **overrides) -> DevelopConfig:
-        known = {f.name for f in dataclasses.fields(cls)} - {"scale", "path"}
-        return cls(**scale_settings(path, scale, "development", known, overrides=overrides), scale=scale, path=str(path))
-
-    def train_config_path(self) -> Path:
-        return Path(self.train_config) if self.train_config else ROOT / "configs" / f"{self.scale}.yaml"
+    def load(cls, scale: str | Path, **overrides) -> DevelopConfig:
+        settings, file = config.section(scale, "develop")
+        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where("develop"))
+        return config.build(cls, {**settings, **overrides}, f"{file.where('develop')} overrides",
+                            exclude=("scale",), scale=file.scale)
 
     def steps_for(self, method: str) -> int:
         return self.fast_steps if method == "fast" else self.steps
@@ -88,7 +77,7 @@ class DevelopConfig:
     def train_config_for(self, objective: str, method: str) -> TrainConfig:
         """Further training with the SuperPLM's ``objective`` for ``method``'s steps (:func:`further_train`
         sets the architecture and the initial weights)."""
-        return TrainConfig.load(self.train_config_path(), objective, steps=self.steps_for(method), **self.train)
+        return TrainConfig.load(self.scale, objective, steps=self.steps_for(method), **self.train)
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -181,51 +170,6 @@ def plan_models(searches: Iterable[Mapping[str, Any]], spaces: Mapping[str, Sear
     return models
 
 
-# -------------------------------------------------------------------------------- further training
-def write_dir_atomic(directory: Path, write: Callable[[Path], Any]) -> Path:
-    """Let ``write`` fill ``<directory>.tmp``, then rename it into place: a kill leaves all or nothing."""
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
-    return directory
-
-
-def extract_sub_model(supernet: SuperBert | str | Path, arch: Arch, directory: str | Path) -> Path:
-    """Export ``arch`` with its inherited weights to ``directory`` (atomically; skipped if already there)."""
-    directory = Path(directory)
-    if not (directory / "config.json").exists():
-        model = supernet if isinstance(supernet, SuperBert) else SuperBert.from_pretrained(supernet).eval()
-        write_dir_atomic(directory, lambda tmp: export(model, tmp, arch))
-    return directory
-
-
-def further_train(supernet_dir: str | Path, arch: Arch, cfg: TrainConfig, run_dir: str | Path,
-                  device: str | None = None) -> dict:
-    """Extract ``arch`` from the SuperPLM and further train it (``cfg``: arch, init unset or ignored).
-
-    ``run_dir/extracted/`` is the inherited model, ``run_dir/train/`` the further-training run (its
-    ``final/`` is the exported, deployable model). Resumes from checkpoints; a finished run is only re-read
-    from ``run_dir/further_training.json``. Returns ``{"model_dir", "steps", "final_loss", "sec_per_step",
-    "cpu_seconds", "wall_seconds"}``: the cost of this run's steps in CPU-seconds (process time, all threads)
-    and wall seconds; of a run resumed after a kill, only the steps done in the last call are timed.
-    """
-    run_dir = Path(run_dir)
-    record_path = run_dir / "further_training.json"
-    if record_path.exists():
-        return json.loads(record_path.read_text())
-    extracted = extract_sub_model(supernet_dir, arch, run_dir / "extracted")
-    cfg = dataclasses.replace(cfg, arch=str(arch), init=str(extracted))
-    cpu, wall = time.process_time(), time.perf_counter()
-    Trainer(cfg, run_dir / "train", device=device).run()
-    record = {"model_dir": str(run_dir / "train" / "final"), "arch": str(arch), "objective": cfg.objective,
-              **summarize_log(run_dir / "train"),
-              "cpu_seconds": time.process_time() - cpu, "wall_seconds": time.perf_counter() - wall}
-    write_json_atomic(record_path, record)
-    return record
-
-
 # ------------------------------------------------------------------------------------------ tables
 def glue_entry(results: Mapping[str, Mapping[str, Any]]) -> dict:
     """One model's GLUE row from :func:`atb.finetune.run` results: ``{"tasks": {column: score | None},
@@ -247,7 +191,7 @@ def glue_entry(results: Mapping[str, Mapping[str, Any]]) -> dict:
                 tasks[column] = result["score"]
     for column in GLUE_COLUMNS:
         if column not in unavailable and tasks[column] is None:
-            unavailable[column] = "not run at this scale (configs/develop.yaml glue_tasks)"
+            unavailable[column] = "not run at this scale (develop.glue_tasks of configs/<scale>.yaml)"
     scored = [c for c in GLUE_AVERAGE if tasks[c] is not None]
     return {"tasks": tasks, "avg": statistics.fmean(tasks[c] for c in scored) if scored else None,
             "avg_over": scored, "unavailable": unavailable}
@@ -363,7 +307,7 @@ def model_card(entry: Mapping[str, Any]) -> str:
         "## Latency",
         f"Speedup constraint {entry['speedup_target']:.3g}x. Measured here: {_fmt(entry.get('latency_ms'), 2)} ms, "
         f"{_fmt(entry.get('speedup'))}x faster than BERT-base ({_fmt(entry.get('bert_base_ms'))} ms) on "
-        f"{entry.get('machine', {}).get('cpu', 'this CPU')} (batch 1, 128 tokens, 1 thread; `configs/latency.yaml`).",
+        f"{entry.get('machine', {}).get('cpu', 'this CPU')} (batch 1, 128 tokens, 1 thread; `latency` in `configs/<scale>.yaml`).",
         "",
         "## How it was trained",
         f"Extracted from the {entry['objective'].upper()} SuperPLM (notebook 01) with its inherited weights, then further "
@@ -372,7 +316,7 @@ def model_card(entry: Mapping[str, Any]) -> str:
     ]
     glue, squad = entry.get("glue"), entry.get("squad")
     if glue:
-        lines += ["", "## GLUE dev (fine-tuned at this scale's budgets, `configs/finetune.yaml`)",
+        lines += ["", "## GLUE dev (fine-tuned at this scale's budgets, `finetune` in `configs/<scale>.yaml`)",
                   "| " + " | ".join(GLUE_COLUMNS) + " | avg |", "|" + "---|" * (len(GLUE_COLUMNS) + 1),
                   "| " + " | ".join(_fmt(glue["tasks"][c]) for c in GLUE_COLUMNS) + f" | {_fmt(glue['avg'])} |",
                   "", f"avg over {', '.join(glue['avg_over']) or 'nothing'}; n/a = not available here "

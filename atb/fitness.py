@@ -8,7 +8,7 @@ once per process, on the first call. ``supernet_dir`` is what ``SuperBert.from_p
 * ``"paper"`` (notes §6): the sub-model is extracted (not further trained), fine-tuned on MNLI and SQuAD
   v1.1 with :mod:`atb.finetune`, and its fitness is mean(MNLI accuracy, SQuAD F1). A task whose data is
   not available (offline: MNLI) is replaced by the configured substitute (e.g. SST-2) and every result
-  says which task was actually used. Budgets come from ``configs/finetune.yaml`` (``finetune_scale``)
+  says which task was actually used. Budgets come from the ``finetune`` section of ``configs/<finetune_scale>.yaml``
   with the search's own overrides (``budgets``), since a search fine-tunes hundreds of candidates.
 * ``"mlm_loss"`` / ``"kd_loss"``: cheap proxies, the negated loss of the SuperPLM's own objective on a
   fixed held-out sample (WikiText-2 validation by default), with masks drawn once from a seeded
@@ -224,7 +224,7 @@ class PaperFitness(Fitness):
     """mean(score of each task) of the extracted sub-model fine-tuned on each of ``tasks`` (notes §6)."""
 
     name: ClassVar[str] = "paper"
-    finetune_scale: str = "mini"  # the configs/finetune.yaml section giving the base budgets
+    finetune_scale: str = "mini"  # whose configs/<scale>.yaml `finetune` section gives the base budgets
     tasks: tuple[str, ...] = ("mnli", "squad_v1.1")
     substitute_tasks: dict[str, str] = field(default_factory=lambda: {"mnli": "sst2"})  # used when data is absent
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> FinetuneConfig overrides

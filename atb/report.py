@@ -183,7 +183,7 @@ def claim_fast(records: dict) -> dict:
     else:
         verdict = NOT_REPRODUCED
     return _claim(5, claim, paper, ours, verdict,
-                  "The further-training ratio is set by configs/develop.yaml (fast_steps), as the paper's; "
+                  "The further-training ratio is set by develop.fast_steps in configs/<scale>.yaml, as the paper's; "
                   "the search ratio is measured. 'Nearly the same' is taken as within 1 GLUE point. "
                   + _noise_note(_scale(records), gap))
 

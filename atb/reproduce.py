@@ -30,6 +30,43 @@ SCALES = ("smoke", "mini", "base", "paper")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def check_config(scale: str | Path) -> dict:
+    """Load every section of a scale's config through the class that reads it, nested settings included
+    (fitness settings, fine-tuning budgets, further-training overrides), so a misspelled key anywhere fails
+    here, naming the file and the key, before any notebook runs. Returns the loaded settings."""
+    from . import config
+    from .develop import DevelopConfig
+    from .finetune import SQUAD_TASKS, FinetuneConfig
+    from .fitness import FITNESSES
+    from .latency import LatencySettings
+    from .ranking import RankingConfig
+    from .search import SearchConfig
+    from .train import TrainConfig
+    from .data import GLUE_TASKS
+
+    file = config.load(scale)
+    search, ranking, develop = SearchConfig.load(scale), RankingConfig.load(scale), DevelopConfig.load(scale)
+    proxy_keys = set().union(*(config.fields_of(FITNESSES[n]) for n in ("mlm_loss", "kd_loss"))) - {"supernet_dir"}
+    budget_keys = config.fields_of(FinetuneConfig, exclude=("scale",))
+    for where, proxy, paper in [("search", search.proxy, search.paper), ("ranking", ranking.proxy_settings(),
+                                                                          ranking.paper_settings())]:
+        config.check_keys(proxy, proxy_keys, f"{file.where(where)}.proxy")
+        config.check_keys(paper, config.fields_of(FITNESSES["paper"]) - {"supernet_dir"}, f"{file.where(where)}.paper")
+        for task, budget in (paper.get("budgets") or {}).items():
+            config.check_keys(budget, budget_keys, f"{file.where(where)}.paper.budgets.{task}")
+    objectives = ("mlm", "kd")
+    return {
+        "pretrain": {obj: TrainConfig.load(scale, obj) for obj in objectives},
+        "latency": LatencySettings.load(scale),
+        "search": search,
+        "ranking": ranking,
+        "ranking_train": {obj: TrainConfig.load(scale, obj, steps=ranking.steps, **ranking.train) for obj in objectives},
+        "develop": develop,
+        "develop_train": {(obj, m): develop.train_config_for(obj, m) for obj in objectives for m in ("evolved", "fast")},
+        "finetune": {task: FinetuneConfig.load(scale, task) for task in (*GLUE_TASKS, *SQUAD_TASKS)},
+    }
+
+
 def notebooks(directory: Path) -> list[Path]:
     """The numbered notebooks (``NN_name.ipynb``) in order."""
     return sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))

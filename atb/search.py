@@ -61,12 +61,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .latency import is_feasible, latency_window
-from .records import machine_info, scale_settings
+from . import config
+from .records import machine_info
 from .sampler import step_rng
 from .space import Arch, Range, SearchSpace
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "search.yaml"
 
 METHODS: tuple[str, ...] = ("random", "fast", "evolved")
 GENES: tuple[str, ...] = ("layers", "hidden", "ffn", "attention")  # what a mutation can move
@@ -82,7 +80,7 @@ class SearchExhausted(RuntimeError):
 # ------------------------------------------------------------------------------------------- config
 @dataclass
 class SearchConfig:
-    """Everything the search does, per scale (``configs/search.yaml``). Defaults are the paper's numbers."""
+    """Everything the search does (section ``search`` of ``configs/<scale>.yaml``). Defaults are the paper's numbers."""
 
     population: int = 25
     generations: int = 10  # not published; "random" and "evolved" run this many
@@ -123,10 +121,13 @@ class SearchConfig:
             raise ValueError(f"SearchConfig.fitness must be 'proxy' or one of {sorted(FITNESSES)}, got {self.fitness!r}")
 
     @classmethod
-    def load(cls, scale: str, path: str | Path = CONFIG, **overrides) -> SearchConfig:
-        """``defaults`` of ``path`` with the section of ``scale`` merged over them (nested dicts key by key)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{**scale_settings(path, scale, "search", known, overrides=overrides), "scale": scale})
+    def load(cls, scale: str | Path, **overrides) -> SearchConfig:
+        """The ``search`` section of a scale's config (``configs/<scale>.yaml`` or a YAML path), ``overrides``
+        merged over it (nested mappings key by key); unset keys keep the paper's defaults above."""
+        settings, file = config.section(scale, "search")
+        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where("search"))
+        return config.build(cls, config.merge(settings, overrides), f"{file.where('search')} overrides",
+                            exclude=("scale",), scale=file.scale)
 
     def generations_for(self, method: str) -> int:
         return self.fast_generations if method == "fast" else self.generations
@@ -153,8 +154,14 @@ class SearchConfig:
         """The configured fitness of the SuperPLM saved in ``supernet_dir`` (``run_dir/"final"``)."""
         from .fitness import make_fitness
 
-        settings = self.paper if self.fitness == "paper" else self.proxy
-        return make_fitness(self.fitness, supernet_dir, **settings)
+        return make_fitness(self.fitness, supernet_dir, **self.fitness_settings(self.fitness))
+
+    def fitness_settings(self, name: str) -> dict[str, Any]:
+        """The settings of fitness ``name``: ``paper`` (fine-tuning budgets of this scale's ``finetune``
+        section, with ``paper.budgets`` over them) or one of the held-out-loss proxies."""
+        if name == "paper":
+            return {"finetune_scale": self.scale, **self.paper}
+        return dict(self.proxy)
 
 
 # ------------------------------------------------------------------------------------ candidates

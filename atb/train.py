@@ -33,14 +33,14 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import yaml
 from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, BertForMaskedLM, get_linear_schedule_with_warmup
 
+from . import config
 from .checkpoint import load_latest, save_checkpoint
 from .extract import export, extract, from_bert
 from .losses import KDLoss
-from .records import write_json_atomic, write_text_atomic
+from .records import write_dir_atomic, write_json_atomic, write_text_atomic
 from .sampler import FixedSampler, make_sampler
 from .space import Arch, Range, SearchSpace
 from .superbert import SuperBert, SuperBertConfig
@@ -89,23 +89,21 @@ class TrainConfig:
                 raise ValueError(f"config field {name!r} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
-    def load(cls, path: str | Path, objective: str | None = None, **overrides) -> TrainConfig:
-        """Read a scale config: shared keys at the top, per-objective keys under ``mlm:`` / ``kd:``."""
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from None
-        objective = objective or raw.get("objective", "mlm")
-        merged = {k: v for k, v in raw.items() if k not in ("mlm", "kd")}
-        merged.update(raw.get(objective) or {})
+    def load(cls, scale: str | Path, objective: str | None = None, **overrides) -> TrainConfig:
+        """The ``pretrain`` section of a scale's config (``configs/<scale>.yaml`` or a YAML path): shared keys at
+        its top, per-objective keys under ``mlm:`` / ``kd:``; ``overrides`` (``None`` values ignored) last.
+
+        Further training reuses this with the ``develop.train`` / ``ranking.train`` overrides of the same file.
+        """
+        settings, file = config.section(scale, "pretrain")
+        objective = objective or settings.get("objective", "mlm")
+        merged = {k: v for k, v in settings.items() if k not in ("mlm", "kd")}
+        merged.update(settings.get(objective) or {})
+        config.check_keys(merged, config.fields_of(cls, exclude=("scale", "objective")) | {"objective"},
+                          file.where(f"pretrain ({objective})"))
         merged.update({k: v for k, v in overrides.items() if v is not None})
         merged["objective"] = objective
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown config field(s) {unknown}; known: {sorted(known)}")
-        return cls(**merged)
+        return config.build(cls, merged, f"{file.where('pretrain')} overrides", exclude=("scale",), scale=file.scale)
 
 
 # --------------------------------------------------------------------------------------- distributed
@@ -391,6 +389,41 @@ class Trainer:
         else:
             self.model.save_pretrained(final)
         self.tokenizer.save_pretrained(final)
+
+
+# ------------------------------------------------------------------------------- further training
+def extract_sub_model(supernet: SuperBert | str | Path, arch: Arch, directory: str | Path) -> Path:
+    """Export ``arch`` with its inherited weights to ``directory`` (atomically; skipped if already there)."""
+    directory = Path(directory)
+    if not (directory / "config.json").exists():
+        model = supernet if isinstance(supernet, SuperBert) else SuperBert.from_pretrained(supernet).eval()
+        write_dir_atomic(directory, lambda tmp: export(model, tmp, arch))
+    return directory
+
+
+def further_train(supernet_dir: str | Path, arch: Arch, cfg: TrainConfig, run_dir: str | Path,
+                  device: str | None = None) -> dict:
+    """Extract ``arch`` from the SuperPLM and further train it (``cfg``: arch, init unset or ignored).
+
+    ``run_dir/extracted/`` is the inherited model, ``run_dir/train/`` the further-training run (its
+    ``final/`` is the exported, deployable model). Resumes from checkpoints; a finished run is only re-read
+    from ``run_dir/further_training.json``. Returns ``{"model_dir", "steps", "final_loss", "sec_per_step",
+    "cpu_seconds", "wall_seconds"}``: the cost of this run's steps in CPU-seconds (process time, all threads)
+    and wall seconds; of a run resumed after a kill, only the steps done in the last call are timed.
+    """
+    run_dir = Path(run_dir)
+    record_path = run_dir / "further_training.json"
+    if record_path.exists():
+        return json.loads(record_path.read_text())
+    extracted = extract_sub_model(supernet_dir, arch, run_dir / "extracted")
+    cfg = dataclasses.replace(cfg, arch=str(arch), init=str(extracted))
+    cpu, wall = time.process_time(), time.perf_counter()
+    Trainer(cfg, run_dir / "train", device=device).run()
+    record = {"model_dir": str(run_dir / "train" / "final"), "arch": str(arch), "objective": cfg.objective,
+              **summarize_log(run_dir / "train"),
+              "cpu_seconds": time.process_time() - cpu, "wall_seconds": time.perf_counter() - wall}
+    write_json_atomic(record_path, record)
+    return record
 
 
 def truncate_log(path: Path, step: int) -> None:

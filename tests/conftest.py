@@ -3,6 +3,7 @@
 import json
 
 import torch
+import yaml
 
 from atb import SearchSpace, SuperBert, SuperBertConfig
 
@@ -21,3 +22,9 @@ def save_supernet(path, objective):
                         {"step": 5}, keep=2)
         (path / "config.json").write_text(json.dumps({"steps": 5, "teacher": "minilm-offline"}))
     return path / "final"
+
+
+def write_scale_config(path, scale="smoke", **sections):
+    """A scale config file (``configs/<scale>.yaml`` layout) holding ``sections``; returns its path."""
+    path.write_text(yaml.safe_dump({"scale": scale, **sections}))
+    return path

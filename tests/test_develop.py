@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from atb import Arch, SearchSpace, develop, finetune, zoo
+from atb import Arch, SearchSpace, develop, finetune, train, zoo
 from atb.develop import (
     GLUE_AVERAGE,
     GLUE_COLUMNS,
@@ -15,7 +15,6 @@ from atb.develop import (
     default_rule_archs,
     default_rule_baseline,
     development_costs,
-    further_train,
     glue_entry,
     model_card,
     paired_differences,
@@ -25,7 +24,8 @@ from atb.develop import (
     write_model_card,
 )
 from atb.latency import num_threads
-from conftest import save_supernet
+from atb.train import further_train
+from conftest import save_supernet, write_scale_config
 
 needs_data = pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="needs ATB_DATA_DIR (local corpus)")
 
@@ -209,10 +209,9 @@ def test_develop_config_per_scale(tmp_path):
     assert mini.steps_for("fast") == mini.fast_steps and mini.steps_for("evolved") == mini.steps_for("bert") == 100
     further = smoke.train_config_for("mlm", "fast")
     assert (further.steps, further.objective, further.max_documents, further.scale) == (1, "mlm", 20, "smoke")
-    bad = tmp_path / "develop.yaml"
-    bad.write_text("defaults: {steps: 3}\nscales: {smoke: {fast_stepz: 1}}\n")
-    with pytest.raises(ValueError, match="fast_stepz"):
-        DevelopConfig.load("smoke", bad)
+    bad = write_scale_config(tmp_path / "bad.yaml", develop={"steps": 3, "fast_stepz": 1})
+    with pytest.raises(ValueError, match=r"bad.yaml: develop.*fast_stepz"):
+        DevelopConfig.load(bad)
     with pytest.raises(ValueError, match="huge"):
         DevelopConfig.load("huge")
     with pytest.raises(ValueError, match="fast_steps"):
@@ -310,7 +309,7 @@ def test_further_train_a_tiny_superplm_then_read_it_back(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished further-training run was trained again")
 
-    monkeypatch.setattr(develop, "Trainer", no_training)
+    monkeypatch.setattr(train, "Trainer", no_training)  # further_train lives in atb.train
     assert further_train(supernet, arch, cfg, tmp_path / "run") == record  # the cached record, no training
     assert json.loads((tmp_path / "run" / "further_training.json").read_text()) == record
 

@@ -20,6 +20,7 @@ from atb.latency_predictor import (
     AnalyticPredictor, ForeignMachineWarning, LatencyPredictor, MLPPredictor, fit_predictors, flops, metrics,
     parameters, split_indices,
 )
+from conftest import write_scale_config
 
 TINY = Arch(1, 32, 64, 2, 32)
 FAST = Protocol(seq_len=16, warmup=1, runs=2)
@@ -170,12 +171,14 @@ def test_sweep_architectures_follow_the_settings():
 
 
 def test_settings_reject_unknown_keys(tmp_path):
-    path = tmp_path / "latency.yaml"
-    path.write_text("scales:\n  smoke: {space: smoke, sweep_per_objective: 2, include_zoo: false, runz: 3}\n")
-    with pytest.raises(ValueError, match="runz"):
-        LatencySettings.load("smoke", path)
-    with pytest.raises(ValueError, match="no latency settings"):
-        LatencySettings.load("huge", path)
+    path = write_scale_config(tmp_path / "latency.yaml", latency={"space": "smoke", "sweep_per_objective": 2, "runz": 3})
+    with pytest.raises(ValueError, match=r"latency.yaml: latency.*runz"):
+        LatencySettings.load(path)
+    nested = write_scale_config(tmp_path / "nested.yaml", latency={"protocol": {"threadz": 2}})
+    with pytest.raises(ValueError, match=r"latency.protocol.*threadz"):
+        LatencySettings.load(nested)
+    with pytest.raises(ValueError, match="no such config file"):
+        LatencySettings.load("huge")
 
 
 # -------------------------------------------------------------------------------------- the zoo

@@ -227,12 +227,12 @@ def test_every_scale_loads(scale):
     assert cfg.mutation_prob == {"layers": 0.25, "hidden": 0.5, "ffn": 0.5, "attention": 0.25}
     assert cfg.mutation_offset == {"layers": 1, "hidden": 1, "ffn": 2, "attention": 2}
     assert cfg.speedups is not None or cfg.speedup_quantiles is not None
-    assert cfg.paper["substitute_tasks"] == {"mnli": "sst2"}
+    assert cfg.fitness_settings("paper")["finetune_scale"] == scale
 
 
 def test_config_defaults_are_the_paper_and_errors_are_named(tmp_path):
     assert SearchConfig.load("paper").population == 25 and SearchConfig.load("paper").steps == {"hidden": 16, "ffn": 32}
-    with pytest.raises(ValueError, match="unknown search setting"):
+    with pytest.raises(ValueError, match=r"search overrides.*populaton"):
         SearchConfig.load("mini", populaton=3)
     with pytest.raises(ValueError, match="mutation_prob"):
         SearchConfig(mutation_prob={"layers": 0.5})

@@ -27,7 +27,9 @@ TINY = dict(scale="smoke", space="smoke", max_documents=40, max_seq_len=64, batc
 
 
 def write_config(path: Path, **fields) -> Path:
-    path.write_text(yaml.safe_dump({**TINY, **fields}))
+    """A scale config whose ``pretrain`` section is ``TINY`` with ``fields`` over it."""
+    settings = {**TINY, **fields}
+    path.write_text(yaml.safe_dump({"scale": settings.pop("scale", "smoke"), "pretrain": settings}))
     return path
 
 
@@ -140,7 +142,7 @@ def test_further_training_starts_from_an_exported_submodel(tmp_path):
 
 def test_bad_config_names_the_file_and_field(tmp_path):
     bad = write_config(tmp_path / "bad.yaml", steps=2, learning_rate=0.1)
-    with pytest.raises(ValueError, match=r"bad.yaml.*learning_rate"):
+    with pytest.raises(ValueError, match=r"bad.yaml: pretrain.*learning_rate"):
         TrainConfig.load(bad)
     with pytest.raises(ValueError, match="objective"):
         TrainConfig(objective="mse")
