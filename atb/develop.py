@@ -41,6 +41,9 @@ from .train import TrainConfig, further_train  # noqa: F401  (further_train: not
 METHODS = ("evolved", "fast", "bert")  # the searched model, the fast method's, the default-rule baseline
 # The GLUE table's columns (issue contract): MNLI has two dev sets, the others one number each.
 GLUE_COLUMNS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "mnli_mm", "qnli", "rte", "wnli")
+# A model comparison means something only when the best model is this many GLUE-average points above always
+# predicting the majority class (notebook 05, the report); below it differences are fine-tuning noise.
+MIN_ABOVE_CHANCE = 5.0
 # The GLUE average leaves WNLI out, as BERT, TinyBERT and the paper's tables do (its dev set is adversarial).
 GLUE_AVERAGE = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "qnli", "rte")
 
@@ -281,6 +284,19 @@ def development_costs(models: Iterable[Mapping[str, Any]], superplm_steps: Mappi
                          "search_cpu_seconds": 0.0, "further_training_cpu_seconds": scratch,
                          "total_cpu_seconds": scratch, "estimated": True})
     return rows
+
+
+def fast_over_full(costs: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Claim 5's ratios per objective, from :func:`development_costs` rows: the fast method's search, further
+    training and total CPU-seconds over the full (evolved) method's. Objectives missing either method are left out."""
+    by = {(r["objective"], r["method"]): r for r in costs}
+    ratios = {}
+    for objective in sorted({o for o, _ in by}):
+        fast, full = by.get((objective, "fast")), by.get((objective, "evolved"))
+        if fast and full:
+            ratios[objective] = {part: fast[f"{part}_cpu_seconds"] / full[f"{part}_cpu_seconds"]
+                                 for part in ("search", "further_training", "total")}
+    return ratios
 
 
 # -------------------------------------------------------------------------------------- model card

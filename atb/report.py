@@ -30,13 +30,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .develop import MIN_ABOVE_CHANCE
 from .records import write_text_atomic
-from .space import Arch
+from .search import shape_summary
+from .space import DEFAULT_RULE_FFN_RATIO, EFFICIENT_FFN_RATIO, EFFICIENT_QKV_RATIO, Arch
 
 ROOT = Path(__file__).resolve().parents[1]
 REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_TESTABLE = ("reproduced", "partly", "not reproduced",
                                                    "not testable at this scale")
-MIN_ABOVE_CHANCE = 5.0  # GLUE points: below this, model comparisons are called not testable
 FIGURES = ("01_loss_curves.png", "02_latency_speedup.png", "02_latency_predictor.png", "03_search_history.png",
            "03_search_shapes.png", "04_development_cost.png", "07_accuracy_latency.png")
 
@@ -125,25 +126,24 @@ def claim_searched_vs_baseline(records: dict) -> dict:
 
 
 def claim_shapes(records: dict) -> dict:
-    claim = "Good tiny architectures are shallow and wide, with d_f/d_m ~ 1.6-1.9 and d_qkv/d_m ~ 0.7-1.0"
-    paper = "d_f/d_m 1.6-1.9, d_qkv/d_m 0.7-1.0, 3-5 layers"
+    (f_lo, f_hi), (q_lo, q_hi) = EFFICIENT_FFN_RATIO, EFFICIENT_QKV_RATIO
+    claim = f"Good tiny architectures are shallow and wide, with d_f/d_m ~ {f_lo}-{f_hi} and d_qkv/d_m ~ {q_lo}-{q_hi}"
+    paper = f"d_f/d_m {f_lo}-{f_hi}, d_qkv/d_m {q_lo}-{q_hi}, 3-5 layers"
     search = records.get("03")
     if not search:
         return _claim(3, claim, paper, "notebook 03 has not run", NOT_TESTABLE)
-    winners = [Arch.parse(s["best_arch"]) for s in search["searches"] if s["method"] == "evolved"]
-    if not winners:
+    shapes = shape_summary([Arch.parse(s["best_arch"]) for s in search["searches"] if s["method"] == "evolved"])
+    if not shapes["n"]:
         return _claim(3, claim, paper, "no evolved search ran", NOT_TESTABLE)
-    ffn = [a.ffn / a.hidden for a in winners]
-    qkv = [a.qkv / a.hidden for a in winners]
-    inside = sum(a.is_efficient() for a in winners)
-    ours = (f"{len(winners)} evolved winners: d_f/d_m {min(ffn):.2f}-{max(ffn):.2f} (mean {statistics.fmean(ffn):.2f}), "
-            f"d_qkv/d_m {min(qkv):.2f}-{max(qkv):.2f}, {min(a.layers for a in winners)}-"
-            f"{max(a.layers for a in winners)} layers; {inside} of {len(winners)} satisfy the efficient rule")
+    ffn, qkv = shapes["ffn_ratio"], shapes["qkv_ratio"]
+    ours = (f"{shapes['n']} evolved winners: d_f/d_m {ffn['min']:.2f}-{ffn['max']:.2f} (mean {ffn['mean']:.2f}), "
+            f"d_qkv/d_m {qkv['min']:.2f}-{qkv['max']:.2f}, {shapes['layers'][0]}-{shapes['layers'][1]} layers; "
+            f"{shapes['efficient']} of {shapes['n']} satisfy the efficient rule")
     if search.get("scale") == "smoke":
         verdict = NOT_TESTABLE
-    elif inside >= 0.75 * len(winners):
+    elif shapes["efficient_share"] >= 0.75:
         verdict = REPRODUCED
-    elif abs(statistics.fmean(ffn) - 1.75) < abs(statistics.fmean(ffn) - 4):
+    elif abs(ffn["mean"] - (f_lo + f_hi) / 2) < abs(ffn["mean"] - DEFAULT_RULE_FFN_RATIO):
         verdict = PARTLY
     else:
         verdict = NOT_REPRODUCED

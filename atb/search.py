@@ -597,3 +597,21 @@ def _evaluate_generation(generation: int, archs: Sequence[Arch], pool: Candidate
         bar.update(1)
         bar.set_postfix(best=f"{max(c.fitness for c in done.values()):.4g}")
     return [done[i] for i in range(len(archs))], cached
+
+
+# ---------------------------------------------------------------------------------------- results
+def shape_summary(archs: Sequence[Arch]) -> dict[str, Any]:
+    """Claim 3 on a set of found architectures: how many satisfy the efficient rule (:meth:`Arch.is_efficient`),
+    and the ranges of d_f/d_m, d_qkv/d_m and depth (what notebook 03 shows and the report judges)."""
+    archs = list(archs)
+    if not archs:
+        return {"n": 0, "efficient": 0, "efficient_share": None, "ffn_ratio": None, "qkv_ratio": None, "layers": None}
+
+    def spread(values: list[float]) -> dict[str, float]:
+        return {"min": min(values), "max": max(values), "mean": sum(values) / len(values)}
+
+    efficient = sum(a.is_efficient() for a in archs)
+    return {"n": len(archs), "efficient": efficient, "efficient_share": efficient / len(archs),
+            "ffn_ratio": spread([a.ffn / a.hidden for a in archs]),
+            "qkv_ratio": spread([a.qkv / a.hidden for a in archs]),
+            "layers": [min(a.layers for a in archs), max(a.layers for a in archs)]}

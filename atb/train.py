@@ -464,7 +464,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, max_steps: int | None = None, d
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="One-shot SuperPLM training and further training (atb).")
-    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--config", required=True, help="a scale (configs/<scale>.yaml) or a config file's path")
     parser.add_argument("--objective", choices=["mlm", "kd"], help="overrides the config's objective")
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--max-steps", type=int, help="stop after this many more steps (resumable)")

@@ -330,3 +330,18 @@ def test_paired_differences_match_speedup_and_the_unselected_key():
     assert [(p["model"], p["other"], p["difference"]) for p in claim4] == [("kd-evolved-25x", "mlm-evolved-25x", 3.0)]
     assert summarize_pairs(claim2 + claim4) == {"wins": 2, "pairs": 2, "mean_difference": 2.5}
     assert summarize_pairs([]) == {"wins": 0, "pairs": 0, "mean_difference": None}
+
+
+def test_fast_over_full_divides_each_part_per_objective():
+    from atb.develop import fast_over_full
+
+    rows = [{"objective": "kd", "method": "evolved", "search_cpu_seconds": 100.0, "further_training_cpu_seconds": 300.0,
+             "total_cpu_seconds": 400.0},
+            {"objective": "kd", "method": "fast", "search_cpu_seconds": 25.0, "further_training_cpu_seconds": 100.0,
+             "total_cpu_seconds": 125.0},
+            {"objective": "kd", "method": "scratch", "search_cpu_seconds": 0.0, "further_training_cpu_seconds": 9.0,
+             "total_cpu_seconds": 9.0},
+            {"objective": "mlm", "method": "evolved", "search_cpu_seconds": 1.0, "further_training_cpu_seconds": 1.0,
+             "total_cpu_seconds": 2.0}]  # no fast MLM model: no ratio
+    assert fast_over_full(rows) == {"kd": {"search": 0.25, "further_training": pytest.approx(1 / 3),
+                                           "total": pytest.approx(125 / 400)}}

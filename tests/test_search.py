@@ -328,3 +328,18 @@ def test_quantile_constraint_avoids_a_gap_between_latency_clusters():
     space = SearchSpace.preset("smoke", "kd")
     (speedup,) = speedups_at_quantiles(space, bimodal, 100.0, [0.5])
     assert len(CandidatePool.build(space, bimodal, 100.0, speedup)) >= 4
+
+
+# ---------------------------------------------------------------------------------------- results
+def test_shape_summary_counts_the_efficient_rule_at_its_boundaries():
+    from atb.search import shape_summary
+
+    inside = Arch(3, 100, 160, 7, 70)  # d_f/d_m = 1.6, d_qkv/d_m = 0.7: both lower bounds
+    edge = Arch(5, 100, 190, 4, 100)  # 1.9 and 1.0: both upper bounds
+    outside = Arch(1, 100, 400, 4, 100)  # BERT's rule, d_f = 4 d_m
+    summary = shape_summary([inside, edge, outside])
+    assert (summary["n"], summary["efficient"]) == (3, 2) and summary["efficient_share"] == pytest.approx(2 / 3)
+    assert summary["ffn_ratio"] == pytest.approx({"min": 1.6, "max": 4.0, "mean": (1.6 + 1.9 + 4.0) / 3})
+    assert summary["qkv_ratio"]["min"] == pytest.approx(0.7) and summary["layers"] == [1, 5]
+    assert shape_summary([Arch(3, 100, 159, 7, 70)])["efficient"] == 0  # just below 1.6
+    assert shape_summary([])["efficient_share"] is None
