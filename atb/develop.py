@@ -18,7 +18,8 @@ This module holds that pipeline, shared by notebooks 04–07:
 * :func:`glue_entry` / :func:`squad_entry`: one model's row of the GLUE / SQuAD tables, unavailable tasks
   as ``None`` with the reason.
 * :func:`development_costs`: claim 5, the cost of the full method vs the fast one vs training from scratch.
-* :func:`write_model_card`: the README.md beside an exported model's weights.
+* :func:`model_card` / :func:`write_model_card`: a developed model's card, the exported model's card
+  (:func:`atb.extract.export_card`) with its latency, further training and GLUE / SQuAD scores.
 
 Settings per scale: ``configs/develop.yaml`` (:class:`DevelopConfig`); fine-tuning budgets stay in
 ``configs/finetune.yaml``.
@@ -36,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .extract import export
-from .records import scale_settings, write_json_atomic, write_text_atomic
+from .extract import export, export_card, write_card
+from .records import scale_settings, write_json_atomic
 from .search import LatencyFn, predict_latency
 from .space import Arch, SearchSpace
 from .superbert import SuperBert
@@ -197,7 +198,8 @@ def extract_sub_model(supernet: SuperBert | str | Path, arch: Arch, directory: s
     directory = Path(directory)
     if not (directory / "config.json").exists():
         model = supernet if isinstance(supernet, SuperBert) else SuperBert.from_pretrained(supernet).eval()
-        write_dir_atomic(directory, lambda tmp: export(model, tmp, arch))
+        made = f"Extracted from the SuperPLM `{supernet}` with its inherited weights, not further trained."
+        write_dir_atomic(directory, lambda tmp: export(model, tmp, arch=arch, card=made))
     return directory
 
 
@@ -345,52 +347,39 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 
 def model_card(entry: Mapping[str, Any]) -> str:
-    """The README.md of one developed model, from its notebook-04 record plus any GLUE / SQuAD rows."""
+    """The README.md of one developed model, from its notebook-04 record plus any GLUE / SQuAD rows: the
+    exported model's card (:func:`atb.extract.export_card`) with how it was made, its latency and scores."""
     arch = Arch.parse(entry["arch"])
     ft = entry.get("further_training") or {}
-    lines = [
-        f"# {entry['name']}",
-        "",
-        f"An AutoTinyBERT-style model developed by `atb` at the **{entry.get('scale', '?')}** scale "
-        f"({'searched, ' + entry['method'] + ' search' if entry['method'] != 'bert' else 'default-rule BERT baseline'}, "
-        f"{entry['objective'].upper()} SuperPLM). Load it with `transformers.AutoModel.from_pretrained(<this folder>)` "
-        f"({'plain BERT' if arch.qkv == arch.hidden else '`import atb` first: d_qkv differs from d_m'}).",
-        "",
-        "| layers | d_m | d_f | heads | d_qkv | encoder weights |",
-        "|---|---|---|---|---|---|",
-        f"| {arch.layers} | {arch.hidden} | {arch.ffn} | {arch.heads} | {arch.qkv} | {arch.encoder_parameters():,} |",
-        "",
-        "## Latency",
-        f"Speedup constraint {entry['speedup_target']:.3g}x. Measured here: {_fmt(entry.get('latency_ms'), 2)} ms, "
-        f"{_fmt(entry.get('speedup'))}x faster than BERT-base ({_fmt(entry.get('bert_base_ms'))} ms) on "
-        f"{entry.get('machine', {}).get('cpu', 'this CPU')} (batch 1, 128 tokens, 1 thread; `configs/latency.yaml`).",
-        "",
-        "## How it was trained",
-        f"Extracted from the {entry['objective'].upper()} SuperPLM (notebook 01) with its inherited weights, then further "
-        f"trained for {ft.get('steps', '?')} steps with the same objective (final loss {_fmt(ft.get('final_loss'), 3)}; "
-        f"{_fmt(ft.get('cpu_seconds'), 0)} CPU-seconds).",
-    ]
+    objective = entry["objective"].upper()
+    what = (f"searched, {entry['method']} search" if entry["method"] != "bert"
+            else "default-rule BERT baseline")
+    made = (f"Developed by `atb` at the **{entry.get('scale', '?')}** scale ({what}, {objective} SuperPLM): extracted "
+            f"from the {objective} SuperPLM (notebook 01) with its inherited weights, then further trained for "
+            f"{ft.get('steps', '?')} steps with the same objective (final loss {_fmt(ft.get('final_loss'), 3)}; "
+            f"{_fmt(ft.get('cpu_seconds'), 0)} CPU-seconds).")
+    sections = [("Latency",
+                 f"Speedup constraint {entry['speedup_target']:.3g}x. Measured here: {_fmt(entry.get('latency_ms'), 2)} "
+                 f"ms, {_fmt(entry.get('speedup'))}x faster than BERT-base ({_fmt(entry.get('bert_base_ms'))} ms) on "
+                 f"{entry.get('machine', {}).get('cpu', 'this CPU')} (batch 1, 128 tokens, 1 thread; "
+                 "`configs/latency.yaml`).")]
     glue, squad = entry.get("glue"), entry.get("squad")
     if glue:
-        lines += ["", "## GLUE dev (fine-tuned at this scale's budgets, `configs/finetune.yaml`)",
-                  "| " + " | ".join(GLUE_COLUMNS) + " | avg |", "|" + "---|" * (len(GLUE_COLUMNS) + 1),
-                  "| " + " | ".join(_fmt(glue["tasks"][c]) for c in GLUE_COLUMNS) + f" | {_fmt(glue['avg'])} |",
-                  "", f"avg over {', '.join(glue['avg_over']) or 'nothing'}; n/a = not available here "
-                      "(reasons in results/05_glue.json)."]
+        sections.append(("GLUE dev (fine-tuned at this scale's budgets, `configs/finetune.yaml`)", "\n".join([
+            "| " + " | ".join(GLUE_COLUMNS) + " | avg |", "|" + "---|" * (len(GLUE_COLUMNS) + 1),
+            "| " + " | ".join(_fmt(glue["tasks"][c]) for c in GLUE_COLUMNS) + f" | {_fmt(glue['avg'])} |",
+            "", f"avg over {', '.join(glue['avg_over']) or 'nothing'}; n/a = not available here "
+                "(reasons in results/05_glue.json)."])))
     if squad:
-        lines += ["", "## SQuAD dev"]
-        for key in ("squad_v1", "squad_v2"):
-            s = squad.get(key)
-            lines.append(f"- {key}: " + (f"EM {s['em']:.1f}, F1 {s['f1']:.1f}" if s else "n/a (see results/06_squad.json)"))
-    lines += ["", "Scores at the smoke / mini scales come from small training and fine-tuning budgets on a CPU: they "
-                  "compare models developed with the same budgets, not the paper's numbers.", ""]
-    return "\n".join(lines)
+        sections.append(("SQuAD dev", "\n".join(
+            f"- {key}: " + (f"EM {s['em']:.1f}, F1 {s['f1']:.1f}" if (s := squad.get(key)) else
+                            "n/a (see results/06_squad.json)") for key in ("squad_v1", "squad_v2"))))
+    card = export_card(arch, name=entry["name"], made=made, sections=sections)
+    return card + ("\nScores at the smoke / mini scales come from small training and fine-tuning budgets on a CPU: "
+                   "they compare models developed with the same budgets, not the paper's numbers.\n")
 
 
 def write_model_card(model_dir: str | Path, entry: Mapping[str, Any], copy_to: str | Path | None = None) -> Path:
-    """Write :func:`model_card` to ``model_dir/README.md`` (and ``copy_to``, e.g. ``results/model_cards/<name>.md``)."""
-    text = model_card(entry)
-    path = write_text_atomic(Path(model_dir) / "README.md", text)
-    if copy_to is not None:
-        write_text_atomic(Path(copy_to), text)
-    return path
+    """Write :func:`model_card` to ``model_dir/README.md`` (and ``copy_to``, e.g. ``results/model_cards/<name>.md``),
+    replacing the export's card (:func:`atb.extract.write_card`)."""
+    return write_card(model_dir, model_card(entry), copy_to)

@@ -24,6 +24,7 @@ from atb.develop import (
     summarize_pairs,
     write_model_card,
 )
+from atb.extract import export_card
 from atb.latency import num_threads
 from conftest import save_supernet
 
@@ -232,8 +233,11 @@ def card_entry(**changes):
 
 def test_model_card_names_the_arch_speedup_and_scores():
     card = model_card(card_entry())
-    assert card.startswith("# kd-evolved-25x\n")
-    assert "| 4 | 256 | 480 | 12 | 192 |" in card and "import atb" in card  # d_qkv != d_m
+    # the exported model's card (atb.extract.export_card: metadata, architecture, use) with the development added
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: fill-mask\n") and "\n# kd-evolved-25x\n" in card
+    assert card.startswith(export_card(Arch(4, 256, 480, 12, 192), name="kd-evolved-25x").split("## Use")[0])
+    assert "| 4 | 256 | 480 | 12 | 192 |" in card and "import atb" in card and "atb-bert" in card  # d_qkv != d_m
+    assert "## How it was made" in card and "searched, evolved search, KD SuperPLM" in card
     assert "3.21 ms, 17.3x faster than BERT-base (55.6 ms) on Test CPU 9000" in card
     assert "trained for 100 steps" in card and "final loss 1.234" in card
     # the GLUE row: n/a where there is no score, then the average (65.8)
@@ -242,9 +246,10 @@ def test_model_card_names_the_arch_speedup_and_scores():
 
 
 def test_model_card_of_a_baseline_without_measurements():
-    card = model_card(card_entry(name="mlm-bert-25x", arch="4/256/1024/4/256", method="bert", latency_ms=None,
-                                 speedup=None, glue=None, squad=None, further_training=None))
-    assert "default-rule BERT baseline" in card and "plain BERT" in card
+    card = model_card(card_entry(name="mlm-bert-25x", arch="4/256/1024/4/256", method="bert",
+                                 latency_ms=None, speedup=None, glue=None, squad=None, further_training=None))
+    assert "\n# mlm-bert-25x\n" in card
+    assert "default-rule BERT baseline" in card and "plain BERT" in card and "import atb" not in card
     assert "n/a ms, n/ax faster" in card and "## GLUE" not in card and "## SQuAD" not in card
 
 
