@@ -11,8 +11,9 @@ training; configured here as ``fast_steps``).
 This module holds that pipeline, shared by notebooks 04–07:
 
 * :func:`plan_models`: the models to develop, named ``<objective>-<method>-<speedup>x``: the best
-  architecture of each ``evolved`` and ``fast`` search, and a default-rule baseline (``method = "bert"``)
-  whose predicted latency is the closest to the evolved pick's (:func:`default_rule_baseline`).
+  architecture of each ``evolved`` and ``fast`` search, and a default-rule baseline
+  (``method = "default-rule"``, e.g. ``kd-default-rule-25x``) whose predicted latency is the closest to the
+  evolved pick's (:func:`default_rule_baseline`).
 * :func:`further_train`: extraction + further training of one model, resumable (checkpoints) and cached
   (a finished run is only re-read); returns its cost in CPU-seconds (``time.process_time``, all threads).
 * :func:`glue_entry` / :func:`squad_entry`: one model's row of the GLUE / SQuAD tables, unavailable tasks
@@ -46,7 +47,8 @@ from .train import TrainConfig, Trainer, summarize_log
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "develop.yaml"
-METHODS = ("evolved", "fast", "bert")  # the searched model, the fast method's, the default-rule baseline
+DEFAULT_RULE = "default-rule"  # the method of the default-rule baselines (d_f = 4 d_m, d_qkv = d_m)
+METHODS = ("evolved", "fast", DEFAULT_RULE)  # the searched model, the fast method's, the default-rule baseline
 # The GLUE table's columns (issue contract): MNLI has two dev sets, the others one number each.
 GLUE_COLUMNS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "mnli_mm", "qnli", "rte", "wnli")
 # The GLUE average leaves WNLI out, as BERT, TinyBERT and the paper's tables do (its dev set is adversarial).
@@ -95,19 +97,19 @@ class DevelopConfig:
 # ------------------------------------------------------------------------------------------ models
 @dataclass(frozen=True)
 class DevModel:
-    """One model to develop: a search's pick (``evolved`` / ``fast``) or a default-rule baseline (``bert``)."""
+    """One model to develop: a search's pick (``evolved`` / ``fast``) or a default-rule baseline (``default-rule``)."""
 
     name: str
     arch: Arch
     objective: str  # of the SuperPLM it is extracted from and further trained with
-    method: str  # evolved | fast | bert
+    method: str  # evolved | fast | default-rule
     speedup: float  # the speedup constraint it was chosen for (measured speedups come later)
     predicted_latency_ms: float
     search: Mapping[str, Any] | None = None  # the search's summary (cost, fitness), None for a baseline
 
     @property
     def kind(self) -> str:
-        return "baseline" if self.method == "bert" else "searched"
+        return "baseline" if self.method == DEFAULT_RULE else "searched"
 
     def to_dict(self) -> dict:
         return {"name": self.name, "arch": str(self.arch), "objective": self.objective, "method": self.method,
@@ -177,7 +179,8 @@ def plan_models(searches: Iterable[Mapping[str, Any]], spaces: Mapping[str, Sear
         reference = by_method.get("evolved") or by_method["fast"]
         arch, latency = default_rule_baseline(spaces[objective], latency_fn, reference.predicted_latency_ms,
                                               cfg.baseline_layers)
-        baseline = DevModel(model_name(objective, "bert", speedup), arch, objective, "bert", speedup, latency)
+        baseline = DevModel(model_name(objective, DEFAULT_RULE, speedup), arch, objective, DEFAULT_RULE, speedup,
+                            latency)
         models += [*(by_method[m] for m in ("evolved", "fast") if m in by_method), baseline]
     return models
 
@@ -275,7 +278,7 @@ def paired_differences(entries: Mapping[str, Mapping[str, Any]], score: Callable
     developed for the same speedup constraint.
 
     ``entries``: ``{name: row}`` with ``objective``, ``method`` and ``speedup_target`` (notebooks 05/06 rows).
-    ``first`` / ``second`` select rows by those keys, e.g. ``{"method": "evolved"}`` vs ``{"method": "bert"}``
+    ``first`` / ``second`` select rows by those keys, e.g. ``{"method": "evolved"}`` vs ``{"method": "default-rule"}``
     (claim 2); a key neither selects (here ``objective``) must be equal in a pair. Pairs where ``score`` is
     ``None`` on either side are left out. Rows: ``{"speedup", "model", "other", "score", "other_score",
     "difference"}``.
@@ -352,7 +355,7 @@ def model_card(entry: Mapping[str, Any]) -> str:
     arch = Arch.parse(entry["arch"])
     ft = entry.get("further_training") or {}
     objective = entry["objective"].upper()
-    what = (f"searched, {entry['method']} search" if entry["method"] != "bert"
+    what = (f"searched, {entry['method']} search" if entry["method"] != DEFAULT_RULE
             else "default-rule BERT baseline")
     made = (f"Developed by `atb` at the **{entry.get('scale', '?')}** scale ({what}, {objective} SuperPLM): extracted "
             f"from the {objective} SuperPLM (notebook 01) with its inherited weights, then further trained for "
