@@ -1,7 +1,7 @@
 """Sub-model extraction and export.
 
-``extract(super_model, arch)`` copies the sub-model's weights out of the SuperBERT into a standalone
-``AtbBertForMaskedLM`` of exactly that size: a stock ``transformers`` model with its own config, which
+``extract(super_model, arch)`` copies the sub-model's weights out of the SuperPLM (``SuperBert``) into a
+standalone ``AtbBertForMaskedLM`` of exactly that size: a stock ``transformers`` model with its own config, which
 ``save_pretrained`` / ``AutoModelForMaskedLM.from_pretrained`` handle after ``import atb``.
 
 ``export(model, directory)`` writes what users deploy: when ``qkv == hidden`` the architecture is an
@@ -26,7 +26,7 @@ from .records import write_text_atomic
 from .space import Arch
 from .superbert import SuperBert
 
-# Config fields an extracted model inherits from its SuperBERT (everything but the five sizes).
+# Config fields an extracted model inherits from its SuperPLM (everything but the five sizes).
 _INHERITED = ("vocab_size", "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
               "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "pad_token_id")
 
@@ -151,7 +151,8 @@ def export_card(arch: Arch, *, name: str | None = None, parameters: int | None =
 
 
 def write_card(directory: str | Path, card: str, copy_to: str | Path | None = None) -> Path:
-    """Write ``card`` to ``directory/README.md`` atomically (and to ``copy_to``, e.g. ``results/model_cards/<name>.md``)."""
+    """Write ``card`` to ``directory/README.md`` atomically (and to ``copy_to``, e.g.
+    ``results/model_cards/<name>.md``)."""
     path = write_text_atomic(Path(directory) / "README.md", card)
     if copy_to is not None:
         write_text_atomic(Path(copy_to), card)
