@@ -201,7 +201,8 @@ def extract_sub_model(supernet: SuperBert | str | Path, arch: Arch, directory: s
     directory = Path(directory)
     if not (directory / "config.json").exists():
         model = supernet if isinstance(supernet, SuperBert) else SuperBert.from_pretrained(supernet).eval()
-        made = f"Extracted from the SuperPLM `{supernet}` with its inherited weights, not further trained."
+        source = "" if isinstance(supernet, SuperBert) else f" `{supernet}`"
+        made = f"Extracted from the SuperPLM{source} with its inherited weights, not further trained."
         write_dir_atomic(directory, lambda tmp: export(model, tmp, arch=arch, card=made))
     return directory
 

@@ -311,6 +311,8 @@ def test_further_train_a_tiny_superplm_then_read_it_back(tmp_path, monkeypatch):
     model_dir = tmp_path / "run" / "train" / "final"
     assert record["model_dir"] == str(model_dir) and (model_dir / "config.json").exists()
     assert (tmp_path / "run" / "extracted" / "config.json").exists()
+    assert f"Extracted from the SuperPLM `{supernet}`" in (tmp_path / "run" / "extracted" / "README.md").read_text()
+    assert {"tokenizer.json", "README.md"} <= {p.name for p in model_dir.iterdir()}  # a usable export
     config = json.loads((model_dir / "config.json").read_text())
     assert (config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"]) == (2, 32, 128)
     assert record["steps"] == cfg.steps == 2 and record["cpu_seconds"] > 0 and record["arch"] == str(arch)
