@@ -11,14 +11,16 @@ training; configured here as ``fast_steps``).
 This module holds that pipeline, shared by notebooks 04–07:
 
 * :func:`plan_models`: the models to develop, named ``<objective>-<method>-<speedup>x``: the best
-  architecture of each ``evolved`` and ``fast`` search, and a default-rule baseline (``method = "bert"``)
-  whose predicted latency is the closest to the evolved pick's (:func:`default_rule_baseline`).
+  architecture of each ``evolved`` and ``fast`` search, and a default-rule baseline
+  (``method = "default-rule"``, e.g. ``kd-default-rule-25x``) whose predicted latency is the closest to the
+  evolved pick's (:func:`default_rule_baseline`).
 * further training is :func:`atb.train.further_train` (shared with the ranking studies): extraction +
   further training of one model, resumable and cached, with its cost in CPU-seconds.
 * :func:`glue_entry` / :func:`squad_entry`: one model's row of the GLUE / SQuAD tables, unavailable tasks
   as ``None`` with the reason.
 * :func:`development_costs`: claim 5, the cost of the full method vs the fast one vs training from scratch.
-* :func:`write_model_card`: the README.md beside an exported model's weights.
+* :func:`model_card` / :func:`write_model_card`: a developed model's card, the exported model's card
+  (:func:`atb.extract.export_card`) with its latency, further training and GLUE / SQuAD scores.
 
 Settings per scale: section ``develop`` of ``configs/<scale>.yaml`` (:class:`DevelopConfig`); fine-tuning budgets
 are its section ``finetune``.
@@ -33,12 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .records import write_json_atomic, write_text_atomic
+from .extract import export_card, write_card
+from .records import write_json_atomic
 from .search import LatencyFn, predict_latency
 from .space import Arch, SearchSpace
 from .train import TrainConfig, further_train  # noqa: F401  (further_train: notebook 04 calls it from here)
 
-METHODS = ("evolved", "fast", "bert")  # the searched model, the fast method's, the default-rule baseline
+DEFAULT_RULE = "default-rule"  # the method of the default-rule baselines (d_f = 4 d_m, d_qkv = d_m)
+METHODS = ("evolved", "fast", DEFAULT_RULE)  # the searched model, the fast method's, the default-rule baseline
 # The GLUE table's columns (issue contract): MNLI has two dev sets, the others one number each.
 GLUE_COLUMNS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "mnli_mm", "qnli", "rte", "wnli")
 # A model comparison means something only when the best model is this many GLUE-average points above always
@@ -86,19 +90,19 @@ class DevelopConfig:
 # ------------------------------------------------------------------------------------------ models
 @dataclass(frozen=True)
 class DevModel:
-    """One model to develop: a search's pick (``evolved`` / ``fast``) or a default-rule baseline (``bert``)."""
+    """One model to develop: a search's pick (``evolved`` / ``fast``) or a default-rule baseline (``default-rule``)."""
 
     name: str
     arch: Arch
     objective: str  # of the SuperPLM it is extracted from and further trained with
-    method: str  # evolved | fast | bert
+    method: str  # evolved | fast | default-rule
     speedup: float  # the speedup constraint it was chosen for (measured speedups come later)
     predicted_latency_ms: float
     search: Mapping[str, Any] | None = None  # the search's summary (cost, fitness), None for a baseline
 
     @property
     def kind(self) -> str:
-        return "baseline" if self.method == "bert" else "searched"
+        return "baseline" if self.method == DEFAULT_RULE else "searched"
 
     def to_dict(self) -> dict:
         return {"name": self.name, "arch": str(self.arch), "objective": self.objective, "method": self.method,
@@ -149,7 +153,7 @@ def default_rule_baseline(space: SearchSpace, latency_fn: LatencyFn, target_ms: 
 
 def plan_models(searches: Iterable[Mapping[str, Any]], spaces: Mapping[str, SearchSpace],
                 latency_fn: LatencyFn, cfg: DevelopConfig) -> list[DevModel]:
-    """The models of notebooks 04–07 from notebook 03's search records (``results/03_search.json``).
+    """The models of notebooks 04–07 from notebook 03's search records (``results/<scale>/03_search.json``).
 
     Per objective and speedup: the ``evolved`` and ``fast`` searches' best architectures, and a default-rule
     baseline at the evolved pick's predicted latency (at the fast pick's if no evolved search ran).
@@ -168,7 +172,8 @@ def plan_models(searches: Iterable[Mapping[str, Any]], spaces: Mapping[str, Sear
         reference = by_method.get("evolved") or by_method["fast"]
         arch, latency = default_rule_baseline(spaces[objective], latency_fn, reference.predicted_latency_ms,
                                               cfg.baseline_layers)
-        baseline = DevModel(model_name(objective, "bert", speedup), arch, objective, "bert", speedup, latency)
+        baseline = DevModel(model_name(objective, DEFAULT_RULE, speedup), arch, objective, DEFAULT_RULE, speedup,
+                            latency)
         models += [*(by_method[m] for m in ("evolved", "fast") if m in by_method), baseline]
     return models
 
@@ -220,7 +225,7 @@ def paired_differences(entries: Mapping[str, Mapping[str, Any]], score: Callable
     developed for the same speedup constraint.
 
     ``entries``: ``{name: row}`` with ``objective``, ``method`` and ``speedup_target`` (notebooks 05/06 rows).
-    ``first`` / ``second`` select rows by those keys, e.g. ``{"method": "evolved"}`` vs ``{"method": "bert"}``
+    ``first`` / ``second`` select rows by those keys, e.g. ``{"method": "evolved"}`` vs ``{"method": "default-rule"}``
     (claim 2); a key neither selects (here ``objective``) must be equal in a pair. Pairs where ``score`` is
     ``None`` on either side are left out. Rows: ``{"speedup", "model", "other", "score", "other_score",
     "difference"}``.
@@ -305,52 +310,39 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 
 def model_card(entry: Mapping[str, Any]) -> str:
-    """The README.md of one developed model, from its notebook-04 record plus any GLUE / SQuAD rows."""
+    """The README.md of one developed model, from its notebook-04 record plus any GLUE / SQuAD rows: the
+    exported model's card (:func:`atb.extract.export_card`) with how it was made, its latency and scores."""
     arch = Arch.parse(entry["arch"])
     ft = entry.get("further_training") or {}
-    lines = [
-        f"# {entry['name']}",
-        "",
-        f"An AutoTinyBERT-style model developed by `atb` at the **{entry.get('scale', '?')}** scale "
-        f"({'searched, ' + entry['method'] + ' search' if entry['method'] != 'bert' else 'default-rule BERT baseline'}, "
-        f"{entry['objective'].upper()} SuperPLM). Load it with `transformers.AutoModel.from_pretrained(<this folder>)` "
-        f"({'plain BERT' if arch.qkv == arch.hidden else '`import atb` first: d_qkv differs from d_m'}).",
-        "",
-        "| layers | d_m | d_f | heads | d_qkv | encoder weights |",
-        "|---|---|---|---|---|---|",
-        f"| {arch.layers} | {arch.hidden} | {arch.ffn} | {arch.heads} | {arch.qkv} | {arch.encoder_parameters():,} |",
-        "",
-        "## Latency",
-        f"Speedup constraint {entry['speedup_target']:.3g}x. Measured here: {_fmt(entry.get('latency_ms'), 2)} ms, "
-        f"{_fmt(entry.get('speedup'))}x faster than BERT-base ({_fmt(entry.get('bert_base_ms'))} ms) on "
-        f"{entry.get('machine', {}).get('cpu', 'this CPU')} (batch 1, 128 tokens, 1 thread; `latency` in `configs/<scale>.yaml`).",
-        "",
-        "## How it was trained",
-        f"Extracted from the {entry['objective'].upper()} SuperPLM (notebook 01) with its inherited weights, then further "
-        f"trained for {ft.get('steps', '?')} steps with the same objective (final loss {_fmt(ft.get('final_loss'), 3)}; "
-        f"{_fmt(ft.get('cpu_seconds'), 0)} CPU-seconds).",
-    ]
+    objective = entry["objective"].upper()
+    what = (f"searched, {entry['method']} search" if entry["method"] != DEFAULT_RULE
+            else "default-rule BERT baseline")
+    made = (f"Developed by `atb` at the **{entry.get('scale', '?')}** scale ({what}, {objective} SuperPLM): extracted "
+            f"from the {objective} SuperPLM (notebook 01) with its inherited weights, then further trained for "
+            f"{ft.get('steps', '?')} steps with the same objective (final loss {_fmt(ft.get('final_loss'), 3)}; "
+            f"{_fmt(ft.get('cpu_seconds'), 0)} CPU-seconds).")
+    sections = [("Latency",
+                 f"Speedup constraint {entry['speedup_target']:.3g}x. Measured here: {_fmt(entry.get('latency_ms'), 2)} "
+                 f"ms, {_fmt(entry.get('speedup'))}x faster than BERT-base ({_fmt(entry.get('bert_base_ms'))} ms) on "
+                 f"{entry.get('machine', {}).get('cpu', 'this CPU')} (batch 1, 128 tokens, 1 thread; "
+                 "`latency` in `configs/<scale>.yaml`).")]
     glue, squad = entry.get("glue"), entry.get("squad")
     if glue:
-        lines += ["", "## GLUE dev (fine-tuned at this scale's budgets, `finetune` in `configs/<scale>.yaml`)",
-                  "| " + " | ".join(GLUE_COLUMNS) + " | avg |", "|" + "---|" * (len(GLUE_COLUMNS) + 1),
-                  "| " + " | ".join(_fmt(glue["tasks"][c]) for c in GLUE_COLUMNS) + f" | {_fmt(glue['avg'])} |",
-                  "", f"avg over {', '.join(glue['avg_over']) or 'nothing'}; n/a = not available here "
-                      "(reasons in results/05_glue.json)."]
+        sections.append(("GLUE dev (fine-tuned at this scale's budgets, `finetune` in `configs/<scale>.yaml`)", "\n".join([
+            "| " + " | ".join(GLUE_COLUMNS) + " | avg |", "|" + "---|" * (len(GLUE_COLUMNS) + 1),
+            "| " + " | ".join(_fmt(glue["tasks"][c]) for c in GLUE_COLUMNS) + f" | {_fmt(glue['avg'])} |",
+            "", f"avg over {', '.join(glue['avg_over']) or 'nothing'}; n/a = not available here "
+                "(reasons in results/<scale>/05_glue.json)."])))
     if squad:
-        lines += ["", "## SQuAD dev"]
-        for key in ("squad_v1", "squad_v2"):
-            s = squad.get(key)
-            lines.append(f"- {key}: " + (f"EM {s['em']:.1f}, F1 {s['f1']:.1f}" if s else "n/a (see results/06_squad.json)"))
-    lines += ["", "Scores at the smoke / mini scales come from small training and fine-tuning budgets on a CPU: they "
-                  "compare models developed with the same budgets, not the paper's numbers.", ""]
-    return "\n".join(lines)
+        sections.append(("SQuAD dev", "\n".join(
+            f"- {key}: " + (f"EM {s['em']:.1f}, F1 {s['f1']:.1f}" if (s := squad.get(key)) else
+                            "n/a (see results/<scale>/06_squad.json)") for key in ("squad_v1", "squad_v2"))))
+    card = export_card(arch, name=entry["name"], made=made, sections=sections)
+    return card + ("\nScores at the smoke / mini scales come from small training and fine-tuning budgets on a CPU: "
+                   "they compare models developed with the same budgets, not the paper's numbers.\n")
 
 
 def write_model_card(model_dir: str | Path, entry: Mapping[str, Any], copy_to: str | Path | None = None) -> Path:
-    """Write :func:`model_card` to ``model_dir/README.md`` (and ``copy_to``, e.g. ``results/model_cards/<name>.md``)."""
-    text = model_card(entry)
-    path = write_text_atomic(Path(model_dir) / "README.md", text)
-    if copy_to is not None:
-        write_text_atomic(Path(copy_to), text)
-    return path
+    """Write :func:`model_card` to ``model_dir/README.md`` (and ``copy_to``, e.g. ``results/model_cards/<name>.md``),
+    replacing the export's card (:func:`atb.extract.write_card`)."""
+    return write_card(model_dir, model_card(entry), copy_to)

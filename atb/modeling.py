@@ -7,7 +7,7 @@ Face's ``modeling_bert.py``, so that
 
 * a model with ``qkv_size == hidden_size`` has exactly the state dict of a ``BertForMaskedLM`` and is
   exported as a plain BERT checkpoint (``atb.extract.to_bert``);
-* the SuperBERT (``atb.superbert``) is this very model built at its maximum size and told which
+* the SuperPLM (``atb.superbert.SuperBert``) is this very model built at its maximum size and told which
   sub-model to run: the blocks are made of elastic layers (``atb.elastic``), which at their own size
   are ordinary layers.
 
@@ -233,7 +233,7 @@ class AtbBertLayer(nn.Module):
 
 
 class AtbBertEncoder(nn.Module):
-    """A stack of layers of which the first ``num_active`` run (the SuperBERT's elastic depth)."""
+    """A stack of layers of which the first ``num_active`` run (the SuperPLM's elastic depth)."""
 
     def __init__(self, config: AtbBertConfig):
         super().__init__()
@@ -310,7 +310,7 @@ class AtbBertPreTrainedModel(PreTrainedModel):
 
 
 class AtbBertModel(AtbBertPreTrainedModel):
-    """The encoder. ``set_active(arch)`` makes it run a sub-model (used by the SuperBERT)."""
+    """The encoder. ``set_active(arch)`` makes it run a sub-model (used by the SuperPLM)."""
 
     def __init__(self, config: AtbBertConfig, add_pooling_layer: bool = True):
         super().__init__(config)

@@ -24,8 +24,8 @@ two studies. Adding architectures to a finished study only computes the new ones
 **Scoring a further-trained model.** The fitness functions of :mod:`atb.fitness` score sub-models of a
 SuperPLM saved with ``save_pretrained``, next to its run's ``config.json`` and ``checkpoints/``. Further
 training is the one-shot loop over a one-point space, so its run directory already has that layout;
-only ``final/`` holds the *exported* standalone model instead of a SuperBERT. :func:`trained_supernet`
-writes the same weights as a one-point SuperBERT into ``<train run>/superbert/``, and every fitness then
+only ``final/`` holds the *exported* standalone model instead of a SuperPLM. :func:`trained_supernet`
+writes the same weights as a one-point SuperPLM into ``<train run>/superbert/``, and every fitness then
 scores the further-trained model exactly as it scores an inherited one: same code path, same held-out
 sample, and for ``kd_loss`` the ``W_fit`` trained with *that* run (note: further training starts ``W_fit``
 afresh, so with very few steps its hidden-state term is still large; ``hidden_term=False`` avoids it).
@@ -157,7 +157,7 @@ def cached_evaluation(path: Path, fitness: Fitness | Callable[[Arch], float], ar
 
 
 def trained_supernet(train_run_dir: str | Path) -> Path:
-    """``<train_run_dir>/superbert/``: the further-trained model of ``final/`` as a one-point SuperBERT.
+    """``<train_run_dir>/superbert/``: the further-trained model of ``final/`` as a one-point SuperPLM.
 
     Built by the code that started further training (:func:`atb.train.build_student` with ``init`` =
     ``final/``), so it is exactly the exported model; it sits beside the run's ``config.json`` and

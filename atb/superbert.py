@@ -85,7 +85,7 @@ class SuperBert(AtbBertForMaskedLM):
         for name, value, limit in (("layers", arch.layers, c.num_hidden_layers), ("hidden", arch.hidden, c.hidden_size),
                                    ("ffn", arch.ffn, c.intermediate_size), ("qkv", arch.qkv, c.qkv_size)):
             if value > limit:
-                raise ValueError(f"{name}={value} exceeds the SuperBERT maximum {limit}")
+                raise ValueError(f"{name}={value} exceeds the SuperPLM maximum {limit}")
         if c.qkv_slicing == "headwise" and arch.heads != c.num_attention_heads:
             raise ValueError(f"heads={arch.heads}: head-wise slicing keeps all {c.num_attention_heads} heads")
         if c.qkv_slicing == "contiguous" and arch.head_size != c.qkv_size // c.num_attention_heads:

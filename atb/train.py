@@ -385,10 +385,12 @@ class Trainer:
         """The trained SuperBERT (or, for further training, the exported sub-model) under ``final/``."""
         final = self.run_dir / "final"
         if self.cfg.arch:
-            export(extract(self.model, Arch.parse(self.cfg.arch)), final)
+            export(extract(self.model, Arch.parse(self.cfg.arch)), final, tokenizer=self.tokenizer,
+                   card=f"Further trained from `{self.cfg.init}` for {self.cfg.steps} steps with the "
+                        f"{self.cfg.objective.upper()} objective (`atb.train`).")
         else:
             self.model.save_pretrained(final)
-        self.tokenizer.save_pretrained(final)
+            self.tokenizer.save_pretrained(final)
 
 
 # ------------------------------------------------------------------------------- further training
@@ -397,7 +399,9 @@ def extract_sub_model(supernet: SuperBert | str | Path, arch: Arch, directory: s
     directory = Path(directory)
     if not (directory / "config.json").exists():
         model = supernet if isinstance(supernet, SuperBert) else SuperBert.from_pretrained(supernet).eval()
-        write_dir_atomic(directory, lambda tmp: export(model, tmp, arch))
+        source = "" if isinstance(supernet, SuperBert) else f" `{supernet}`"
+        made = f"Extracted from the SuperPLM{source} with its inherited weights, not further trained."
+        write_dir_atomic(directory, lambda tmp: export(model, tmp, arch=arch, card=made))
     return directory
 
 
