@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from .extract import export
+from .latency_predictor import LatencyFn, predict_latency
 from .records import scale_settings, write_json_atomic, write_text_atomic
-from .search import LatencyFn, predict_latency
 from .space import Arch, SearchSpace
 from .superbert import SuperBert
 from .train import TrainConfig, Trainer, summarize_log

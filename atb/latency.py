@@ -526,29 +526,3 @@ def plot_speedups(table: pd.DataFrame, title: str):
     fig.tight_layout()
     return fig
 
-
-def plot_predictions(measured_ms: np.ndarray, predicted_ms: dict[str, np.ndarray], title: str):
-    """Predicted against measured latency, one panel per predictor, with the band a 0.85–1.1 window spans."""
-    import matplotlib.pyplot as plt
-
-    from .latency_predictor import metrics
-
-    measured_ms = np.asarray(measured_ms)
-    fig, axes = plt.subplots(1, len(predicted_ms), figsize=(4.5 * len(predicted_ms), 4.2), sharex=True,
-                             sharey=True, squeeze=False)
-    everything = np.concatenate([measured_ms, *map(np.asarray, predicted_ms.values())])
-    lo, hi = 0.9 * everything.min(), 1.1 * everything.max()
-    for ax, (name, predicted) in zip(axes[0], predicted_ms.items()):
-        m = metrics(measured_ms, predicted)
-        rho = "n/a" if m["spearman"] is None else f"{m['spearman']:.3f}"
-        ax.scatter(measured_ms, predicted, s=14)
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.fill_between([lo, hi], [WINDOW_LOW * lo, WINDOW_LOW * hi], [WINDOW_HIGH * lo, WINDOW_HIGH * hi],
-                        color="grey", alpha=0.15, label=f"{WINDOW_LOW}–{WINDOW_HIGH} × measured")
-        ax.set(xscale="log", yscale="log", xlabel="measured latency (ms)",
-               title=f"{name}: MAPE {m['mape']:.1f} %, ρ {rho}")
-    axes[0, 0].set_ylabel("predicted latency (ms)")
-    axes[0, 0].legend(loc="upper left", fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig

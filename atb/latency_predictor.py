@@ -15,7 +15,8 @@ candidate's latency falls in the window of its speedup constraint (``atb.latency
   over a T x T score matrix, small per-head products) and separates the KD space's 12 small heads from
   the MLM space's fewer 64-dimensional ones.
 
-Both predict a whole list of architectures at once (``predict(archs) -> np.ndarray`` of ms). They are
+Both predict a whole list of architectures at once (``predict(archs) -> np.ndarray`` of ms); the search
+and development call them through :func:`predict_latency`, which also takes a plain function. They are
 saved as ``predictor.safetensors`` (tensors) + ``predictor.json`` (feature maxima, the machine the
 latencies were measured on, metrics). A predictor is only valid on the machine it was measured on:
 ``LatencyPredictor.load(directory)`` compares the stored machine with this one (or ``expect_machine``),
@@ -27,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -37,16 +38,25 @@ from safetensors.torch import load_file, save_file
 from scipy.stats import spearmanr
 from torch import nn
 
-from .latency import MACHINE_KEYS, Protocol, cache_dir, machine_info, num_threads, same_machine
+from .latency import (MACHINE_KEYS, WINDOW_HIGH, WINDOW_LOW, Protocol, cache_dir, machine_info, num_threads,
+                      same_machine)
 from .records import write_json_atomic
 from .space import Arch
 
 FEATURES: tuple[str, ...] = ("hidden", "layers", "ffn", "qkv")  # the paper's inputs: d_m, l, d_f, d_qkv
 WEIGHTS_FILE, META_FILE = "predictor.safetensors", "predictor.json"
 
+LatencyFn = Callable[[Sequence[Arch]], Sequence[float]]  # or an object with .predict(archs) -> ms
+
 
 class ForeignMachineWarning(UserWarning):
     """A predictor trained on latencies of another machine (CPU, torch version or threads) was loaded."""
+
+
+def predict_latency(latency_fn: LatencyFn, archs: Sequence[Arch]) -> np.ndarray:
+    """Latencies (ms) from a predictor object (``.predict``) or a plain function of a list of archs."""
+    predict = getattr(latency_fn, "predict", latency_fn)
+    return np.asarray(predict(list(archs)), dtype=np.float64).reshape(-1)
 
 
 # -------------------------------------------------------------------------------------- features
@@ -367,3 +377,29 @@ def best_predictor(latency_record: dict, scale: str, runs_dir: str | Path) -> tu
         raise ValueError("02_latency.json holds no predictor with a held-out MAPE: rerun notebook 02")
     name = min(scored, key=scored.get)
     return name, LatencyPredictor.load(cache_dir(scale, runs_dir) / name, expect_machine=latency_record["machine"])
+
+
+# -------------------------------------------------------------------------------------- figures
+def plot_predictions(measured_ms: np.ndarray, predicted_ms: dict[str, np.ndarray], title: str):
+    """Predicted against measured latency, one panel per predictor, with the band a 0.85–1.1 window spans."""
+    import matplotlib.pyplot as plt
+
+    measured_ms = np.asarray(measured_ms)
+    fig, axes = plt.subplots(1, len(predicted_ms), figsize=(4.5 * len(predicted_ms), 4.2), sharex=True,
+                             sharey=True, squeeze=False)
+    everything = np.concatenate([measured_ms, *map(np.asarray, predicted_ms.values())])
+    lo, hi = 0.9 * everything.min(), 1.1 * everything.max()
+    for ax, (name, predicted) in zip(axes[0], predicted_ms.items()):
+        m = metrics(measured_ms, predicted)
+        rho = "n/a" if m["spearman"] is None else f"{m['spearman']:.3f}"
+        ax.scatter(measured_ms, predicted, s=14)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.fill_between([lo, hi], [WINDOW_LOW * lo, WINDOW_LOW * hi], [WINDOW_HIGH * lo, WINDOW_HIGH * hi],
+                        color="grey", alpha=0.15, label=f"{WINDOW_LOW}–{WINDOW_HIGH} × measured")
+        ax.set(xscale="log", yscale="log", xlabel="measured latency (ms)",
+               title=f"{name}: MAPE {m['mape']:.1f} %, ρ {rho}")
+    axes[0, 0].set_ylabel("predicted latency (ms)")
+    axes[0, 0].legend(loc="upper left", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
