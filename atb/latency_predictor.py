@@ -21,10 +21,18 @@ saved as ``predictor.safetensors`` (tensors) + ``predictor.json`` (feature maxim
 latencies were measured on, metrics). A predictor is only valid on the machine it was measured on:
 ``LatencyPredictor.load(directory)`` compares the stored machine with this one (or ``expect_machine``),
 and on a mismatch sets ``predictor.foreign_machine`` and warns rather than being used silently.
+
+**Same sweep, same predictors.** The fit is deterministic: seeded split, seeded MLP initialisation and
+shuffling, on the CPU with a fixed thread count (1 unless the settings say otherwise). Every saved predictor
+records ``inputs_sha256``, a digest of everything its fit depends on (the sweep's architectures and
+latencies, split, seed, MLP settings, protocol, machine); :func:`load_or_fit_predictors` reuses the saved
+predictors when the digest matches and fits (and saves) them otherwise, so a rerun of notebook 02 on an
+unchanged sweep gives the search bitwise the same predictions and thus the same speedup targets.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -45,12 +53,13 @@ from .space import Arch
 
 FEATURES: tuple[str, ...] = ("hidden", "layers", "ffn", "qkv")  # the paper's inputs: d_m, l, d_f, d_qkv
 WEIGHTS_FILE, META_FILE = "predictor.safetensors", "predictor.json"
+PREDICTORS: tuple[str, ...] = ("mlp", "analytic")  # what fit_predictors fits, each saved in <directory>/<name>
 
 LatencyFn = Callable[[Sequence[Arch]], Sequence[float]]  # or an object with .predict(archs) -> ms
 
 
 class ForeignMachineWarning(UserWarning):
-    """A predictor trained on latencies of another machine (CPU, torch version or threads) was loaded."""
+    """A predictor trained on latencies of another machine (CPU, cores, torch version or threads) was loaded."""
 
 
 def predict_latency(latency_fn: LatencyFn, archs: Sequence[Arch]) -> np.ndarray:
@@ -126,6 +135,7 @@ class LatencyPredictor:
     def __init__(self) -> None:
         self.metadata: dict = {}
         self.foreign_machine = False
+        self.loaded_from: Path | None = None  # the directory it was loaded from; None if fitted in this process
 
     # -- to implement
     def fit(self, archs: Sequence[Arch], latency_ms: Sequence[float], **kwargs) -> LatencyPredictor:
@@ -177,6 +187,7 @@ class LatencyPredictor:
         predictor = cls._kinds[kind]._from_metadata(metadata)
         predictor._load_tensors(load_file(directory / WEIGHTS_FILE))
         predictor.metadata = metadata
+        predictor.loaded_from = directory
         stored = metadata.get("machine", {})
         expected = expect_machine or machine_info(stored.get("threads", 1))
         if not same_machine(stored, expected):
@@ -345,13 +356,32 @@ class AnalyticPredictor(LatencyPredictor):
 
 
 # ---------------------------------------------------------------------------------- the recipe
+def _mlp_settings(mlp: dict | None) -> dict:
+    """``MLPPredictor.fit`` keywords of a settings dict, on one thread unless it says otherwise (determinism)."""
+    return {"threads": 1, **(mlp or {})}
+
+
+def fit_inputs_digest(archs: Sequence[Arch], latency_ms: Sequence[float], *, split: Sequence[float] = (0.8, 0.1, 0.1),
+                      seed: int = 0, mlp: dict | None = None, machine: dict | None = None,
+                      protocol: Protocol | None = None) -> str:
+    """SHA-256 of everything :func:`fit_predictors` depends on: the sweep (architectures and latencies, exactly),
+    the split, the seed, the MLP settings, the protocol and the machine (its :data:`MACHINE_KEYS`)."""
+    protocol = protocol or Protocol()
+    machine = machine or machine_info(protocol.threads)
+    inputs = {"archs": [str(a) for a in archs], "latency_ms": [float(t).hex() for t in latency_ms],
+              "split": [float(f) for f in split], "seed": seed, "mlp": _mlp_settings(mlp),
+              "protocol": protocol.as_dict(), "machine": {k: str(machine.get(k)) for k in MACHINE_KEYS}}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def fit_predictors(archs: Sequence[Arch], latency_ms: Sequence[float], *, split: Sequence[float] = (0.8, 0.1, 0.1),
                    seed: int = 0, mlp: dict | None = None, machine: dict | None = None,
                    protocol: Protocol | None = None) -> tuple[dict[str, LatencyPredictor], dict[str, np.ndarray]]:
     """Split a measured sweep, fit both predictors on the training part and score them on the test part.
 
-    Returns the predictors (their ``metadata["metrics"]`` holds the test metrics) and the split indices
-    (``{"train", "val", "test"}``). The analytic model has no hyper-parameters: it uses train only.
+    Returns the predictors (their ``metadata["metrics"]`` holds the test metrics, ``metadata["inputs_sha256"]``
+    the :func:`fit_inputs_digest`) and the split indices (``{"train", "val", "test"}``). The analytic model has no
+    hyper-parameters: it uses train only. The MLP is fitted on one thread unless ``mlp["threads"]`` says otherwise.
     """
     archs, y = list(archs), np.asarray(latency_ms, dtype=np.float64)
     train, val, test = split_indices(len(archs), split, seed)
@@ -359,14 +389,44 @@ def fit_predictors(archs: Sequence[Arch], latency_ms: Sequence[float], *, split:
     common = {"machine": machine, "protocol": protocol}
     predictors: dict[str, LatencyPredictor] = {
         "mlp": MLPPredictor().fit(pick(train), y[train], val_archs=pick(val), val_latency_ms=y[val],
-                                  **common, **(mlp or {})),
+                                  **common, **_mlp_settings(mlp)),
         "analytic": AnalyticPredictor().fit(pick(train), y[train], **common),
     }
+    digest = fit_inputs_digest(archs, y, split=split, seed=seed, mlp=mlp, machine=machine, protocol=protocol)
     for predictor in predictors.values():
         predictor.metadata["metrics"] = predictor.evaluate(pick(test), y[test]) if len(test) else None
         predictor.metadata["split"] = {"fractions": list(split), "seed": seed, "n_train": len(train),
                                        "n_val": len(val), "n_test": len(test)}
+        predictor.metadata["inputs_sha256"] = digest
     return predictors, {"train": train, "val": val, "test": test}
+
+
+def load_or_fit_predictors(directory: str | Path, archs: Sequence[Arch], latency_ms: Sequence[float], *,
+                           split: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0, mlp: dict | None = None,
+                           machine: dict | None = None, protocol: Protocol | None = None, refit: bool = False
+                           ) -> tuple[dict[str, LatencyPredictor], dict[str, np.ndarray]]:
+    """:func:`fit_predictors`, reusing the predictors saved in ``directory/<name>`` when they were fitted to the
+    same inputs (same :func:`fit_inputs_digest`); otherwise (or with ``refit=True``) fit them and save them there.
+
+    Returns what :func:`fit_predictors` returns; a reused predictor has ``loaded_from`` set.
+    """
+    directory, archs = Path(directory), list(archs)
+    fit = {"split": split, "seed": seed, "mlp": mlp, "machine": machine, "protocol": protocol}
+    if not refit and all((directory / name / META_FILE).exists() and (directory / name / WEIGHTS_FILE).exists()
+                         for name in PREDICTORS):
+        digest = fit_inputs_digest(archs, latency_ms, **fit)
+        stored = {name: json.loads((directory / name / META_FILE).read_text()).get("inputs_sha256")
+                  for name in PREDICTORS}
+        if all(d == digest for d in stored.values()):
+            protocol = protocol or Protocol()
+            expect = machine or machine_info(protocol.threads)
+            train, val, test = split_indices(len(archs), split, seed)
+            return ({name: LatencyPredictor.load(directory / name, expect_machine=expect) for name in PREDICTORS},
+                    {"train": train, "val": val, "test": test})
+    predictors, indices = fit_predictors(archs, latency_ms, **fit)
+    for name, predictor in predictors.items():
+        predictor.save(directory / name)
+    return predictors, indices
 
 
 def best_predictor(latency_record: dict, scale: str, runs_dir: str | Path) -> tuple[str, LatencyPredictor]:
