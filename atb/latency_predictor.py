@@ -20,7 +20,8 @@ and development call them through :func:`predict_latency`, which also takes a pl
 saved as ``predictor.safetensors`` (tensors) + ``predictor.json`` (feature maxima, the machine the
 latencies were measured on, metrics). A predictor is only valid on the machine it was measured on:
 ``LatencyPredictor.load(directory)`` compares the stored machine with this one (or ``expect_machine``),
-and on a mismatch sets ``predictor.foreign_machine`` and warns rather than being used silently.
+and on a mismatch sets ``predictor.foreign_machine`` and warns rather than being used silently;
+:func:`best_predictor`, which hands the search its predictor, refuses one with :class:`ForeignMachineError`.
 
 **Same sweep, same predictors.** The fit is deterministic: seeded split, seeded MLP initialisation and
 shuffling, on the CPU with a fixed thread count (1 unless the settings say otherwise). Every saved predictor
@@ -60,6 +61,10 @@ LatencyFn = Callable[[Sequence[Arch]], Sequence[float]]  # or an object with .pr
 
 class ForeignMachineWarning(UserWarning):
     """A predictor trained on latencies of another machine (CPU, cores, torch version or threads) was loaded."""
+
+
+class ForeignMachineError(ValueError):
+    """The search was handed a predictor fitted to latencies of another machine than its record's."""
 
 
 def predict_latency(latency_fn: LatencyFn, archs: Sequence[Arch]) -> np.ndarray:
@@ -431,12 +436,32 @@ def load_or_fit_predictors(directory: str | Path, archs: Sequence[Arch], latency
 
 def best_predictor(latency_record: dict, scale: str, runs_dir: str | Path) -> tuple[str, LatencyPredictor]:
     """``(name, predictor)``: the predictor of notebook 02's record (``results/02_latency.json``) with the lowest
-    held-out MAPE, loaded from ``<runs_dir>/<scale>/latency/<name>`` and checked against the record's machine."""
-    scored = {n: m["mape"] for n, m in latency_record["predictor"].items() if m.get("mape") is not None}
+    held-out MAPE, loaded from ``<runs_dir>/<scale>/latency/<name>``.
+
+    Predictors without a held-out MAPE (no test split, or missing) are skipped; a tie goes to the first in the
+    record's order. Raises ``ValueError`` if none is scored, :class:`ForeignMachineError` if the saved predictor
+    was fitted on another machine than the record's, and ``ValueError`` if the record names the inputs its
+    predictor was fitted to (``inputs_sha256``) and the saved one was fitted to others (refitted since).
+    """
+    scored = {n: m["mape"] for n, m in latency_record["predictor"].items()
+              if isinstance(m, dict) and m.get("mape") is not None and math.isfinite(m["mape"])}
     if not scored:
         raise ValueError("02_latency.json holds no predictor with a held-out MAPE: rerun notebook 02")
     name = min(scored, key=scored.get)
-    return name, LatencyPredictor.load(cache_dir(scale, runs_dir) / name, expect_machine=latency_record["machine"])
+    directory = cache_dir(scale, runs_dir) / name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForeignMachineWarning)  # raised below, with the same differences
+        predictor = LatencyPredictor.load(directory, expect_machine=latency_record["machine"])
+    if predictor.foreign_machine:
+        stored, expected = predictor.metadata.get("machine", {}), latency_record["machine"]
+        differ = {k: (stored.get(k), expected.get(k)) for k in MACHINE_KEYS if str(stored.get(k)) != str(expected.get(k))}
+        raise ForeignMachineError(f"{directory}: the {name} predictor was fitted to latencies of another machine than "
+                                  f"02_latency.json's (predictor vs record: {differ}); rerun notebook 02 here")
+    wanted = latency_record["predictor"][name].get("inputs_sha256")
+    if wanted is not None and predictor.metadata.get("inputs_sha256") != wanted:
+        raise ValueError(f"{directory}: the {name} predictor was fitted to other inputs than the one 02_latency.json "
+                         "records (refitted since?); rerun notebook 02")
+    return name, predictor
 
 
 # -------------------------------------------------------------------------------------- figures

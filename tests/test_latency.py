@@ -5,6 +5,7 @@ No test asserts on a real timing (the machine is shared): where a number matters
 
 import dataclasses
 import json
+import types
 import warnings
 
 import numpy as np
@@ -19,8 +20,8 @@ from atb.latency import (
     machine_info, measure, previous_path, read_sweep, sweep, sweep_archs, target_latency, zoo_sweep,
 )
 from atb.latency_predictor import (
-    AnalyticPredictor, ForeignMachineWarning, LatencyPredictor, MLPPredictor, fit_predictors, flops,
-    load_or_fit_predictors, metrics, parameters, split_indices,
+    AnalyticPredictor, ForeignMachineError, ForeignMachineWarning, LatencyPredictor, MLPPredictor, best_predictor,
+    fit_predictors, flops, load_or_fit_predictors, metrics, parameters, split_indices,
 )
 from atb.search import SearchConfig
 
@@ -88,8 +89,37 @@ def test_measure_rejects_nonpositive_fields_and_archs_outside_a_space():
 def test_transformers_model_needs_qkv_equal_hidden():
     with pytest.raises(ValueError, match="qkv == hidden"):
         measure(Arch(1, 32, 64, 2, 16), FAST, implementation="transformers")
-    table = latency.compare_implementations([TINY], FAST)
-    assert table.loc[0, "atb_ms"] > 0 and table.loc[0, "transformers_ms"] > 0
+    models = {impl: latency.build_model(TINY, impl) for impl in latency.IMPLEMENTATIONS}
+    atb_params, hf_params = (sum(p.numel() for p in m.parameters()) for m in models.values())
+    assert atb_params == hf_params == parameters([TINY])[0]  # the same network, counted independently
+    row = latency.compare_implementations([TINY], FAST).iloc[0]  # really timed: only its arithmetic is checked
+    assert row["arch"] == str(TINY) and row["ratio"] == row["atb_ms"] / row["transformers_ms"]
+
+
+@pytest.mark.parametrize("clock, scale", [("cpu", 1.0), ("wall", 2.0)])
+def test_implementations_are_timed_in_turns_on_the_protocol_clock(monkeypatch, clock, scale):
+    """Fake models advance a fake clock by known costs: the table must hold their medians, timed A, B, A, B."""
+    now = {"cpu": 0.0, "wall": 0.0}
+    calls = []
+    costs = {"atb": iter([9.0, 3.0, 1.0, 2.0]), "transformers": iter([9.0, 4.0, 10.0, 4.0])}  # ms; first = warm-up
+
+    def fake_model(arch, implementation, pooler):
+        def forward(ids, attention_mask=None):
+            calls.append(implementation)
+            cost = next(costs[implementation]) / 1e3
+            now["cpu"] += cost
+            now["wall"] += 2 * cost  # a busy machine: wall = 2 x CPU
+        return forward
+
+    monkeypatch.setattr(latency, "build_model", fake_model)
+    monkeypatch.setattr(latency, "time", types.SimpleNamespace(perf_counter=lambda: now["wall"],
+                                                               thread_time=lambda: now["cpu"]))
+    protocol = dataclasses.replace(FAST, warmup=1, runs=3, clock=clock)
+    row = latency.compare_implementations([TINY], protocol).iloc[0]
+    assert calls == ["atb", "transformers"] * 4
+    assert row["atb_ms"] == pytest.approx(scale * 2.0, rel=1e-9)  # median of 3, 1, 2
+    assert row["transformers_ms"] == pytest.approx(scale * 4.0, rel=1e-9)  # median of 4, 10, 4
+    assert row["ratio"] == pytest.approx(0.5, rel=1e-9)
 
 
 def test_speedup_is_relative_to_a_measured_bert_base(monkeypatch):
@@ -336,6 +366,46 @@ def test_metrics_and_split():
     train, val, test = split_indices(100, seed=3)
     assert (len(train), len(val), len(test)) == (80, 10, 10)
     assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(100))
+
+
+# ----------------------------------------------------------------- the predictor the search gets
+def _saved_predictors(runs_dir) -> dict:
+    """Two analytic predictors saved as ``mlp`` and ``analytic`` of scale smoke; returns the machine they record."""
+    archs, y = synthetic(30)
+    for name in ("mlp", "analytic"):
+        predictor = AnalyticPredictor().fit(archs, y, protocol=FAST)
+        predictor.metadata["inputs_sha256"] = f"digest-of-{name}"
+        predictor.save(latency.cache_dir("smoke", runs_dir) / name)
+    return machine_info(FAST.threads)
+
+
+OTHER_CPU = {"cpu": "Some Other CPU"}
+
+
+@pytest.mark.parametrize("entries, machine, expected", [
+    ({"mlp": {"mape": 3.0}, "analytic": {"mape": 2.0}}, {}, "analytic"),  # the lowest held-out MAPE
+    ({"mlp": {"mape": 2.0}, "analytic": {"mape": 3.0}}, {}, "mlp"),
+    ({"mlp": {"mape": 2.0}, "analytic": {"mape": 2.0}}, {}, "mlp"),  # a tie: the first in the record
+    ({"analytic": {"mape": 2.0}, "mlp": {"mape": 2.0}}, {}, "analytic"),
+    ({"mlp": {"n_train": 5}, "analytic": {"mape": 9.0}}, {}, "analytic"),  # no MAPE: skipped
+    ({"mlp": {"mape": None}, "analytic": {"mape": 9.0}}, {}, "analytic"),  # no test split: skipped
+    ({"mlp": {"mape": float("nan")}, "analytic": {"mape": 9.0}}, {}, "analytic"),
+    ({"mlp": {"mape": 1.0, "inputs_sha256": "digest-of-mlp"}}, {}, "mlp"),  # fitted to what the record says
+    ({"mlp": {}, "analytic": {"mape": None}}, {}, (ValueError, "no predictor with a held-out MAPE")),
+    ({}, {}, (ValueError, "no predictor with a held-out MAPE")),
+    ({"mlp": {"mape": 1.0}}, OTHER_CPU, (ForeignMachineError, "another machine.*Some Other CPU")),
+    ({"mlp": {"mape": 1.0}}, {"cores": 1024}, (ForeignMachineError, "cores")),
+    ({"mlp": {"mape": 1.0, "inputs_sha256": "stale"}}, {}, (ValueError, "other inputs")),
+])
+def test_best_predictor(tmp_path, entries, machine, expected):
+    record = {"predictor": entries, "machine": {**_saved_predictors(tmp_path), **machine}}
+    if isinstance(expected, tuple):
+        with pytest.raises(expected[0], match=expected[1]):
+            best_predictor(record, "smoke", tmp_path)
+        return
+    name, predictor = best_predictor(record, "smoke", tmp_path)
+    assert name == expected and predictor.loaded_from == latency.cache_dir("smoke", tmp_path) / expected
+    assert not predictor.foreign_machine
 
 
 # ---------------------------------------------------------------- same inputs, same study (#11)
