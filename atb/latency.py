@@ -358,7 +358,7 @@ def read_sweep(csv_path: str | Path) -> pd.DataFrame:
         if lines[0].rstrip("\r\n") == ",".join(_LEGACY_FIELDS):
             raise ForeignSweepError(f"{path} was written by an older atb that did not record the core count and ISA, "
                                     "so it cannot be checked against this machine: measure again with retime=True "
-                                    "(it is kept as a .previous.csv)")
+                                    "(notebook 02: retime = True; it is kept as a .previous.csv) or delete it")
         raise ValueError(f"{path} is not a latency sweep CSV of this version (header {','.join(CSV_FIELDS)}); "
                          "measure again with retime=True (it is kept as a .previous.csv) or choose another path")
     rows = [_parse_row(line) for line in lines[1:]]
@@ -391,7 +391,7 @@ def _check_reusable(done: pd.DataFrame, expected: dict, path: Path) -> None:
         raise ForeignSweepError(
             f"{path} holds latencies measured on another machine or with another protocol ({listed}); they are not "
             "valid here and are not reused. Measure again with retime=True (notebook 02: retime = True; the old "
-            "file is kept as a .previous.csv) or choose another path")
+            "file is kept as a .previous.csv), delete it, or choose another path")
 
 
 def previous_path(csv_path: str | Path) -> Path:
