@@ -36,10 +36,9 @@ from typing import Any
 
 from . import config
 from .extract import export_card, write_card
-from .records import write_json_atomic
-from .search import LatencyFn, predict_latency
+from .latency_predictor import LatencyFn, predict_latency
 from .space import Arch, SearchSpace
-from .train import TrainConfig, further_train  # noqa: F401  (further_train: notebook 04 calls it from here)
+from .train import TrainConfig
 
 DEFAULT_RULE = "default-rule"  # the method of the default-rule baselines (d_f = 4 d_m, d_qkv = d_m)
 METHODS = ("evolved", "fast", DEFAULT_RULE)  # the searched model, the fast method's, the default-rule baseline

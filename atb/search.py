@@ -40,7 +40,6 @@ still counts the evaluations of the run it resumes; plus the search's own overhe
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -49,7 +48,7 @@ import multiprocessing
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +61,7 @@ from tqdm.auto import tqdm
 
 from .latency import is_feasible, latency_window
 from . import config
+from .latency_predictor import LatencyFn, predict_latency
 from .records import machine_info
 from .sampler import step_rng
 from .space import Arch, Range, SearchSpace
@@ -69,8 +69,6 @@ from .space import Arch, Range, SearchSpace
 METHODS: tuple[str, ...] = ("random", "fast", "evolved")
 GENES: tuple[str, ...] = ("layers", "hidden", "ffn", "attention")  # what a mutation can move
 ATTENTION = {"mlm": "heads", "kd": "qkv"}  # the searched attention hyper-parameter of each space
-
-LatencyFn = Callable[[Sequence[Arch]], Sequence[float]]  # or an object with .predict(archs) -> ms
 
 
 class SearchExhausted(RuntimeError):
@@ -165,12 +163,6 @@ class SearchConfig:
 
 
 # ------------------------------------------------------------------------------------ candidates
-def predict_latency(latency_fn: LatencyFn, archs: Sequence[Arch]) -> np.ndarray:
-    """Latencies (ms) from a predictor object (``.predict``) or a plain function of a list of archs."""
-    predict = getattr(latency_fn, "predict", latency_fn)
-    return np.asarray(predict(list(archs)), dtype=np.float64).reshape(-1)
-
-
 def _chunks(archs: Iterator[Arch], size: int) -> Iterator[list[Arch]]:
     while chunk := list(itertools.islice(archs, size)):
         yield chunk
