@@ -3,7 +3,7 @@ KD step spent in the teacher's forward pass.
 
 Both objectives run the real ``Trainer`` for the same steps (same sampled architectures, same batches);
 the teacher's forward is then timed alone on those batches. Usage:
-``python benchmarks/bench_training.py [--config configs/mini.yaml] [--steps 20] [--out results/bench_training.json]``
+``python benchmarks/bench_training.py [--config configs/mini.yaml] [--steps 20] [--out results/mini/bench_training.json]``
 """
 
 from __future__ import annotations
