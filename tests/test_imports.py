@@ -34,7 +34,7 @@ PIPELINE: list[tuple[str, ...]] = [
     ("reproduce",),                                                # the notebook runner
 ]
 # Utilities: any module may import them; they import only each other and ``space``.
-UTILITIES = {"data", "records", "layout", "config", "plots", "zoo", "teacher"}
+UTILITIES = {"data", "records", "layout", "config", "plots", "zoo", "teacher", "stats"}
 UTILITY_MAY_IMPORT = UTILITIES | {"space"}
 PACKAGE = "__init__"  # the package's public names; outside the order, but part of the cycle check
 
