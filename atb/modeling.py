@@ -37,6 +37,7 @@ from transformers.modeling_outputs import MaskedLMOutput, QuestionAnsweringModel
 from transformers.utils import ModelOutput
 
 from .elastic import ElasticEmbedding, ElasticLayerNorm, ElasticLinear
+from .objectives import masked_lm_loss
 from .space import Arch
 
 
@@ -372,9 +373,7 @@ class AtbBertForMaskedLM(AtbBertPreTrainedModel):
     ) -> MaskedLMOutput:
         out = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         logits = self.cls.predictions(out.last_hidden_state, self.bert.embeddings.word_embeddings.active_weight())
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        loss = None if labels is None else masked_lm_loss(logits, labels)
         return MaskedLMOutput(loss=loss, logits=logits)
 
 
