@@ -39,6 +39,20 @@ from transformers.utils import ModelOutput
 from .elastic import ElasticEmbedding, ElasticLayerNorm, ElasticLinear
 from .space import Arch
 
+IGNORE_INDEX = -100  # the label of positions that are not predicted (as in torch and the MLM collator)
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the masked tokens.
+
+    ``logits`` ``[..., V]``, ``labels`` ``[...]``: the original id where a token was masked, -100 elsewhere
+    (``SuperBert`` passes only the masked rows). No rows at all give 0 (with a graph).
+    """
+    logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+    if labels.numel() == 0:
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+
 
 class AtbBertConfig(PreTrainedConfig):
     """``BertConfig`` plus ``qkv_size`` (d_qkv). Only the absolute-position, GELU, encoder-only BERT."""
@@ -372,9 +386,7 @@ class AtbBertForMaskedLM(AtbBertPreTrainedModel):
     ) -> MaskedLMOutput:
         out = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         logits = self.cls.predictions(out.last_hidden_state, self.bert.embeddings.word_embeddings.active_weight())
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        loss = None if labels is None else masked_lm_loss(logits, labels)
         return MaskedLMOutput(loss=loss, logits=logits)
 
 

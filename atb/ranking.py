@@ -22,9 +22,9 @@ started with (``study.json``); rerunning it with different settings raises rathe
 two studies. Adding architectures to a finished study only computes the new ones.
 
 **Scoring a further-trained model.** The fitness functions of :mod:`atb.fitness` score sub-models of a
-SuperPLM saved with ``save_pretrained``, next to its run's ``config.json`` and ``checkpoints/``. Further
-training is the one-shot loop over a one-point space, so its run directory already has that layout;
-only ``final/`` holds the *exported* standalone model instead of a SuperPLM. :func:`trained_supernet`
+SuperPLM's ``final/`` folder: its weights and, beside them, its objective (``objective.json``; for KD the
+trained ``W_fit``). Further training is the one-shot loop over a one-point space, so its ``final/`` has the
+objective too, but holds the *exported* standalone model instead of a SuperPLM. :func:`trained_supernet`
 writes the same weights as a one-point SuperPLM into ``<train run>/superbert/``, and every fitness then
 scores the further-trained model exactly as it scores an inherited one: same code path, same held-out
 sample, and for ``kd_loss`` the ``W_fit`` trained with *that* run (note: further training starts ``W_fit``
@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 
 from . import config
 from .fitness import Fitness, make_fitness, supernet_objective
+from .objectives import copy_objective
 from .records import machine_info, write_dir_atomic, write_json_atomic
 from .search import SearchConfig, describe_fitness, evaluate
 from .space import Arch
@@ -160,8 +161,8 @@ def trained_supernet(train_run_dir: str | Path) -> Path:
     """``<train_run_dir>/superbert/``: the further-trained model of ``final/`` as a one-point SuperPLM.
 
     Built by the code that started further training (:func:`atb.train.build_student` with ``init`` =
-    ``final/``), so it is exactly the exported model; it sits beside the run's ``config.json`` and
-    ``checkpoints/``, where :mod:`atb.fitness` looks for the run's settings and KD ``W_fit``.
+    ``final/``), so it is exactly the exported model; the run's objective (KD: its ``W_fit``) is copied beside
+    it, where :mod:`atb.fitness` reads it.
     """
     run_dir = Path(train_run_dir)
     cfg = TrainConfig(**{**json.loads((run_dir / "config.json").read_text()), "init": str(run_dir / "final")})
@@ -169,7 +170,12 @@ def trained_supernet(train_run_dir: str | Path) -> Path:
         raise ValueError(f"{run_dir} is a one-shot SuperPLM run, not further training: "
                          f"score {run_dir / 'final'} directly")
     model, _ = build_student(cfg)
-    return write_dir_atomic(run_dir / "superbert", lambda tmp: model.save_pretrained(tmp))
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        copy_objective(run_dir / "final", tmp)  # what the fitness reads beside the weights (KD: W_fit)
+
+    return write_dir_atomic(run_dir / "superbert", write)
 
 
 def _study_result(archs: list[Arch], x_name: str, x: list[dict], y_name: str, y: list[dict], **extra) -> dict:

@@ -15,11 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
 from .elastic import ELASTIC_TYPES
-from .modeling import AtbBertConfig, AtbBertForMaskedLM
+from .modeling import AtbBertConfig, AtbBertForMaskedLM, masked_lm_loss
 from .space import Arch, SearchSpace
 
 
@@ -117,7 +116,7 @@ class SuperBert(AtbBertForMaskedLM):
             masked = labels != -100
             logits = self.cls.predictions(out.last_hidden_state[masked],
                                           self.bert.embeddings.word_embeddings.active_weight())
-            loss = F.cross_entropy(logits, labels[masked]) if logits.shape[0] else logits.sum() * 0.0
+            loss = masked_lm_loss(logits, labels[masked])
         return SuperBertOutput(loss=loss, logits=logits, last_hidden_state=out.last_hidden_state,
                                attention_scores=out.attention_scores)
 

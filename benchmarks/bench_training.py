@@ -46,10 +46,9 @@ def main() -> None:
         if objective == "kd":
             times = []
             for step in range(1, args.steps + 1):
-                batch = trainer.batch(step)
+                batch = trainer.share(trainer.batch(step))
                 t = time.perf_counter()
-                trainer.teacher(batch["input_ids"], attention_mask=batch["attention_mask"],
-                                token_type_ids=batch["token_type_ids"])
+                trainer.objective.targets(batch)  # the teacher's forward pass
                 times.append(time.perf_counter() - t)
             entry["teacher"] = trainer.cfg.teacher
             entry["teacher_forward_s"] = statistics.median(times)
