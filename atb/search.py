@@ -64,7 +64,7 @@ from . import config
 from .latency_predictor import LatencyFn, predict_latency
 from .records import machine_info
 from .sampler import step_rng
-from .space import Arch, Range, SearchSpace
+from .space import STEP_FIELDS, Arch, Range, SearchSpace
 
 METHODS: tuple[str, ...] = ("random", "fast", "evolved")
 GENES: tuple[str, ...] = ("layers", "hidden", "ffn", "attention")  # what a mutation can move
@@ -113,6 +113,11 @@ class SearchConfig:
             raise ValueError(f"SearchConfig.mutation_prob values must be in [0, 1], got {self.mutation_prob}")
         if any(not isinstance(k, int) or k < 0 for k in self.mutation_offset.values()):
             raise ValueError(f"SearchConfig.mutation_offset values must be integers >= 0, got {self.mutation_offset}")
+        steps = self.steps or {}
+        if set(steps) - set(STEP_FIELDS) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+                                                for v in steps.values()):
+            raise ValueError(f"SearchConfig.steps must map some of {list(STEP_FIELDS)} to integers >= 1, "
+                             f"got {self.steps}")
         from .fitness import FITNESSES  # light: fitness.py loads models only when asked to score
 
         if self.fitness != "proxy" and self.fitness not in FITNESSES:

@@ -24,6 +24,7 @@ from typing import Literal
 
 Objective = Literal["mlm", "kd"]
 FIELDS: tuple[str, ...] = ("layers", "hidden", "ffn", "heads", "qkv")
+STEP_FIELDS: tuple[str, ...] = ("layers", "hidden", "ffn", "qkv")  # what SearchSpace.with_steps can coarsen
 
 # The shapes the paper found good (notes §6, claim 3), the rule AutoTinyBERT-Fast searches within, and BERT's own.
 EFFICIENT_FFN_RATIO = (1.6, 1.9)  # d_f / d_m
@@ -194,7 +195,7 @@ class SearchSpace:
         """
         changes = {}
         for name, step in steps.items():
-            if name not in ("layers", "hidden", "ffn", "qkv"):
+            if name not in STEP_FIELDS:
                 raise ValueError(f"with_steps: cannot change the step of {name!r}")
             r: Range = getattr(self, name)
             changes[name] = Range(r.low, r.low + (r.high - r.low) // step * step, step)
