@@ -2,7 +2,7 @@
 
 Layout of a run directory::
 
-    checkpoints/step-000200/  model.safetensors, loss.safetensors (KD's W_fit), trainer.pt (optimizer,
+    checkpoints/step-000200/  model.safetensors, objective.safetensors (KD's W_fit), trainer.pt (optimizer,
                               scheduler, RNG states; loaded with weights_only=True), manifest.json (step,
                               sha256 of every file)
 
@@ -35,7 +35,7 @@ class CheckpointError(RuntimeError):
 class Checkpoint:
     step: int
     path: Path
-    tensors: dict[str, dict[str, torch.Tensor]]  # file stem -> state dict (model, loss)
+    tensors: dict[str, dict[str, torch.Tensor]]  # file stem -> state dict (model, objective)
     trainer: dict  # optimizer, scheduler, rng
 
 

@@ -11,43 +11,42 @@ training; configured here as ``fast_steps``).
 This module holds that pipeline, shared by notebooks 04–07:
 
 * :func:`plan_models`: the models to develop, named ``<objective>-<method>-<speedup>x``: the best
-  architecture of each ``evolved`` and ``fast`` search, and a default-rule baseline (``method = "bert"``)
-  whose predicted latency is the closest to the evolved pick's (:func:`default_rule_baseline`).
-* :func:`further_train`: extraction + further training of one model, resumable (checkpoints) and cached
-  (a finished run is only re-read); returns its cost in CPU-seconds (``time.process_time``, all threads).
+  architecture of each ``evolved`` and ``fast`` search, and a default-rule baseline
+  (``method = "default-rule"``, e.g. ``kd-default-rule-25x``) whose predicted latency is the closest to the
+  evolved pick's (:func:`default_rule_baseline`).
+* further training is :func:`atb.train.further_train` (shared with the ranking studies): extraction +
+  further training of one model, resumable and cached, with its cost in CPU-seconds.
 * :func:`glue_entry` / :func:`squad_entry`: one model's row of the GLUE / SQuAD tables, unavailable tasks
   as ``None`` with the reason.
 * :func:`development_costs`: claim 5, the cost of the full method vs the fast one vs training from scratch.
-* :func:`write_model_card`: the README.md beside an exported model's weights.
+* :func:`model_card` / :func:`write_model_card`: a developed model's card, the exported model's card
+  (:func:`atb.extract.export_card`) with its latency, further training and GLUE / SQuAD scores.
 
-Settings per scale: ``configs/develop.yaml`` (:class:`DevelopConfig`); fine-tuning budgets stay in
-``configs/finetune.yaml``.
+Settings per scale: section ``develop`` of ``configs/<scale>.yaml`` (:class:`DevelopConfig`); fine-tuning budgets
+are its section ``finetune``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import shutil
 import statistics
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .extract import export
-from .records import scale_settings, write_json_atomic, write_text_atomic
-from .search import LatencyFn, predict_latency
+from . import config
+from .extract import export_card, write_card
+from .latency_predictor import LatencyFn, predict_latency
 from .space import Arch, SearchSpace
-from .superbert import SuperBert
-from .train import TrainConfig, Trainer, summarize_log
+from .train import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "develop.yaml"
-METHODS = ("evolved", "fast", "bert")  # the searched model, the fast method's, the default-rule baseline
+DEFAULT_RULE = "default-rule"  # the method of the default-rule baselines (d_f = 4 d_m, d_qkv = d_m)
+METHODS = ("evolved", "fast", DEFAULT_RULE)  # the searched model, the fast method's, the default-rule baseline
 # The GLUE table's columns (issue contract): MNLI has two dev sets, the others one number each.
 GLUE_COLUMNS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "mnli_mm", "qnli", "rte", "wnli")
+# A model comparison means something only when the best model is this many GLUE-average points above always
+# predicting the majority class (notebook 05, the report); below it differences are fine-tuning noise.
+MIN_ABOVE_CHANCE = 5.0
 # The GLUE average leaves WNLI out, as BERT, TinyBERT and the paper's tables do (its dev set is adversarial).
 GLUE_AVERAGE = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "qnli", "rte")
 
@@ -55,19 +54,16 @@ GLUE_AVERAGE = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "qnli", "rte")
 # ------------------------------------------------------------------------------------------- config
 @dataclass
 class DevelopConfig:
-    """How one scale develops its models: ``defaults`` merged with ``scales.<scale>`` of ``configs/develop.yaml``."""
+    """How one scale develops its models: the ``develop`` section of ``configs/<scale>.yaml``."""
 
     steps: int = 100  # further-training steps of the searched (evolved) models and the baselines
     fast_steps: int = 33  # of AutoTinyBERT-Fast's models (the notes' 870 -> 290 GPU-hours: about 1/3)
     baseline_layers: int = 4  # the paper's default-rule baselines all have 4 layers
-    train_config: str | None = None  # the TrainConfig YAML of further training (None: configs/<scale>.yaml)
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides for further training
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of the scale's `pretrain` for further training
     glue_tasks: list[str] = field(default_factory=lambda: ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli",
                                                            "qnli", "rte", "wnli"])
     squad_tasks: list[str] = field(default_factory=lambda: ["squad_v1.1", "squad_v2.0"])
-    finetune_scale: str | None = None  # the configs/finetune.yaml section (None: this scale)
     scale: str | None = None
-    path: str = str(CONFIG)
 
     def __post_init__(self) -> None:
         for name in ("steps", "fast_steps", "baseline_layers"):
@@ -75,12 +71,11 @@ class DevelopConfig:
                 raise ValueError(f"DevelopConfig.{name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
-    def load(cls, scale: str, path: str | Path = CONFIG, **overrides) -> DevelopConfig:
-        known = {f.name for f in dataclasses.fields(cls)} - {"scale", "path"}
-        return cls(**scale_settings(path, scale, "development", known, overrides=overrides), scale=scale, path=str(path))
-
-    def train_config_path(self) -> Path:
-        return Path(self.train_config) if self.train_config else ROOT / "configs" / f"{self.scale}.yaml"
+    def load(cls, scale: str | Path, **overrides) -> DevelopConfig:
+        settings, file = config.section(scale, "develop")
+        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where("develop"))
+        return config.build(cls, {**settings, **overrides}, f"{file.where('develop')} overrides",
+                            exclude=("scale",), scale=file.scale)
 
     def steps_for(self, method: str) -> int:
         return self.fast_steps if method == "fast" else self.steps
@@ -88,25 +83,25 @@ class DevelopConfig:
     def train_config_for(self, objective: str, method: str) -> TrainConfig:
         """Further training with the SuperPLM's ``objective`` for ``method``'s steps (:func:`further_train`
         sets the architecture and the initial weights)."""
-        return TrainConfig.load(self.train_config_path(), objective, steps=self.steps_for(method), **self.train)
+        return TrainConfig.load(self.scale, objective, steps=self.steps_for(method), **self.train)
 
 
 # ------------------------------------------------------------------------------------------ models
 @dataclass(frozen=True)
 class DevModel:
-    """One model to develop: a search's pick (``evolved`` / ``fast``) or a default-rule baseline (``bert``)."""
+    """One model to develop: a search's pick (``evolved`` / ``fast``) or a default-rule baseline (``default-rule``)."""
 
     name: str
     arch: Arch
     objective: str  # of the SuperPLM it is extracted from and further trained with
-    method: str  # evolved | fast | bert
+    method: str  # evolved | fast | default-rule
     speedup: float  # the speedup constraint it was chosen for (measured speedups come later)
     predicted_latency_ms: float
     search: Mapping[str, Any] | None = None  # the search's summary (cost, fitness), None for a baseline
 
     @property
     def kind(self) -> str:
-        return "baseline" if self.method == "bert" else "searched"
+        return "baseline" if self.method == DEFAULT_RULE else "searched"
 
     def to_dict(self) -> dict:
         return {"name": self.name, "arch": str(self.arch), "objective": self.objective, "method": self.method,
@@ -157,7 +152,7 @@ def default_rule_baseline(space: SearchSpace, latency_fn: LatencyFn, target_ms: 
 
 def plan_models(searches: Iterable[Mapping[str, Any]], spaces: Mapping[str, SearchSpace],
                 latency_fn: LatencyFn, cfg: DevelopConfig) -> list[DevModel]:
-    """The models of notebooks 04–07 from notebook 03's search records (``results/03_search.json``).
+    """The models of notebooks 04–07 from notebook 03's search records (``results/<scale>/03_search.json``).
 
     Per objective and speedup: the ``evolved`` and ``fast`` searches' best architectures, and a default-rule
     baseline at the evolved pick's predicted latency (at the fast pick's if no evolved search ran).
@@ -176,54 +171,10 @@ def plan_models(searches: Iterable[Mapping[str, Any]], spaces: Mapping[str, Sear
         reference = by_method.get("evolved") or by_method["fast"]
         arch, latency = default_rule_baseline(spaces[objective], latency_fn, reference.predicted_latency_ms,
                                               cfg.baseline_layers)
-        baseline = DevModel(model_name(objective, "bert", speedup), arch, objective, "bert", speedup, latency)
+        baseline = DevModel(model_name(objective, DEFAULT_RULE, speedup), arch, objective, DEFAULT_RULE, speedup,
+                            latency)
         models += [*(by_method[m] for m in ("evolved", "fast") if m in by_method), baseline]
     return models
-
-
-# -------------------------------------------------------------------------------- further training
-def write_dir_atomic(directory: Path, write: Callable[[Path], Any]) -> Path:
-    """Let ``write`` fill ``<directory>.tmp``, then rename it into place: a kill leaves all or nothing."""
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
-    return directory
-
-
-def extract_sub_model(supernet: SuperBert | str | Path, arch: Arch, directory: str | Path) -> Path:
-    """Export ``arch`` with its inherited weights to ``directory`` (atomically; skipped if already there)."""
-    directory = Path(directory)
-    if not (directory / "config.json").exists():
-        model = supernet if isinstance(supernet, SuperBert) else SuperBert.from_pretrained(supernet).eval()
-        write_dir_atomic(directory, lambda tmp: export(model, tmp, arch))
-    return directory
-
-
-def further_train(supernet_dir: str | Path, arch: Arch, cfg: TrainConfig, run_dir: str | Path,
-                  device: str | None = None) -> dict:
-    """Extract ``arch`` from the SuperPLM and further train it (``cfg``: arch, init unset or ignored).
-
-    ``run_dir/extracted/`` is the inherited model, ``run_dir/train/`` the further-training run (its
-    ``final/`` is the exported, deployable model). Resumes from checkpoints; a finished run is only re-read
-    from ``run_dir/further_training.json``. Returns ``{"model_dir", "steps", "final_loss", "sec_per_step",
-    "cpu_seconds", "wall_seconds"}``: the cost of this run's steps in CPU-seconds (process time, all threads)
-    and wall seconds; of a run resumed after a kill, only the steps done in the last call are timed.
-    """
-    run_dir = Path(run_dir)
-    record_path = run_dir / "further_training.json"
-    if record_path.exists():
-        return json.loads(record_path.read_text())
-    extracted = extract_sub_model(supernet_dir, arch, run_dir / "extracted")
-    cfg = dataclasses.replace(cfg, arch=str(arch), init=str(extracted))
-    cpu, wall = time.process_time(), time.perf_counter()
-    Trainer(cfg, run_dir / "train", device=device).run()
-    record = {"model_dir": str(run_dir / "train" / "final"), "arch": str(arch), "objective": cfg.objective,
-              **summarize_log(run_dir / "train"),
-              "cpu_seconds": time.process_time() - cpu, "wall_seconds": time.perf_counter() - wall}
-    write_json_atomic(record_path, record)
-    return record
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -247,7 +198,7 @@ def glue_entry(results: Mapping[str, Mapping[str, Any]]) -> dict:
                 tasks[column] = result["score"]
     for column in GLUE_COLUMNS:
         if column not in unavailable and tasks[column] is None:
-            unavailable[column] = "not run at this scale (configs/develop.yaml glue_tasks)"
+            unavailable[column] = "not run at this scale (develop.glue_tasks of configs/<scale>.yaml)"
     scored = [c for c in GLUE_AVERAGE if tasks[c] is not None]
     return {"tasks": tasks, "avg": statistics.fmean(tasks[c] for c in scored) if scored else None,
             "avg_over": scored, "unavailable": unavailable}
@@ -273,7 +224,7 @@ def paired_differences(entries: Mapping[str, Mapping[str, Any]], score: Callable
     developed for the same speedup constraint.
 
     ``entries``: ``{name: row}`` with ``objective``, ``method`` and ``speedup_target`` (notebooks 05/06 rows).
-    ``first`` / ``second`` select rows by those keys, e.g. ``{"method": "evolved"}`` vs ``{"method": "bert"}``
+    ``first`` / ``second`` select rows by those keys, e.g. ``{"method": "evolved"}`` vs ``{"method": "default-rule"}``
     (claim 2); a key neither selects (here ``objective``) must be equal in a pair. Pairs where ``score`` is
     ``None`` on either side are left out. Rows: ``{"speedup", "model", "other", "score", "other_score",
     "difference"}``.
@@ -339,58 +290,58 @@ def development_costs(models: Iterable[Mapping[str, Any]], superplm_steps: Mappi
     return rows
 
 
+def fast_over_full(costs: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Claim 5's ratios per objective, from :func:`development_costs` rows: the fast method's search, further
+    training and total CPU-seconds over the full (evolved) method's. Objectives missing either method are left out."""
+    by = {(r["objective"], r["method"]): r for r in costs}
+    ratios = {}
+    for objective in sorted({o for o, _ in by}):
+        fast, full = by.get((objective, "fast")), by.get((objective, "evolved"))
+        if fast and full:
+            ratios[objective] = {part: fast[f"{part}_cpu_seconds"] / full[f"{part}_cpu_seconds"]
+                                 for part in ("search", "further_training", "total")}
+    return ratios
+
+
 # -------------------------------------------------------------------------------------- model card
 def _fmt(value: Any, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def model_card(entry: Mapping[str, Any]) -> str:
-    """The README.md of one developed model, from its notebook-04 record plus any GLUE / SQuAD rows."""
+    """The README.md of one developed model, from its notebook-04 record plus any GLUE / SQuAD rows: the
+    exported model's card (:func:`atb.extract.export_card`) with how it was made, its latency and scores."""
     arch = Arch.parse(entry["arch"])
     ft = entry.get("further_training") or {}
-    lines = [
-        f"# {entry['name']}",
-        "",
-        f"An AutoTinyBERT-style model developed by `atb` at the **{entry.get('scale', '?')}** scale "
-        f"({'searched, ' + entry['method'] + ' search' if entry['method'] != 'bert' else 'default-rule BERT baseline'}, "
-        f"{entry['objective'].upper()} SuperPLM). Load it with `transformers.AutoModel.from_pretrained(<this folder>)` "
-        f"({'plain BERT' if arch.qkv == arch.hidden else '`import atb` first: d_qkv differs from d_m'}).",
-        "",
-        "| layers | d_m | d_f | heads | d_qkv | encoder weights |",
-        "|---|---|---|---|---|---|",
-        f"| {arch.layers} | {arch.hidden} | {arch.ffn} | {arch.heads} | {arch.qkv} | {arch.encoder_parameters():,} |",
-        "",
-        "## Latency",
-        f"Speedup constraint {entry['speedup_target']:.3g}x. Measured here: {_fmt(entry.get('latency_ms'), 2)} ms, "
-        f"{_fmt(entry.get('speedup'))}x faster than BERT-base ({_fmt(entry.get('bert_base_ms'))} ms) on "
-        f"{entry.get('machine', {}).get('cpu', 'this CPU')} (batch 1, 128 tokens, 1 thread; `configs/latency.yaml`).",
-        "",
-        "## How it was trained",
-        f"Extracted from the {entry['objective'].upper()} SuperPLM (notebook 01) with its inherited weights, then further "
-        f"trained for {ft.get('steps', '?')} steps with the same objective (final loss {_fmt(ft.get('final_loss'), 3)}; "
-        f"{_fmt(ft.get('cpu_seconds'), 0)} CPU-seconds).",
-    ]
+    objective = entry["objective"].upper()
+    what = (f"searched, {entry['method']} search" if entry["method"] != DEFAULT_RULE
+            else "default-rule BERT baseline")
+    made = (f"Developed by `atb` at the **{entry.get('scale', '?')}** scale ({what}, {objective} SuperPLM): extracted "
+            f"from the {objective} SuperPLM (notebook 01) with its inherited weights, then further trained for "
+            f"{ft.get('steps', '?')} steps with the same objective (final loss {_fmt(ft.get('final_loss'), 3)}; "
+            f"{_fmt(ft.get('cpu_seconds'), 0)} CPU-seconds).")
+    sections = [("Latency",
+                 f"Speedup constraint {entry['speedup_target']:.3g}x. Measured here: {_fmt(entry.get('latency_ms'), 2)} "
+                 f"ms, {_fmt(entry.get('speedup'))}x faster than BERT-base ({_fmt(entry.get('bert_base_ms'))} ms) on "
+                 f"{entry.get('machine', {}).get('cpu', 'this CPU')} (batch 1, 128 tokens, 1 thread; "
+                 "`latency` in `configs/<scale>.yaml`).")]
     glue, squad = entry.get("glue"), entry.get("squad")
     if glue:
-        lines += ["", "## GLUE dev (fine-tuned at this scale's budgets, `configs/finetune.yaml`)",
-                  "| " + " | ".join(GLUE_COLUMNS) + " | avg |", "|" + "---|" * (len(GLUE_COLUMNS) + 1),
-                  "| " + " | ".join(_fmt(glue["tasks"][c]) for c in GLUE_COLUMNS) + f" | {_fmt(glue['avg'])} |",
-                  "", f"avg over {', '.join(glue['avg_over']) or 'nothing'}; n/a = not available here "
-                      "(reasons in results/05_glue.json)."]
+        sections.append(("GLUE dev (fine-tuned at this scale's budgets, `finetune` in `configs/<scale>.yaml`)", "\n".join([
+            "| " + " | ".join(GLUE_COLUMNS) + " | avg |", "|" + "---|" * (len(GLUE_COLUMNS) + 1),
+            "| " + " | ".join(_fmt(glue["tasks"][c]) for c in GLUE_COLUMNS) + f" | {_fmt(glue['avg'])} |",
+            "", f"avg over {', '.join(glue['avg_over']) or 'nothing'}; n/a = not available here "
+                "(reasons in results/<scale>/05_glue.json)."])))
     if squad:
-        lines += ["", "## SQuAD dev"]
-        for key in ("squad_v1", "squad_v2"):
-            s = squad.get(key)
-            lines.append(f"- {key}: " + (f"EM {s['em']:.1f}, F1 {s['f1']:.1f}" if s else "n/a (see results/06_squad.json)"))
-    lines += ["", "Scores at the smoke / mini scales come from small training and fine-tuning budgets on a CPU: they "
-                  "compare models developed with the same budgets, not the paper's numbers.", ""]
-    return "\n".join(lines)
+        sections.append(("SQuAD dev", "\n".join(
+            f"- {key}: " + (f"EM {s['em']:.1f}, F1 {s['f1']:.1f}" if (s := squad.get(key)) else
+                            "n/a (see results/<scale>/06_squad.json)") for key in ("squad_v1", "squad_v2"))))
+    card = export_card(arch, name=entry["name"], made=made, sections=sections)
+    return card + ("\nScores at the smoke / mini scales come from small training and fine-tuning budgets on a CPU: "
+                   "they compare models developed with the same budgets, not the paper's numbers.\n")
 
 
 def write_model_card(model_dir: str | Path, entry: Mapping[str, Any], copy_to: str | Path | None = None) -> Path:
-    """Write :func:`model_card` to ``model_dir/README.md`` (and ``copy_to``, e.g. ``results/model_cards/<name>.md``)."""
-    text = model_card(entry)
-    path = write_text_atomic(Path(model_dir) / "README.md", text)
-    if copy_to is not None:
-        write_text_atomic(Path(copy_to), text)
-    return path
+    """Write :func:`model_card` to ``model_dir/README.md`` (and ``copy_to``, e.g. ``results/model_cards/<name>.md``),
+    replacing the export's card (:func:`atb.extract.write_card`)."""
+    return write_card(model_dir, model_card(entry), copy_to)

@@ -3,7 +3,7 @@
 This is the weight-sharing mechanism of the SuperPLM (notes §3), in the style of once-for-all:
 every Linear, Embedding and LayerNorm is allocated at its largest size, and a sub-model uses the
 top-left part of each weight. ``set_active(...)`` chooses the part; ``forward`` and
-``active_parameters()`` read it through the same slicing function, so what the SuperBERT trains and
+``active_parameters()`` read it through the same slicing function, so what the SuperPLM trains and
 what ``extract`` copies out can never disagree.
 
 *Grouped* slicing is the one twist. In the KD space every sub-model keeps all 12 heads and each head

@@ -9,8 +9,8 @@ checkpoint and an ``atb-bert`` one (``qkv != hidden``; registered by ``import at
 module does) take the same path; the task head (pooler + classifier, or the span head) is freshly
 initialised under the seed.
 
-Budgets (learning rate, epochs, how many examples...) live in ``configs/finetune.yaml``, one section per
-scale, never in code: ``FinetuneConfig.load(scale, task)``.
+Budgets (learning rate, epochs, how many examples...) live in the ``finetune`` section of
+``configs/<scale>.yaml``, never in code: ``FinetuneConfig.load(scale, task)``.
 
 Data that is not available (offline: MNLI, QQP, the QNLI train split, SQuAD v2.0 train) gives a result
 with ``score: None`` and the reason, never an exception or a made-up number; it is evaluated whenever the
@@ -27,13 +27,13 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import (
@@ -46,14 +46,15 @@ from transformers import (
     set_seed,
 )
 
+from . import config
 from .data import GLUE_TASK_INFO, GLUE_TASKS, DataUnavailableOffline, load_glue, load_squad, load_tokenizer
 from .data.glue import glue_task_info
 from .metrics import glue_metrics, glue_score, squad_evaluate
 from .records import write_json_atomic
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "finetune.yaml"
 SQUAD_TASKS = ("squad_v1.1", "squad_v2.0")
+# The sub-sections of a scale's `finetune`: budgets for every task, for GLUE, for SQuAD, then per task.
+BUDGET_GROUPS = ("all", "glue", "squad", *GLUE_TASKS, *SQUAD_TASKS)
 # Evaluation subsets (max_eval_examples) are drawn with a fixed seed, so that runs with different
 # training seeds, and different models, are scored on the same questions.
 EVAL_SUBSET_SEED = 0
@@ -79,7 +80,7 @@ class FinetuneConfig:
     max_answer_length: int = 30  # in tokens
     n_best: int = 20  # start and end candidates per window
     null_threshold: float = 0.0  # v2.0: answer "" when null score - best span score > this
-    scale: str | None = None  # the configs/finetune.yaml section it came from, for the record
+    scale: str | None = None  # the scale whose budget this is, for the record
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "max_seq_len", "max_answer_length", "n_best"):
@@ -96,28 +97,22 @@ class FinetuneConfig:
         return self
 
     @classmethod
-    def load(cls, scale: str, task: str, path: str | Path = CONFIG) -> FinetuneConfig:
-        """The budget of ``task`` (a GLUE task or ``squad_v1.1`` / ``squad_v2.0``) at ``scale``.
-
-        Sections are merged in order: ``defaults``, then in ``scales.<scale>``: ``all``, ``glue`` or
-        ``squad``, then the task's own (e.g. ``rte``, ``squad_v2.0``).
-        """
-        path = Path(path)
-        raw = yaml.safe_load(path.read_text()) or {}
-        scales = raw.get("scales", {})
-        if scale not in scales:
-            raise ValueError(f"{path}: no fine-tuning budget for scale {scale!r}; have {sorted(scales)}")
+    def load(cls, scale: str | Path, task: str) -> FinetuneConfig:
+        """The budget of ``task`` (a GLUE task or ``squad_v1.1`` / ``squad_v2.0``) at ``scale``: the
+        ``finetune`` section of ``configs/<scale>.yaml`` (or a YAML path), merged in order ``all``, then
+        ``glue`` or ``squad``, then the task's own sub-section (e.g. ``rte``, ``squad_v2.0``)."""
         if task not in GLUE_TASKS and task not in SQUAD_TASKS:
             raise ValueError(f"unknown task {task!r}; valid: {', '.join(GLUE_TASKS + SQUAD_TASKS)}")
-        merged = dict(raw.get("defaults") or {})
-        for key in ("all", "squad" if task in SQUAD_TASKS else "glue", task):
-            merged.update(scales[scale].get(key) or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown fine-tuning field(s) {unknown} for {scale}/{task}; "
-                             f"known: {sorted(known)}")
-        cfg = cls(**merged, scale=scale)
+        settings, file = config.section(scale, "finetune")
+        where = file.where("finetune")
+        config.check_keys(settings, BUDGET_GROUPS, where)
+        known = config.fields_of(cls, exclude=("scale",))
+        for group, values in settings.items():
+            config.check_keys(values or {}, known, f"{where}.{group}")
+        merged: dict[str, Any] = {}
+        for group in ("all", "squad" if task in SQUAD_TASKS else "glue", task):
+            merged.update(settings.get(group) or {})
+        cfg = cls(**merged, scale=file.scale)
         return cfg.check_squad() if task in SQUAD_TASKS else cfg
 
 
@@ -416,16 +411,17 @@ def cached_result(output_dir: str | Path | None, task: str, cfg: FinetuneConfig,
     return result if same and result.get("score") is not None else None
 
 
-def run(model_dir: str | Path, tasks: Sequence[str], scale: str, output_dir: str | Path | None = None,
-        config: str | Path = CONFIG, resume: bool = True) -> dict[str, dict]:
-    """Fine-tune and evaluate ``model_dir`` on each of ``tasks`` at ``scale``; ``{task: result}``.
+def run(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, output_dir: str | Path | None = None,
+        resume: bool = True) -> dict[str, dict]:
+    """Fine-tune and evaluate ``model_dir`` on each of ``tasks`` with the budgets of ``scale`` (a scale name or
+    a config path); ``{task: result}``.
 
     With ``resume``, a task whose result is already in ``output_dir`` (same budget, same model) is read back
     instead of fine-tuned again, so an interrupted table picks up where it stopped.
     """
     results = {}
     for task in tasks:
-        cfg = FinetuneConfig.load(scale, task, config)
+        cfg = FinetuneConfig.load(scale, task)
         if resume and (cached := cached_result(output_dir, task, cfg, model_dir)) is not None:
             results[task] = cached
         elif task in SQUAD_TASKS:
@@ -438,13 +434,12 @@ def run(model_dir: str | Path, tasks: Sequence[str], scale: str, output_dir: str
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir")
-    parser.add_argument("--scale", default="mini")
+    parser.add_argument("--scale", default="mini", help="a scale (configs/<scale>.yaml) or a config file's path")
     parser.add_argument("--tasks", nargs="+", default=[*GLUE_TASKS, "squad_v1.1"],
                         help=f"any of {' '.join(GLUE_TASKS + SQUAD_TASKS)}")
     parser.add_argument("--output-dir")
-    parser.add_argument("--config", default=CONFIG)
     args = parser.parse_args(argv)
-    for task, result in run(args.model_dir, args.tasks, args.scale, args.output_dir, args.config).items():
+    for task, result in run(args.model_dir, args.tasks, args.scale, args.output_dir).items():
         shown = "n/a" if result["score"] is None else f"{result['score']:.2f}"
         print(f"{task:12s} {shown:>7s}  {result.get('reason') or result['metrics']}")
 

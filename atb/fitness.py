@@ -3,22 +3,25 @@
 Higher is better. Each fitness is a top-level dataclass built from ``(supernet_dir, settings)``, so it
 pickles to worker processes as its settings only; the SuperPLM (and data, teacher) are loaded lazily,
 once per process, on the first call. ``supernet_dir`` is what ``SuperBert.from_pretrained`` reads, i.e.
-``run_dir / "final"``; the training run's ``config.json`` and ``checkpoints/`` sit in its parent.
+``run_dir / "final"``, which also holds the objective the SuperPLM was trained with (``objective.json``,
+and for KD ``objective.safetensors``, see :mod:`atb.objectives`); nothing else of the run is read.
 
 * ``"paper"`` (notes §6): the sub-model is extracted (not further trained), fine-tuned on MNLI and SQuAD
   v1.1 with :mod:`atb.finetune`, and its fitness is mean(MNLI accuracy, SQuAD F1). A task whose data is
   not available (offline: MNLI) is replaced by the configured substitute (e.g. SST-2) and every result
-  says which task was actually used. Budgets come from ``configs/finetune.yaml`` (``finetune_scale``)
+  says which task was actually used. Budgets come from the ``finetune`` section of ``configs/<finetune_scale>.yaml``
   with the search's own overrides (``budgets``), since a search fine-tunes hundreds of candidates.
-* ``"mlm_loss"`` / ``"kd_loss"``: cheap proxies, the negated loss of the SuperPLM's own objective on a
-  fixed held-out sample (WikiText-2 validation by default), with masks drawn once from a seeded
-  generator, so every candidate sees the same tokens. The sub-model is run as a slice of the SuperPLM,
-  whose outputs equal the extracted model's (tested in ``tests/test_superbert.py``) and which scores the
-  vocabulary only at masked positions: much cheaper than extracting.
+* ``"mlm_loss"`` / ``"kd_loss"`` (:class:`HeldOutMLMFitness` / :class:`HeldOutKDFitness`): cheap proxies,
+  the negated loss of the SuperPLM's own objective on a fixed held-out sample (WikiText-2 validation by
+  default), with masks drawn once from a seeded generator, so every candidate sees the same tokens. The
+  loss is computed by the training objective itself (:class:`atb.objectives.MLMObjective` /
+  :class:`~atb.objectives.KDObjective`). The sub-model is run as a slice of the SuperPLM, whose outputs
+  equal the extracted model's (tested in ``tests/test_superbert.py``) and which scores the vocabulary only
+  at masked positions: much cheaper than extracting.
   ``kd_loss`` is the training loss itself: last-layer attention-score MSE plus hidden-state MSE through
-  the **trained** ``W_fit`` (``loss.safetensors`` of the run's latest checkpoint, which is the state
-  saved as ``final``). Dropping the hidden term instead (``hidden_term=False``) would rank sub-models by
-  attention alone; it is offered for SuperPLMs saved without checkpoints, and recorded in ``describe()``.
+  the **trained** ``W_fit``, read with the teacher's name from ``final/`` (``KDObjective.load``). Dropping
+  the hidden term instead (``hidden_term=False``) would rank sub-models by attention alone; it is offered
+  for SuperPLMs saved without ``objective.safetensors``, and recorded in ``describe()``.
 * ``"proxy"`` in a config means whichever of the two is the SuperPLM's own objective.
 """
 
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import random
 import statistics
 import tempfile
@@ -37,7 +39,7 @@ from typing import Any, ClassVar
 import torch
 
 from .extract import export, extract
-from .losses import KDLoss
+from .objectives import IGNORE_INDEX, KDObjective, MLMObjective
 from .space import Arch
 from .superbert import SuperBert, SuperBertConfig
 
@@ -113,8 +115,8 @@ def heldout_batches(corpus: str, max_examples: int, max_seq_len: int, batch_size
 
 
 @dataclass
-class HeldOutLoss(Fitness):
-    """Shared settings of the two loss proxies: which held-out text, how much of it, how it is batched."""
+class HeldOutFitness(Fitness):
+    """Shared settings of the two held-out-loss proxies: which held-out text, how much of it, how it is batched."""
 
     corpus: str = "wikitext-2-valid"
     max_examples: int = 256
@@ -129,8 +131,8 @@ class HeldOutLoss(Fitness):
 
 
 @dataclass
-class MLMLoss(HeldOutLoss):
-    """Fitness = -(masked-token cross-entropy of the sub-model on the held-out sample)."""
+class HeldOutMLMFitness(HeldOutFitness):
+    """Fitness = -(masked-token cross-entropy of the sub-model on the held-out sample): ``MLMObjective``."""
 
     name: ClassVar[str] = "mlm_loss"
 
@@ -139,64 +141,41 @@ class MLMLoss(HeldOutLoss):
             raise ValueError(f"{self.supernet_dir} is a KD SuperPLM: its MLM head was never trained, so its MLM "
                              "loss ranks nothing; use kd_loss")
         device = _device(self.device)
-        return {"model": self._supernet(device), "batches": self._batches(device)}
+        return {"model": self._supernet(device), "objective": MLMObjective(), "batches": self._batches(device)}
 
     @torch.no_grad()  # not inference_mode: tensors loaded inside it would be inference tensors for good
     def evaluate(self, arch: Arch) -> dict:
         state = self.loaded()
         total, tokens = 0.0, 0
         for batch in state["batches"]:
-            out = state["model"](batch["input_ids"], arch=arch, attention_mask=batch["attention_mask"],
-                                 token_type_ids=batch["token_type_ids"], labels=batch["labels"],
-                                 output_attention_scores=False)
-            n = int((batch["labels"] != -100).sum())
+            out = state["objective"](state["model"], batch, arch)
+            n = int((batch["labels"] != IGNORE_INDEX).sum())  # weight each batch by its masked tokens
             total, tokens = total + out.loss.item() * n, tokens + n
         loss = total / tokens
         return {"fitness": -loss, "loss": loss, "tokens": tokens}
 
 
 @dataclass
-class KDProxyLoss(HeldOutLoss):
-    """Fitness = -(the KD training loss of the sub-model on the held-out sample), see the module docstring."""
+class HeldOutKDFitness(HeldOutFitness):
+    """Fitness = -(the KD training loss of the sub-model on the held-out sample): ``KDObjective`` as saved in
+    ``final/`` (teacher and trained ``W_fit``), see the module docstring."""
 
     name: ClassVar[str] = "kd_loss"
-    teacher: str | None = None  # None: the teacher named in the run's config.json
+    teacher: str | None = None  # None: the teacher named in final/objective.json
     hidden_term: bool = True  # include MSE(W_fit h_student, h_teacher) with the trained W_fit
 
-    def _run_config(self) -> dict:
-        path = self.supernet_dir.parent / "config.json"
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    def _trained_fit(self) -> dict[str, torch.Tensor]:
-        """``W_fit`` as trained with the SuperPLM: ``loss.safetensors`` of the run's latest checkpoint."""
-        from .checkpoint import load_latest
-
-        run_dir = self.supernet_dir.parent
-        checkpoint = load_latest(run_dir / "checkpoints")
-        if checkpoint is None or "loss" not in checkpoint.tensors:
-            raise FileNotFoundError(f"kd_loss needs the trained W_fit (loss.safetensors) of a checkpoint in "
-                                    f"{run_dir / 'checkpoints'}; none found. Pass hidden_term=False to score "
-                                    "attention scores only")
-        steps = self._run_config().get("steps")
-        if steps is not None and checkpoint.step != steps:
-            raise ValueError(f"the latest checkpoint of {run_dir} is step {checkpoint.step}, but final/ holds "
-                             f"step {steps}: its W_fit does not belong to these weights")
-        return checkpoint.tensors["loss"]
-
     def _load(self) -> dict:
-        from .teacher import OFFLINE_TEACHER, load_teacher
-
-        fit_state = self._trained_fit() if self.hidden_term else None
         device = _device(self.device)
+        try:  # before the SuperPLM is loaded: a missing file is the likeliest error
+            objective = KDObjective.load(self.supernet_dir, device=device, teacher=self.teacher,
+                                         trained_fit=self.hidden_term)
+        except FileNotFoundError as err:
+            hint = " Pass hidden_term=False to score attention scores only." if self.hidden_term else ""
+            raise FileNotFoundError(f"kd_loss: {err}.{hint}") from None
         model = self._supernet(device)
-        teacher = load_teacher(self.teacher or self._run_config().get("teacher", OFFLINE_TEACHER), device=device)
-        kd = KDLoss(model.config.hidden_size, teacher.hidden_size).to(device)
-        if fit_state is not None:
-            kd.load_state_dict(fit_state)
         batches = self._batches(device)
-        targets = [teacher(b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"])
-                   for b in batches]
-        return {"model": model, "kd": kd.eval(), "batches": batches, "targets": targets}
+        targets = [objective.targets(b) for b in batches]  # the teacher runs once per batch, not per candidate
+        return {"model": model, "objective": objective.eval(), "batches": batches, "targets": targets}
 
     @torch.no_grad()  # not inference_mode: tensors loaded inside it would be inference tensors for good
     def evaluate(self, arch: Arch) -> dict:
@@ -204,13 +183,10 @@ class KDProxyLoss(HeldOutLoss):
         attention = hidden = 0.0
         tokens = 0
         for batch, target in zip(state["batches"], state["targets"]):
-            out = state["model"](batch["input_ids"], arch=arch, attention_mask=batch["attention_mask"],
-                                 token_type_ids=batch["token_type_ids"], output_attention_scores=True)
-            terms = state["kd"](out.last_hidden_state, out.attention_scores, target.last_hidden_state,
-                                target.attention_scores, batch["attention_mask"])
+            out = state["objective"](state["model"], batch, arch, target)
             n = int(batch["attention_mask"].sum())  # weight each batch by its real tokens
-            attention += terms["attention"].item() * n
-            hidden += terms["hidden"].item() * n
+            attention += out.attention.item() * n
+            hidden += out.hidden.item() * n
             tokens += n
         attention, hidden = attention / tokens, hidden / tokens
         loss = attention + hidden if self.hidden_term else attention
@@ -224,7 +200,7 @@ class PaperFitness(Fitness):
     """mean(score of each task) of the extracted sub-model fine-tuned on each of ``tasks`` (notes §6)."""
 
     name: ClassVar[str] = "paper"
-    finetune_scale: str = "mini"  # the configs/finetune.yaml section giving the base budgets
+    finetune_scale: str = "mini"  # whose configs/<scale>.yaml `finetune` section gives the base budgets
     tasks: tuple[str, ...] = ("mnli", "squad_v1.1")
     substitute_tasks: dict[str, str] = field(default_factory=lambda: {"mnli": "sst2"})  # used when data is absent
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> FinetuneConfig overrides
@@ -268,7 +244,7 @@ class PaperFitness(Fitness):
 
 
 # ------------------------------------------------------------------------------------- registry
-FITNESSES: dict[str, type[Fitness]] = {f.name: f for f in (MLMLoss, KDProxyLoss, PaperFitness)}
+FITNESSES: dict[str, type[Fitness]] = {f.name: f for f in (HeldOutMLMFitness, HeldOutKDFitness, PaperFitness)}
 
 
 def make_fitness(name: str, supernet_dir: str | Path, **settings) -> Fitness:

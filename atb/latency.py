@@ -10,7 +10,8 @@ timing thread** (``time.thread_time``). With one thread and nothing else running
 on a shared machine (other processes on 2 cores) the wall clock also counts the time the scheduler gives
 to others, which made BERT-base look 2x slower in our runs, while the CPU time moved by ~10 % (cache
 sharing). The latency is therefore the CPU time by default (``Protocol.clock = "cpu"``, one thread only);
-``clock: wall`` in ``configs/latency.yaml`` gives the paper's clock on a quiet machine. Both are recorded.
+``clock: wall`` (``latency.protocol`` in ``configs/<scale>.yaml``) gives the paper's clock on a quiet machine. Both are
+recorded.
 
 What is timed is the standalone encoder ``AtbBertModel`` (embeddings, ``l`` layers, **pooler**) in eval
 mode under ``torch.inference_mode``, called with an all-ones attention mask: the network a deployed
@@ -18,11 +19,18 @@ sentence classifier runs, minus its one-row classifier. The pooler is one d_m x 
 vector, well under 1 % of any model here, but it is part of the deployable model, so it is in.
 
 A speedup constraint ``s`` means ``target = latency(BERT-base) / s`` and a candidate is feasible when
-``0.85 * target <= latency <= 1.1 * target`` (both ends inclusive). BERT-base is always measured in the
-same run with the same protocol, never a hard-coded constant (pitfall 7 of the official code), and every
-sweep row and result records the machine, the torch version and the thread count.
+``0.85 * target <= latency <= 1.1 * target`` (both ends inclusive). BERT-base is always measured with the
+same protocol on the same machine as the models it is compared with, never a hard-coded constant (pitfall 7
+of the official code): it is a row of the study's sweep CSV (:func:`zoo_sweep`), timed beside the zoo.
 
-Sweeps over many architectures append to a CSV one flushed row at a time and resume where they stopped.
+**The sweep is an input of the study.** Sweeps append to a CSV one flushed row at a time; every row records
+the protocol and the machine (CPU model, core count, ISA, torch version; the thread count is the protocol's).
+Timing is noisy (a point of MAPE, tens of ms for BERT-base on a shared VM), so re-timing on every run would
+make two runs of the same study pick different speedup targets and different models. Instead a rerun on the
+same machine with the same protocol **reuses every row it finds and times only what is missing** (an
+interrupted sweep resumes). A CSV measured on another machine, with another protocol or by an older atb is
+**refused** with a message naming what differs; ``sweep(..., retime=True)`` (notebook 02: ``retime = True``)
+sets the old file aside as ``<name>.previous.csv`` and measures again here.
 """
 
 from __future__ import annotations
@@ -44,16 +52,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
-from . import records, zoo
+from . import config, records, zoo
 from .modeling import AtbBertConfig, AtbBertModel
 from .space import FIELDS, Arch, SearchSpace
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "latency.yaml"
 
 # The paper's feasibility window around the target latency (notes §5).
 WINDOW_LOW, WINDOW_HIGH = 0.85, 1.1
@@ -85,8 +90,8 @@ def is_feasible(latency_ms: float | np.ndarray, bert_base_ms: float, speedup: fl
 
 
 # ----------------------------------------------------------------------------------- the machine
-# The fields that decide whether two latency tables (or predictors) are comparable.
-MACHINE_KEYS: tuple[str, ...] = ("cpu", "arch", "torch", "threads")
+# The fields that decide whether two latency tables (or predictors) are comparable ("arch" is the ISA).
+MACHINE_KEYS: tuple[str, ...] = ("cpu", "cores", "arch", "torch", "threads")
 
 
 def machine_info(threads: int = 1) -> dict:
@@ -96,7 +101,7 @@ def machine_info(threads: int = 1) -> dict:
 
 
 def same_machine(a: dict, b: dict) -> bool:
-    """Latencies from ``a`` are valid on ``b``: same CPU model, ISA, torch version and thread count."""
+    """Latencies from ``a`` are valid on ``b``: same CPU model, core count, ISA, torch version and thread count."""
     return all(str(a.get(k)) == str(b.get(k)) for k in MACHINE_KEYS)
 
 
@@ -296,16 +301,24 @@ class LatencyMeter:
 # latency_ms / mean_ms / std_ms are on the protocol's clock; wall_ms and cpu_ms are the medians of both clocks.
 _TIMES = ("latency_ms", "mean_ms", "std_ms", "wall_ms", "cpu_ms")
 _PROTOCOL = tuple(f.name for f in fields(Protocol))
-CSV_FIELDS: tuple[str, ...] = ("arch", *FIELDS, *_TIMES, *_PROTOCOL, "implementation", "cpu", "torch")
-# Columns that must agree between the rows already in a CSV and the sweep that resumes it.
-_SAME_RUN = (*_PROTOCOL, "implementation", "cpu", "torch")
+# The machine a row was measured on: CSV column -> machine_info() key (the thread count is the protocol's).
+_MACHINE_COLUMNS = {"cpu": "cpu", "cores": "cores", "isa": "arch", "torch": "torch"}
+CSV_FIELDS: tuple[str, ...] = ("arch", *FIELDS, *_TIMES, *_PROTOCOL, "implementation", *_MACHINE_COLUMNS)
+# The header of the sweeps of atb <= 0.1.0 (no core count, no ISA): refused, they cannot be checked.
+_LEGACY_FIELDS: tuple[str, ...] = ("arch", *FIELDS, *_TIMES, *_PROTOCOL, "implementation", "cpu", "torch")
+# Columns that must agree between the rows already in a CSV and the sweep that reuses or resumes it.
+_SAME_RUN = (*_PROTOCOL, "implementation", *_MACHINE_COLUMNS)
+
+
+class ForeignSweepError(ValueError):
+    """A sweep CSV holds latencies of another machine or protocol (or of an older atb): not reused."""
 
 
 def _row(m: Measurement, machine: dict) -> dict:
     times = (m.latency_ms, m.mean_ms, m.std_ms, statistics.median(m.wall_ms), statistics.median(m.cpu_ms))
     return {"arch": str(m.arch), **m.arch.as_dict(), **{k: f"{v:.6g}" for k, v in zip(_TIMES, times)},
-            **m.protocol.as_dict(), "implementation": m.implementation, "cpu": machine["cpu"],
-            "torch": machine["torch"]}
+            **m.protocol.as_dict(), "implementation": m.implementation,
+            **{column: machine[key] for column, key in _MACHINE_COLUMNS.items()}}
 
 
 def _parse_row(line: str) -> dict | None:
@@ -339,8 +352,12 @@ def read_sweep(csv_path: str | Path) -> pd.DataFrame:
         if len(lines) <= 1 and ",".join(CSV_FIELDS).startswith(lines[0].rstrip("\r\n") if lines else ""):
             path.unlink()  # interrupted while writing the header: nothing was measured yet
             return pd.DataFrame(columns=list(CSV_FIELDS))
+        if lines[0].rstrip("\r\n") == ",".join(_LEGACY_FIELDS):
+            raise ForeignSweepError(f"{path} was written by an older atb that did not record the core count and ISA, "
+                                    "so it cannot be checked against this machine: measure again with retime=True "
+                                    "(notebook 02: retime = True; it is kept as a .previous.csv) or delete it")
         raise ValueError(f"{path} is not a latency sweep CSV of this version (header {','.join(CSV_FIELDS)}); "
-                         "delete it to measure again")
+                         "measure again with retime=True (it is kept as a .previous.csv) or choose another path")
     rows = [_parse_row(line) for line in lines[1:]]
     if rows and rows[-1] is None:
         warnings.warn(f"{path}: dropping a truncated last line (interrupted sweep); that arch is re-measured",
@@ -353,30 +370,52 @@ def read_sweep(csv_path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(CSV_FIELDS))
 
 
-def _check_resumable(done: pd.DataFrame, expected: dict, path: Path) -> None:
+def _expected_columns(protocol: Protocol, implementation: str, machine: dict) -> dict:
+    """The values of the :data:`_SAME_RUN` columns a sweep with this protocol writes on ``machine``."""
+    return {**protocol.as_dict(), "implementation": implementation,
+            **{column: machine[key] for column, key in _MACHINE_COLUMNS.items()}}
+
+
+def _check_reusable(done: pd.DataFrame, expected: dict, path: Path) -> None:
+    """Raise :class:`ForeignSweepError` naming every column whose stored values differ from this sweep's."""
+    differ = {}
     for name in _SAME_RUN:
-        found = {str(v) for v in done[name].unique()}
-        if found and found != {str(expected[name])}:
-            raise ValueError(
-                f"{path} holds latencies measured with {name}={sorted(found)}, this sweep uses {expected[name]!r}: "
-                "mixing them would compare different protocols or machines; delete the file or choose another path"
-            )
+        found = sorted({str(v) for v in done[name].unique()})
+        if found and found != [str(expected[name])]:
+            differ[name] = (found if len(found) > 1 else found[0], expected[name])
+    if differ:
+        listed = ", ".join(f"{k}: {stored!r} there, {here!r} here" for k, (stored, here) in differ.items())
+        raise ForeignSweepError(
+            f"{path} holds latencies measured on another machine or with another protocol ({listed}); they are not "
+            "valid here and are not reused. Measure again with retime=True (notebook 02: retime = True; the old "
+            "file is kept as a .previous.csv), delete it, or choose another path")
+
+
+def previous_path(csv_path: str | Path) -> Path:
+    """Where ``sweep(..., retime=True)`` keeps the file it replaces: ``<stem>.previous.csv`` beside it."""
+    path = Path(csv_path)
+    return path.with_name(f"{path.stem}.previous{path.suffix}")
 
 
 def sweep(archs: Iterable[Arch], csv_path: str | Path, protocol: Protocol | None = None, *,
-          implementation: Implementation = "atb", progress: bool = True) -> pd.DataFrame:
+          implementation: Implementation = "atb", retime: bool = False, progress: bool = True) -> pd.DataFrame:
     """Measure every architecture of ``archs`` that ``csv_path`` does not hold yet; return the rows of all.
 
-    Each result is appended and flushed as soon as it is measured, so an interrupted sweep loses at
-    most the architecture it was timing; rerunning the same call skips what is already in the file.
-    The returned frame follows the order of ``archs`` (duplicates removed).
+    Rows already in the file were measured on this machine with this protocol (checked: otherwise
+    :class:`ForeignSweepError`) and are reused as they are, so rerunning the same call times nothing.
+    ``retime=True`` sets the existing file aside (:func:`previous_path`) and measures every architecture
+    of ``archs`` again; rows of other architectures stay only in the set-aside file. Each result is appended
+    and flushed as soon as it is measured, so an interrupted sweep loses at most the architecture it was
+    timing. The returned frame follows the order of ``archs`` (duplicates removed).
     """
     archs = list(dict.fromkeys(check_arch(a) for a in archs))
     protocol = protocol or Protocol()
     path = Path(csv_path)
     machine = machine_info(protocol.threads)
+    if retime and path.exists():
+        path.replace(previous_path(path))
     done = read_sweep(path)
-    _check_resumable(done, {**protocol.as_dict(), "implementation": implementation, **machine}, path)
+    _check_reusable(done, _expected_columns(protocol, implementation, machine), path)
     measured = set(done["arch"])
     todo = [a for a in archs if str(a) not in measured]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -413,17 +452,38 @@ def sweep_archs(settings: LatencySettings) -> list[Arch]:
 
 
 # ------------------------------------------------------------------------ the speedup column
-def zoo_speedups(meter: LatencyMeter, models: Iterable[zoo.ZooModel] | None = None,
+def zoo_sweep(csv_path: str | Path, protocol: Protocol | None = None, models: Iterable[zoo.ZooModel] | None = None,
+              *, retime: bool = False, progress: bool = True) -> pd.DataFrame:
+    """The rows of BERT-base (row 0) and of the zoo models in the sweep CSV ``csv_path``, timed only if missing.
+
+    The study's reference: the speedup targets of the search are ``latency(BERT-base) / s`` with BERT-base's
+    latency read from here, so a rerun on the same machine reuses it instead of timing it again (:func:`sweep`).
+    """
+    models = list(zoo.ZOO.values() if models is None else models)
+    return sweep([zoo.BERT_BASE, *(m.arch for m in models)], csv_path, protocol, retime=retime, progress=progress)
+
+
+def zoo_speedups(source: LatencyMeter | pd.DataFrame, models: Iterable[zoo.ZooModel] | None = None,
                  progress: bool = True) -> pd.DataFrame:
     """The speedup column of the model-zoo table, measured here, next to the paper's.
 
-    BERT-base is measured first (with the same protocol, in this run); baselines have no paper value.
+    ``source``: the rows of a sweep that holds BERT-base and the models (:func:`zoo_sweep`), or a
+    :class:`LatencyMeter` that measures BERT-base first and then each model, now. Baselines have no paper value.
     """
     models = list(zoo.ZOO.values() if models is None else models)
-    bert_base_ms = meter.bert_base.latency_ms
+    if isinstance(source, pd.DataFrame):
+        table = source.drop_duplicates("arch").set_index("arch")["latency_ms"]
+        missing = [str(a) for a in (zoo.BERT_BASE, *(m.arch for m in models)) if str(a) not in table.index]
+        if missing:
+            raise ValueError(f"the sweep holds no latency for {missing}: sweep them first (zoo_sweep)")
+        bert_base_ms = float(table[str(zoo.BERT_BASE)])
+        latency_of = lambda arch: float(table[str(arch)])  # noqa: E731
+    else:
+        bert_base_ms = source.bert_base.latency_ms
+        latency_of = lambda arch: source.measure(arch).latency_ms  # noqa: E731
     rows = []
-    for m in tqdm(models, desc="zoo latency", disable=not progress):
-        latency = meter.measure(m.arch).latency_ms
+    for m in tqdm(models, desc="zoo latency", disable=not progress or isinstance(source, pd.DataFrame)):
+        latency = latency_of(m.arch)
         rows.append({"name": m.name, "arch": str(m.arch), "objective": m.objective, "kind": m.kind,
                      "latency_ms": latency, "measured": bert_base_ms / latency, "paper": m.paper_speedup})
     return pd.DataFrame(rows)
@@ -466,45 +526,40 @@ def compare_implementations(archs: Iterable[Arch], protocol: Protocol | None = N
 
 
 # ---------------------------------------------------------------------------------- settings
+# The paper's latency-predictor MLP (notes §5): 3 hidden layers of 2000, ReLU; keyword arguments of MLPPredictor.fit.
+# `epochs` passes over the training set with a cosine-decayed learning rate; the validation split picks the epoch
+# whose weights are kept. Full batch: an Adam step over 8 M weights costs more than a forward pass over a few
+# hundred rows, so few large steps are fastest. One thread: 3x faster than 2 on a busy 2-core machine.
+MLP_DEFAULTS = {"hidden": 2000, "depth": 3, "epochs": 500, "batch_size": None, "lr": 1.0e-3, "seed": 0, "threads": 1}
+
+
 @dataclass(frozen=True)
 class LatencySettings:
-    """Per-scale settings of notebook 02 (``configs/latency.yaml``): sweep size, runs, predictor training."""
+    """Per-scale settings of notebook 02 (the ``latency`` section of ``configs/<scale>.yaml``): the timing
+    protocol (the paper's by default), the sweep, the predictors' training."""
 
     scale: str
-    space: str  # the SearchSpace preset the sweep samples from
-    sweep_per_objective: int
-    include_zoo: bool
-    protocol: Protocol
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    sweep_per_objective: int = 200  # architectures of each objective's space the sweep times
+    space: str = "paper"  # the SearchSpace preset the sweep samples from (both objectives)
+    include_zoo: bool = True  # also time the 16 zoo models (what the search is compared with)
+    protocol: Protocol = field(default_factory=Protocol)
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / validation / test (the paper's)
     seed: int = 0
-    mlp: dict = field(default_factory=dict)  # keyword arguments of MLPPredictor.fit
+    mlp: dict = field(default_factory=lambda: dict(MLP_DEFAULTS))  # keyword arguments of MLPPredictor.fit
 
     @classmethod
-    def load(cls, scale: str, path: str | Path = CONFIG) -> LatencySettings:
-        """Read the ``defaults`` of ``path`` and overlay the section of ``scale``."""
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        if scale not in raw.get("scales", {}):
-            raise ValueError(f"{path}: no latency settings for scale {scale!r}; have {sorted(raw.get('scales', {}))}")
-        merged = records.merge_settings(raw.get("defaults", {}), raw["scales"][scale])
-        protocol_fields = {f.name for f in fields(Protocol)}
-        unknown = set(merged.get("protocol", {})) - protocol_fields
-        if unknown:
-            raise ValueError(f"{path}: unknown protocol field(s) {sorted(unknown)}; known: {sorted(protocol_fields)}")
-        merged["protocol"] = Protocol(**merged.get("protocol", {}))
-        if "split" in merged:
-            merged["split"] = tuple(merged["split"])
-        known = {f.name for f in fields(cls)}
-        unknown = set(merged) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown latency setting(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(scale=scale, **merged)
-
-
-
-
-def cache_dir(scale: str, runs_dir: str | Path = ROOT / "runs") -> Path:
-    """Where a scale's sweep CSV and predictor weights live: ``<runs_dir>/<scale>/latency/`` (git-ignored)."""
-    return Path(runs_dir) / scale / "latency"
+    def load(cls, scale: str | Path) -> LatencySettings:
+        """The ``latency`` section of a scale's config; ``protocol`` and ``mlp`` merged key by key over the defaults."""
+        settings, file = config.section(scale, "latency")
+        where = file.where("latency")
+        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), where)
+        config.check_keys(settings.get("protocol") or {}, config.fields_of(Protocol), f"{where}.protocol")
+        config.check_keys(settings.get("mlp") or {}, MLP_DEFAULTS, f"{where}.mlp")
+        settings["protocol"] = Protocol(**(settings.get("protocol") or {}))
+        settings["mlp"] = {**MLP_DEFAULTS, **(settings.get("mlp") or {})}
+        if "split" in settings:
+            settings["split"] = tuple(settings["split"])
+        return cls(scale=file.scale, **settings)
 
 
 # -------------------------------------------------------------------------------------- figures
@@ -526,29 +581,3 @@ def plot_speedups(table: pd.DataFrame, title: str):
     fig.tight_layout()
     return fig
 
-
-def plot_predictions(measured_ms: np.ndarray, predicted_ms: dict[str, np.ndarray], title: str):
-    """Predicted against measured latency, one panel per predictor, with the band a 0.85–1.1 window spans."""
-    import matplotlib.pyplot as plt
-
-    from .latency_predictor import metrics
-
-    measured_ms = np.asarray(measured_ms)
-    fig, axes = plt.subplots(1, len(predicted_ms), figsize=(4.5 * len(predicted_ms), 4.2), sharex=True,
-                             sharey=True, squeeze=False)
-    everything = np.concatenate([measured_ms, *map(np.asarray, predicted_ms.values())])
-    lo, hi = 0.9 * everything.min(), 1.1 * everything.max()
-    for ax, (name, predicted) in zip(axes[0], predicted_ms.items()):
-        m = metrics(measured_ms, predicted)
-        rho = "n/a" if m["spearman"] is None else f"{m['spearman']:.3f}"
-        ax.scatter(measured_ms, predicted, s=14)
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.fill_between([lo, hi], [WINDOW_LOW * lo, WINDOW_LOW * hi], [WINDOW_HIGH * lo, WINDOW_HIGH * hi],
-                        color="grey", alpha=0.15, label=f"{WINDOW_LOW}–{WINDOW_HIGH} × measured")
-        ax.set(xscale="log", yscale="log", xlabel="measured latency (ms)",
-               title=f"{name}: MAPE {m['mape']:.1f} %, ρ {rho}")
-    axes[0, 0].set_ylabel("predicted latency (ms)")
-    axes[0, 0].legend(loc="upper left", fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig

@@ -15,19 +15,29 @@ candidate's latency falls in the window of its speedup constraint (``atb.latency
   over a T x T score matrix, small per-head products) and separates the KD space's 12 small heads from
   the MLM space's fewer 64-dimensional ones.
 
-Both predict a whole list of architectures at once (``predict(archs) -> np.ndarray`` of ms). They are
+Both predict a whole list of architectures at once (``predict(archs) -> np.ndarray`` of ms); the search
+and development call them through :func:`predict_latency`, which also takes a plain function. They are
 saved as ``predictor.safetensors`` (tensors) + ``predictor.json`` (feature maxima, the machine the
 latencies were measured on, metrics). A predictor is only valid on the machine it was measured on:
 ``LatencyPredictor.load(directory)`` compares the stored machine with this one (or ``expect_machine``),
-and on a mismatch sets ``predictor.foreign_machine`` and warns rather than being used silently.
+and on a mismatch sets ``predictor.foreign_machine`` and warns rather than being used silently;
+:func:`best_predictor`, which hands the search its predictor, refuses one with :class:`ForeignMachineError`.
+
+**Same sweep, same predictors.** The fit is deterministic: seeded split, seeded MLP initialisation and
+shuffling, on the CPU with a fixed thread count (1 unless the settings say otherwise). Every saved predictor
+records ``inputs_sha256``, a digest of everything its fit depends on (the sweep's architectures and
+latencies, split, seed, MLP settings, protocol, machine); :func:`load_or_fit_predictors` reuses the saved
+predictors when the digest matches and fits (and saves) them otherwise, so a rerun of notebook 02 on an
+unchanged sweep gives the search bitwise the same predictions and thus the same speedup targets.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -37,16 +47,30 @@ from safetensors.torch import load_file, save_file
 from scipy.stats import spearmanr
 from torch import nn
 
-from .latency import MACHINE_KEYS, Protocol, cache_dir, machine_info, num_threads, same_machine
+from .latency import (MACHINE_KEYS, WINDOW_HIGH, WINDOW_LOW, Protocol, machine_info, num_threads,
+                      same_machine)
 from .records import write_json_atomic
 from .space import Arch
 
 FEATURES: tuple[str, ...] = ("hidden", "layers", "ffn", "qkv")  # the paper's inputs: d_m, l, d_f, d_qkv
 WEIGHTS_FILE, META_FILE = "predictor.safetensors", "predictor.json"
+PREDICTORS: tuple[str, ...] = ("mlp", "analytic")  # what fit_predictors fits, each saved in <directory>/<name>
+
+LatencyFn = Callable[[Sequence[Arch]], Sequence[float]]  # or an object with .predict(archs) -> ms
 
 
 class ForeignMachineWarning(UserWarning):
-    """A predictor trained on latencies of another machine (CPU, torch version or threads) was loaded."""
+    """A predictor trained on latencies of another machine (CPU, cores, torch version or threads) was loaded."""
+
+
+class ForeignMachineError(ValueError):
+    """The search was handed a predictor fitted to latencies of another machine than its record's."""
+
+
+def predict_latency(latency_fn: LatencyFn, archs: Sequence[Arch]) -> np.ndarray:
+    """Latencies (ms) from a predictor object (``.predict``) or a plain function of a list of archs."""
+    predict = getattr(latency_fn, "predict", latency_fn)
+    return np.asarray(predict(list(archs)), dtype=np.float64).reshape(-1)
 
 
 # -------------------------------------------------------------------------------------- features
@@ -116,6 +140,7 @@ class LatencyPredictor:
     def __init__(self) -> None:
         self.metadata: dict = {}
         self.foreign_machine = False
+        self.loaded_from: Path | None = None  # the directory it was loaded from; None if fitted in this process
 
     # -- to implement
     def fit(self, archs: Sequence[Arch], latency_ms: Sequence[float], **kwargs) -> LatencyPredictor:
@@ -167,6 +192,7 @@ class LatencyPredictor:
         predictor = cls._kinds[kind]._from_metadata(metadata)
         predictor._load_tensors(load_file(directory / WEIGHTS_FILE))
         predictor.metadata = metadata
+        predictor.loaded_from = directory
         stored = metadata.get("machine", {})
         expected = expect_machine or machine_info(stored.get("threads", 1))
         if not same_machine(stored, expected):
@@ -335,13 +361,32 @@ class AnalyticPredictor(LatencyPredictor):
 
 
 # ---------------------------------------------------------------------------------- the recipe
+def _mlp_settings(mlp: dict | None) -> dict:
+    """``MLPPredictor.fit`` keywords of a settings dict, on one thread unless it says otherwise (determinism)."""
+    return {"threads": 1, **(mlp or {})}
+
+
+def fit_inputs_digest(archs: Sequence[Arch], latency_ms: Sequence[float], *, split: Sequence[float] = (0.8, 0.1, 0.1),
+                      seed: int = 0, mlp: dict | None = None, machine: dict | None = None,
+                      protocol: Protocol | None = None) -> str:
+    """SHA-256 of everything :func:`fit_predictors` depends on: the sweep (architectures and latencies, exactly),
+    the split, the seed, the MLP settings, the protocol and the machine (its :data:`MACHINE_KEYS`)."""
+    protocol = protocol or Protocol()
+    machine = machine or machine_info(protocol.threads)
+    inputs = {"archs": [str(a) for a in archs], "latency_ms": [float(t).hex() for t in latency_ms],
+              "split": [float(f) for f in split], "seed": seed, "mlp": _mlp_settings(mlp),
+              "protocol": protocol.as_dict(), "machine": {k: str(machine.get(k)) for k in MACHINE_KEYS}}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def fit_predictors(archs: Sequence[Arch], latency_ms: Sequence[float], *, split: Sequence[float] = (0.8, 0.1, 0.1),
                    seed: int = 0, mlp: dict | None = None, machine: dict | None = None,
                    protocol: Protocol | None = None) -> tuple[dict[str, LatencyPredictor], dict[str, np.ndarray]]:
     """Split a measured sweep, fit both predictors on the training part and score them on the test part.
 
-    Returns the predictors (their ``metadata["metrics"]`` holds the test metrics) and the split indices
-    (``{"train", "val", "test"}``). The analytic model has no hyper-parameters: it uses train only.
+    Returns the predictors (their ``metadata["metrics"]`` holds the test metrics, ``metadata["inputs_sha256"]``
+    the :func:`fit_inputs_digest`) and the split indices (``{"train", "val", "test"}``). The analytic model has no
+    hyper-parameters: it uses train only. The MLP is fitted on one thread unless ``mlp["threads"]`` says otherwise.
     """
     archs, y = list(archs), np.asarray(latency_ms, dtype=np.float64)
     train, val, test = split_indices(len(archs), split, seed)
@@ -349,21 +394,97 @@ def fit_predictors(archs: Sequence[Arch], latency_ms: Sequence[float], *, split:
     common = {"machine": machine, "protocol": protocol}
     predictors: dict[str, LatencyPredictor] = {
         "mlp": MLPPredictor().fit(pick(train), y[train], val_archs=pick(val), val_latency_ms=y[val],
-                                  **common, **(mlp or {})),
+                                  **common, **_mlp_settings(mlp)),
         "analytic": AnalyticPredictor().fit(pick(train), y[train], **common),
     }
+    digest = fit_inputs_digest(archs, y, split=split, seed=seed, mlp=mlp, machine=machine, protocol=protocol)
     for predictor in predictors.values():
         predictor.metadata["metrics"] = predictor.evaluate(pick(test), y[test]) if len(test) else None
         predictor.metadata["split"] = {"fractions": list(split), "seed": seed, "n_train": len(train),
                                        "n_val": len(val), "n_test": len(test)}
+        predictor.metadata["inputs_sha256"] = digest
     return predictors, {"train": train, "val": val, "test": test}
 
 
-def best_predictor(latency_record: dict, scale: str, runs_dir: str | Path) -> tuple[str, LatencyPredictor]:
-    """``(name, predictor)``: the predictor of notebook 02's record (``results/02_latency.json``) with the lowest
-    held-out MAPE, loaded from ``<runs_dir>/<scale>/latency/<name>`` and checked against the record's machine."""
-    scored = {n: m["mape"] for n, m in latency_record["predictor"].items() if m.get("mape") is not None}
+def load_or_fit_predictors(directory: str | Path, archs: Sequence[Arch], latency_ms: Sequence[float], *,
+                           split: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0, mlp: dict | None = None,
+                           machine: dict | None = None, protocol: Protocol | None = None, refit: bool = False
+                           ) -> tuple[dict[str, LatencyPredictor], dict[str, np.ndarray]]:
+    """:func:`fit_predictors`, reusing the predictors saved in ``directory/<name>`` when they were fitted to the
+    same inputs (same :func:`fit_inputs_digest`); otherwise (or with ``refit=True``) fit them and save them there.
+
+    Returns what :func:`fit_predictors` returns; a reused predictor has ``loaded_from`` set.
+    """
+    directory, archs = Path(directory), list(archs)
+    fit = {"split": split, "seed": seed, "mlp": mlp, "machine": machine, "protocol": protocol}
+    if not refit and all((directory / name / META_FILE).exists() and (directory / name / WEIGHTS_FILE).exists()
+                         for name in PREDICTORS):
+        digest = fit_inputs_digest(archs, latency_ms, **fit)
+        stored = {name: json.loads((directory / name / META_FILE).read_text()).get("inputs_sha256")
+                  for name in PREDICTORS}
+        if all(d == digest for d in stored.values()):
+            protocol = protocol or Protocol()
+            expect = machine or machine_info(protocol.threads)
+            train, val, test = split_indices(len(archs), split, seed)
+            return ({name: LatencyPredictor.load(directory / name, expect_machine=expect) for name in PREDICTORS},
+                    {"train": train, "val": val, "test": test})
+    predictors, indices = fit_predictors(archs, latency_ms, **fit)
+    for name, predictor in predictors.items():
+        predictor.save(directory / name)
+    return predictors, indices
+
+
+def best_predictor(latency_record: dict, directory: str | Path) -> tuple[str, LatencyPredictor]:
+    """``(name, predictor)``: the predictor of notebook 02's record (``results/<scale>/02_latency.json``) with the
+    lowest held-out MAPE, loaded from ``directory/<name>`` (``Layout(scale).latency``).
+
+    Predictors without a held-out MAPE (no test split, or missing) are skipped; a tie goes to the first in the
+    record's order. Raises ``ValueError`` if none is scored, :class:`ForeignMachineError` if the saved predictor
+    was fitted on another machine than the record's, and ``ValueError`` if the record names the inputs its
+    predictor was fitted to (``inputs_sha256``) and the saved one was fitted to others (refitted since).
+    """
+    scored = {n: m["mape"] for n, m in latency_record["predictor"].items()
+              if isinstance(m, dict) and m.get("mape") is not None and math.isfinite(m["mape"])}
     if not scored:
         raise ValueError("02_latency.json holds no predictor with a held-out MAPE: rerun notebook 02")
     name = min(scored, key=scored.get)
-    return name, LatencyPredictor.load(cache_dir(scale, runs_dir) / name, expect_machine=latency_record["machine"])
+    directory = Path(directory) / name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForeignMachineWarning)  # raised below, with the same differences
+        predictor = LatencyPredictor.load(directory, expect_machine=latency_record["machine"])
+    if predictor.foreign_machine:
+        stored, expected = predictor.metadata.get("machine", {}), latency_record["machine"]
+        differ = {k: (stored.get(k), expected.get(k)) for k in MACHINE_KEYS if str(stored.get(k)) != str(expected.get(k))}
+        raise ForeignMachineError(f"{directory}: the {name} predictor was fitted to latencies of another machine than "
+                                  f"02_latency.json's (predictor vs record: {differ}); rerun notebook 02 here")
+    wanted = latency_record["predictor"][name].get("inputs_sha256")
+    if wanted is not None and predictor.metadata.get("inputs_sha256") != wanted:
+        raise ValueError(f"{directory}: the {name} predictor was fitted to other inputs than the one 02_latency.json "
+                         "records (refitted since?); rerun notebook 02")
+    return name, predictor
+
+
+# -------------------------------------------------------------------------------------- figures
+def plot_predictions(measured_ms: np.ndarray, predicted_ms: dict[str, np.ndarray], title: str):
+    """Predicted against measured latency, one panel per predictor, with the band a 0.85–1.1 window spans."""
+    import matplotlib.pyplot as plt
+
+    measured_ms = np.asarray(measured_ms)
+    fig, axes = plt.subplots(1, len(predicted_ms), figsize=(4.5 * len(predicted_ms), 4.2), sharex=True,
+                             sharey=True, squeeze=False)
+    everything = np.concatenate([measured_ms, *map(np.asarray, predicted_ms.values())])
+    lo, hi = 0.9 * everything.min(), 1.1 * everything.max()
+    for ax, (name, predicted) in zip(axes[0], predicted_ms.items()):
+        m = metrics(measured_ms, predicted)
+        rho = "n/a" if m["spearman"] is None else f"{m['spearman']:.3f}"
+        ax.scatter(measured_ms, predicted, s=14)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.fill_between([lo, hi], [WINDOW_LOW * lo, WINDOW_LOW * hi], [WINDOW_HIGH * lo, WINDOW_HIGH * hi],
+                        color="grey", alpha=0.15, label=f"{WINDOW_LOW}–{WINDOW_HIGH} × measured")
+        ax.set(xscale="log", yscale="log", xlabel="measured latency (ms)",
+               title=f"{name}: MAPE {m['mape']:.1f} %, ρ {rho}")
+    axes[0, 0].set_ylabel("predicted latency (ms)")
+    axes[0, 0].legend(loc="upper left", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

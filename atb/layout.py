@@ -87,9 +87,9 @@ class Layout:
     def search_log(self, objective: str, method: str, speedup: float) -> Path:
         return self.runs / "search" / f"{objective}-{method}-{speedup:g}x.jsonl"
 
-    def ranking(self, objective: str, study: str) -> Path:
-        """A ranking study's directory (``study``: ``inherited_vs_trained`` | ``proxy_vs_paper``)."""
-        return self.runs / "ranking" / objective / study
+    def ranking(self, objective: str) -> Path:
+        """The ranking studies of the ``objective`` SuperPLM (one folder per study inside)."""
+        return self.runs / "ranking" / objective
 
     @property
     def develop(self) -> Path:

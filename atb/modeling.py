@@ -7,7 +7,7 @@ Face's ``modeling_bert.py``, so that
 
 * a model with ``qkv_size == hidden_size`` has exactly the state dict of a ``BertForMaskedLM`` and is
   exported as a plain BERT checkpoint (``atb.extract.to_bert``);
-* the SuperBERT (``atb.superbert``) is this very model built at its maximum size and told which
+* the SuperPLM (``atb.superbert.SuperBert``) is this very model built at its maximum size and told which
   sub-model to run: the blocks are made of elastic layers (``atb.elastic``), which at their own size
   are ordinary layers.
 
@@ -38,6 +38,20 @@ from transformers.utils import ModelOutput
 
 from .elastic import ElasticEmbedding, ElasticLayerNorm, ElasticLinear
 from .space import Arch
+
+IGNORE_INDEX = -100  # the label of positions that are not predicted (as in torch and the MLM collator)
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the masked tokens.
+
+    ``logits`` ``[..., V]``, ``labels`` ``[...]``: the original id where a token was masked, -100 elsewhere
+    (``SuperBert`` passes only the masked rows). No rows at all give 0 (with a graph).
+    """
+    logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+    if labels.numel() == 0:
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
 
 
 class AtbBertConfig(PreTrainedConfig):
@@ -233,7 +247,7 @@ class AtbBertLayer(nn.Module):
 
 
 class AtbBertEncoder(nn.Module):
-    """A stack of layers of which the first ``num_active`` run (the SuperBERT's elastic depth)."""
+    """A stack of layers of which the first ``num_active`` run (the SuperPLM's elastic depth)."""
 
     def __init__(self, config: AtbBertConfig):
         super().__init__()
@@ -310,7 +324,7 @@ class AtbBertPreTrainedModel(PreTrainedModel):
 
 
 class AtbBertModel(AtbBertPreTrainedModel):
-    """The encoder. ``set_active(arch)`` makes it run a sub-model (used by the SuperBERT)."""
+    """The encoder. ``set_active(arch)`` makes it run a sub-model (used by the SuperPLM)."""
 
     def __init__(self, config: AtbBertConfig, add_pooling_layer: bool = True):
         super().__init__(config)
@@ -372,9 +386,7 @@ class AtbBertForMaskedLM(AtbBertPreTrainedModel):
     ) -> MaskedLMOutput:
         out = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         logits = self.cls.predictions(out.last_hidden_state, self.bert.embeddings.word_embeddings.active_weight())
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        loss = None if labels is None else masked_lm_loss(logits, labels)
         return MaskedLMOutput(loss=loss, logits=logits)
 
 

@@ -22,15 +22,15 @@ started with (``study.json``); rerunning it with different settings raises rathe
 two studies. Adding architectures to a finished study only computes the new ones.
 
 **Scoring a further-trained model.** The fitness functions of :mod:`atb.fitness` score sub-models of a
-SuperPLM saved with ``save_pretrained``, next to its run's ``config.json`` and ``checkpoints/``. Further
-training is the one-shot loop over a one-point space, so its run directory already has that layout;
-only ``final/`` holds the *exported* standalone model instead of a SuperBERT. :func:`trained_supernet`
-writes the same weights as a one-point SuperBERT into ``<train run>/superbert/``, and every fitness then
+SuperPLM's ``final/`` folder: its weights and, beside them, its objective (``objective.json``; for KD the
+trained ``W_fit``). Further training is the one-shot loop over a one-point space, so its ``final/`` has the
+objective too, but holds the *exported* standalone model instead of a SuperPLM. :func:`trained_supernet`
+writes the same weights as a one-point SuperPLM into ``<train run>/superbert/``, and every fitness then
 scores the further-trained model exactly as it scores an inherited one: same code path, same held-out
 sample, and for ``kd_loss`` the ``W_fit`` trained with *that* run (note: further training starts ``W_fit``
 afresh, so with very few steps its hidden-state term is still large; ``hidden_term=False`` avoids it).
 
-Settings per scale live in the ``ranking:`` block of ``configs/search.yaml`` (:class:`RankingConfig`).
+Settings per scale: the ``ranking`` section of ``configs/<scale>.yaml`` (:class:`RankingConfig`).
 """
 
 from __future__ import annotations
@@ -47,12 +47,13 @@ from typing import Any
 from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
-from .develop import further_train, write_dir_atomic
+from . import config
 from .fitness import Fitness, make_fitness, supernet_objective
-from .records import machine_info, merge_settings, scale_settings, write_json_atomic
-from .search import CONFIG, ROOT, SearchConfig, describe_fitness, evaluate
+from .objectives import copy_objective
+from .records import machine_info, write_dir_atomic, write_json_atomic
+from .search import SearchConfig, describe_fitness, evaluate
 from .space import Arch
-from .train import TrainConfig, build_student, summarize_log
+from .train import TrainConfig, build_student, further_train, summarize_log
 
 ArchLike = Arch | str  # an Arch or its "L/d_m/d_f/h/d_qkv" notation
 
@@ -60,22 +61,20 @@ ArchLike = Arch | str  # an Arch or its "L/d_m/d_f/h/d_qkv" notation
 # ------------------------------------------------------------------------------------------- config
 @dataclass
 class RankingConfig:
-    """Settings of both ranking studies for one scale: ``ranking.defaults`` merged with ``ranking.scales.<scale>``.
+    """Settings of both ranking studies for one scale: the ``ranking`` section of ``configs/<scale>.yaml``.
 
-    Fitness settings default to the search's own (``SearchConfig.load(scale).proxy`` / ``.paper``), so a
-    study scores sub-models exactly as the search it checks; ``proxy`` / ``paper`` here override them.
+    Fitness settings default to the search's own (``SearchConfig.load(scale)``), so a study scores
+    sub-models exactly as the search it checks; ``proxy`` / ``paper`` here override them key by key.
     """
 
     archs: int = 10  # architectures per study (pick_archs)
     seed: int = 0  # of pick_archs
     steps: int = 100  # further-training steps per architecture
-    train_config: str | None = None  # the TrainConfig YAML of further training (None: configs/<scale>.yaml)
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides for further training
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of the scale's `pretrain` for further training
     fitness: str = "proxy"  # the fitness of the inherited-vs-trained study
     proxy: dict[str, Any] = field(default_factory=dict)  # over the search's proxy settings
     paper: dict[str, Any] = field(default_factory=dict)  # over the search's paper settings
     scale: str | None = None
-    path: str = str(CONFIG)
 
     def __post_init__(self) -> None:
         if self.archs < 2 or self.steps < 1:
@@ -83,29 +82,26 @@ class RankingConfig:
                              f"got archs={self.archs}, steps={self.steps}")
 
     @classmethod
-    def load(cls, scale: str, path: str | Path = CONFIG, **overrides) -> RankingConfig:
-        """The ``ranking:`` block of ``path`` (read here: ``SearchConfig.load`` only reads its own keys)."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"scale", "path"}
-        settings = scale_settings(path, scale, "ranking", known, block="ranking", overrides=overrides)
-        return cls(**settings, scale=scale, path=str(path))
+    def load(cls, scale: str | Path, **overrides) -> RankingConfig:
+        settings, file = config.section(scale, "ranking")
+        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where("ranking"))
+        return config.build(cls, config.merge(settings, overrides), f"{file.where('ranking')} overrides",
+                            exclude=("scale",), scale=file.scale)
 
     def search_config(self) -> SearchConfig:
         if self.scale is None:
             raise ValueError("RankingConfig without a scale: build it with RankingConfig.load(scale)")
-        return SearchConfig.load(self.scale, self.path)
+        return SearchConfig.load(self.scale)
 
     def proxy_settings(self) -> dict[str, Any]:
-        return merge_settings(self.search_config().proxy, self.proxy)
+        return config.merge(self.search_config().fitness_settings("proxy"), self.proxy)
 
     def paper_settings(self) -> dict[str, Any]:
-        return merge_settings(self.search_config().paper, self.paper)
+        return config.merge(self.search_config().fitness_settings("paper"), self.paper)
 
     def fitness_settings(self) -> dict[str, Any]:
         """Settings of ``fitness`` (the inherited-vs-trained study's): the paper's or the proxies'."""
         return self.paper_settings() if self.fitness == "paper" else self.proxy_settings()
-
-    def train_config_path(self) -> Path:
-        return Path(self.train_config) if self.train_config else ROOT / "configs" / f"{self.scale}.yaml"
 
 
 # -------------------------------------------------------------------------------------- helpers
@@ -162,11 +158,11 @@ def cached_evaluation(path: Path, fitness: Fitness | Callable[[Arch], float], ar
 
 
 def trained_supernet(train_run_dir: str | Path) -> Path:
-    """``<train_run_dir>/superbert/``: the further-trained model of ``final/`` as a one-point SuperBERT.
+    """``<train_run_dir>/superbert/``: the further-trained model of ``final/`` as a one-point SuperPLM.
 
     Built by the code that started further training (:func:`atb.train.build_student` with ``init`` =
-    ``final/``), so it is exactly the exported model; it sits beside the run's ``config.json`` and
-    ``checkpoints/``, where :mod:`atb.fitness` looks for the run's settings and KD ``W_fit``.
+    ``final/``), so it is exactly the exported model; the run's objective (KD: its ``W_fit``) is copied beside
+    it, where :mod:`atb.fitness` reads it.
     """
     run_dir = Path(train_run_dir)
     cfg = TrainConfig(**{**json.loads((run_dir / "config.json").read_text()), "init": str(run_dir / "final")})
@@ -174,7 +170,12 @@ def trained_supernet(train_run_dir: str | Path) -> Path:
         raise ValueError(f"{run_dir} is a one-shot SuperPLM run, not further training: "
                          f"score {run_dir / 'final'} directly")
     model, _ = build_student(cfg)
-    return write_dir_atomic(run_dir / "superbert", lambda tmp: model.save_pretrained(tmp))
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        copy_objective(run_dir / "final", tmp)  # what the fitness reads beside the weights (KD: W_fit)
+
+    return write_dir_atomic(run_dir / "superbert", write)
 
 
 def _study_result(archs: list[Arch], x_name: str, x: list[dict], y_name: str, y: list[dict], **extra) -> dict:
@@ -190,7 +191,7 @@ def kendall_inherited_vs_trained(
     supernet_dir: str | Path,
     archs: Iterable[ArchLike],
     objective: str | None,
-    train_config_path: str | Path,
+    scale: str | Path,
     steps: int,
     run_dir: str | Path,
     fitness_name: str = "proxy",
@@ -203,8 +204,8 @@ def kendall_inherited_vs_trained(
     """τ between each sub-model's fitness with inherited weights and after ``steps`` steps of further training.
 
     ``supernet_dir``: the SuperPLM (``<run>/final``); ``objective``: its objective (``None``: read from it;
-    further training must use the SuperPLM's own); ``train_config_path`` + ``train_overrides``: the
-    further-training :class:`atb.train.TrainConfig`; ``fitness_name`` / ``fitness_settings``: as for
+    further training must use the SuperPLM's own); ``scale`` (a name or a config path), ``steps`` and
+    ``train_overrides``: the further-training :class:`atb.train.TrainConfig`; ``fitness_name`` / ``fitness_settings``: as for
     :func:`atb.fitness.make_fitness`, used for both sides. Per architecture, ``run_dir/<arch>/`` holds
     ``inherited.json``, ``extracted/`` (the export further training starts from), ``train/`` (its run, with
     ``final/`` and ``superbert/``) and ``trained.json``. Returns ``{"archs", "inherited", "trained",
@@ -217,7 +218,7 @@ def kendall_inherited_vs_trained(
         raise ValueError(f"{supernet_dir} is a {own.upper()} SuperPLM: further training uses its own objective, "
                          f"not {objective!r}")
     settings = dict(fitness_settings or {})
-    base = TrainConfig.load(train_config_path, own, steps=steps, **dict(train_overrides or {}))
+    base = TrainConfig.load(scale, own, steps=steps, **dict(train_overrides or {}))
     inherited_fitness = make_fitness(fitness_name, supernet_dir, **settings)
     claim_study(run_dir, {
         "study": "inherited_vs_trained", "supernet_dir": str(supernet_dir.resolve()), "objective": own,
@@ -336,7 +337,7 @@ def run_ranking_studies(scale: str, supernet_dir: str | Path, candidates: Any, r
     out: dict[str, Any] = {"scale": scale, "config": dataclasses.asdict(cfg), "archs": [str(a) for a in archs]}
     if "inherited_vs_trained" in studies:
         out["inherited_vs_trained"] = kendall_inherited_vs_trained(
-            supernet_dir, archs, None, cfg.train_config_path(), cfg.steps, run_dir / "inherited_vs_trained",
+            supernet_dir, archs, None, cfg.scale, cfg.steps, run_dir / "inherited_vs_trained",
             cfg.fitness, cfg.fitness_settings(), train_overrides=cfg.train, progress=progress)
     if "proxy_vs_paper" in studies:
         out["proxy_vs_paper"] = kendall_proxy_vs_paper(

@@ -1,33 +1,91 @@
 """Run the numbered notebooks in order with papermill: ``python -m atb.reproduce --scale mini``.
 
-Each notebook receives the parameters ``scale``, ``results_dir`` and ``runs_dir`` (checkpoints, sweeps: git-ignored); its executed copy (with outputs)
-goes to ``results/notebooks/``. The wall time and status of every notebook are written to
-``results/reproduce.json`` (atomically, after each notebook, so a failure keeps what ran before). When every
-selected notebook succeeded, the claims report ``results/REPORT.md`` is regenerated from the records
-(:mod:`atb.report`).
-A failing notebook stops the run and is named together with papermill's error.
+Everything a run at one scale writes lies in that scale's folders (:class:`atb.layout.Layout`), so a run at
+one scale never writes into another's:
+
+* ``results/<scale>/notebooks/NN_name.ipynb``: the executed copy (with outputs) of each notebook's last
+  *successful* run;
+* ``results/<scale>/reproduce.json``: per notebook, the status, wall time, commit and cache key of its last
+  run, updated atomically after each notebook and merged into the existing record (other notebooks' entries
+  stay). A notebook whose last run failed keeps the fields of its last successful run under ``last_ok``;
+* ``results/<scale>/REPORT.md``: the claims report (:mod:`atb.report`), regenerated from the records when
+  every selected notebook succeeded;
+* ``runs/<scale>/failed/NN_name.ipynb``: the executed copy of a notebook whose last run failed, with the error
+  (git-ignored; removed when the notebook next succeeds).
+
+papermill writes to a temporary copy (``runs/<scale>/executing/``), never to the committed one: a failed or
+killed run loses nothing. A succeeded copy replaces the committed one with ``os.replace``. Every executed copy
+is cleaned of this machine's absolute paths first (:func:`scrub_paths`).
+
+Each notebook gets a single parameter, ``scale``, and asks ``Layout(scale)`` for its paths. ``--results`` and
+``--runs`` move the two roots: the runner exports them as ``ATB_RESULTS_DIR`` / ``ATB_RUNS_DIR`` while it runs,
+and the kernels inherit them.
 
 A notebook whose inputs did not change since its last successful run at the same scale is skipped: the
 cache key hashes the notebook, the scale, the data source (``ATB_DATA_DIR``), every config file, the
-``atb`` sources and the result records of the notebooks before it. ``--force`` reruns everything.
+``atb`` sources and the result records (``results/<scale>/NN_*.json``) of the notebooks before it.
+``--force`` reruns everything. A notebook whose last run failed always reruns.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from .layout import SCALES, Layout
 from .records import write_json_atomic
 from .report import write_report
 
-SCALES = ("smoke", "mini", "base", "paper")
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def check_config(scale: str | Path) -> dict:
+    """Load every section of a scale's config through the class that reads it, nested settings included
+    (fitness settings, fine-tuning budgets, further-training overrides), so a misspelled key anywhere fails
+    here, naming the file and the key, before any notebook runs. Returns the loaded settings."""
+    from . import config
+    from .develop import DevelopConfig
+    from .finetune import SQUAD_TASKS, FinetuneConfig
+    from .fitness import FITNESSES
+    from .latency import LatencySettings
+    from .ranking import RankingConfig
+    from .search import SearchConfig
+    from .train import TrainConfig
+    from .data import GLUE_TASKS
+
+    file = config.load(scale)
+    search, ranking, develop = SearchConfig.load(scale), RankingConfig.load(scale), DevelopConfig.load(scale)
+    proxy_keys = set().union(*(config.fields_of(FITNESSES[n]) for n in ("mlm_loss", "kd_loss"))) - {"supernet_dir"}
+    budget_keys = config.fields_of(FinetuneConfig, exclude=("scale",))
+    for where, proxy, paper in [("search", search.proxy, search.paper), ("ranking", ranking.proxy_settings(),
+                                                                          ranking.paper_settings())]:
+        config.check_keys(proxy, proxy_keys, f"{file.where(where)}.proxy")
+        config.check_keys(paper, config.fields_of(FITNESSES["paper"]) - {"supernet_dir"}, f"{file.where(where)}.paper")
+        for task, budget in (paper.get("budgets") or {}).items():
+            config.check_keys(budget, budget_keys, f"{file.where(where)}.paper.budgets.{task}")
+    objectives = ("mlm", "kd")
+    return {
+        "pretrain": {obj: TrainConfig.load(scale, obj) for obj in objectives},
+        "latency": LatencySettings.load(scale),
+        "search": search,
+        "ranking": ranking,
+        "ranking_train": {obj: TrainConfig.load(scale, obj, steps=ranking.steps, **ranking.train) for obj in objectives},
+        "develop": develop,
+        "develop_train": {(obj, m): develop.train_config_for(obj, m) for obj in objectives for m in ("evolved", "fast")},
+        "finetune": {task: FinetuneConfig.load(scale, task) for task in (*GLUE_TASKS, *SQUAD_TASKS)},
+    }
 
 
 def notebooks(directory: Path) -> list[Path]:
@@ -43,31 +101,153 @@ def git_commit() -> str | None:
         return None
 
 
-def step_key(notebook: Path, scale: str, results_dir: Path) -> str:
-    """Hash of everything a notebook's outputs depend on (see the module docstring)."""
+# ------------------------------------------------------------------------------------------ cache key
+def step_key(notebook: Path, layout: Layout, root: Path = ROOT) -> str:
+    """Hash of everything a notebook's outputs depend on: the notebook, ``layout.scale``, ``ATB_DATA_DIR``,
+    the scale's config ``root/configs/<scale>.yaml`` (another scale's file does not count), every
+    ``root/atb/**/*.py`` and the records ``layout.results/NN_*.json`` of the notebooks numbered before this one
+    (a later notebook's record does not count)."""
     number = notebook.name[:2]
-    inputs = [notebook, *sorted((ROOT / "configs").glob("*.yaml")), *sorted((ROOT / "atb").rglob("*.py")),
-              *sorted(p for p in results_dir.glob("[0-9][0-9]_*.json") if p.name[:2] < number)]
-    h = hashlib.sha256(f"{scale}|{os.environ.get('ATB_DATA_DIR', 'hub')}".encode())
-    for path in inputs:
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
+    config = root / "configs" / f"{layout.scale}.yaml"
+    sources = [*([config] if config.exists() else []), *sorted((root / "atb").rglob("*.py"))]
+    records = sorted(p for p in layout.results.glob("[0-9][0-9]_*.json") if p.name[:2] < number)
+    h = hashlib.sha256(f"{layout.scale}|{os.environ.get('ATB_DATA_DIR') or 'hub'}".encode())
+    named = [("notebook", notebook), *((p.relative_to(root).as_posix(), p) for p in sources),
+             *((f"record/{p.name}", p) for p in records)]
+    for name, path in named:
+        h.update(f"\0{name}\0{hashlib.sha256(path.read_bytes()).hexdigest()}".encode())
     return h.hexdigest()
 
 
-def previous_record(results_dir: Path, scale: str) -> dict:
-    """The notebooks' entries of the last run at this scale (empty for another scale or none)."""
+# ---------------------------------------------------------------------------------------- scrubbing
+_BINARY_MIME = re.compile(r"^(image/(?!svg)|application/(pdf|octet-stream))")
+
+
+def _path_pattern(roots: Mapping[str | Path, str]):
+    """A function replacing the paths of ``roots`` in a string: ``text -> (new text, replacements)``."""
+    table = {}
+    for path, stand_in in roots.items():
+        text = str(path).rstrip("/")
+        if len(text) > 1:  # never "/" or ""
+            table[text] = stand_in
+    if not table:
+        return lambda text: (text, 0)
+    # longest first, and only whole names: /work/main matches in /work/main/x, not in /work/main2 or /work/main.git
+    pattern = re.compile("|".join(re.escape(p) + r"(?![\w-]|\.\w)" for p in sorted(table, key=len, reverse=True)))
+    return lambda text: pattern.subn(lambda m: table[m.group(0)], text)
+
+
+def scrub_text(text: str, roots: Mapping[str | Path, str]) -> str:
+    """``text`` with the paths of ``roots`` replaced by their stand-ins (see :func:`scrub_paths`)."""
+    return _path_pattern(roots)(text)[0]
+
+
+def scrub_paths(nb_path: str | Path, roots: Mapping[str | Path, str]) -> int:
+    """Replace each absolute path of ``roots`` by its stand-in (e.g. ``{ROOT: ".", Path.home(): "~"}``) in every
+    text of the notebook ``nb_path`` (cell sources, outputs, metadata; not base64 images), in place.
+
+    The longest path wins (``/a/b/results`` before ``/a/b``) and a path matches only as a whole name:
+    ``/work/main`` is replaced in ``/work/main/x`` but not in ``/work/main2``. Returns the number of
+    replacements (the file is rewritten only when there were some).
+    """
+    import nbformat
+
+    substitute = _path_pattern(roots)
+    count = 0
+
+    def scrub(value):
+        nonlocal count
+        if isinstance(value, str):
+            value, n = substitute(value)
+            count += n
+        elif isinstance(value, list):
+            value[:] = [scrub(v) for v in value]
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if not _BINARY_MIME.match(k):
+                    value[k] = scrub(v)
+        return value
+
+    nb = nbformat.read(str(nb_path), as_version=nbformat.NO_CONVERT)
+    scrub(nb)
+    if count:
+        tmp = Path(str(nb_path) + ".tmp")
+        nbformat.write(nb, str(tmp))
+        os.replace(tmp, nb_path)
+    return count
+
+
+def machine_paths(layout: Layout, notebook_dir: Path | None = None) -> dict[str, str]:
+    """This machine's paths and their stand-ins in executed copies: the repository ``.`` and the home ``~``;
+    where they lie outside the repository, also the results and runs roots, the notebooks and Python's prefix."""
+    candidates = [(ROOT, ".", True), (Path.home(), "~", True), (sys.prefix, "<sys.prefix>", False),
+                  (notebook_dir, "<notebooks>", False), (layout.runs_root, "$ATB_RUNS_DIR", False),
+                  (layout.results_root, "$ATB_RESULTS_DIR", False)]
+    paths: dict[str, str] = {}
+    for path, stand_in, always in candidates:
+        if path is None:
+            continue
+        for form in {str(Path(path)), str(Path(path).resolve())}:
+            if len(form) > 1 and (always or not Path(form).is_relative_to(ROOT)):
+                paths.setdefault(form, stand_in)
+    return paths
+
+
+# ------------------------------------------------------------------------------------------ running
+def _move(src: Path, dst: Path) -> None:
+    """``os.replace`` ``src`` onto ``dst``; across file systems through a copy beside ``dst``, still atomic."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        record = json.loads((results_dir / "reproduce.json").read_text())
+        os.replace(src, dst)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        tmp = dst.with_name(dst.name + ".tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+        src.unlink()
+
+
+@contextlib.contextmanager
+def _exported(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the kernels started inside the block, and restore them afterwards."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def read_record(layout: Layout) -> dict:
+    """``results/<scale>/reproduce.json`` (a fresh record when absent, unreadable or of another scale)."""
+    try:
+        record = json.loads((layout.results / "reproduce.json").read_text())
     except (OSError, ValueError):
-        return {}
-    return record.get("notebooks", {}) if record.get("scale") == scale else {}
+        record = {}
+    if record.get("scale") != layout.scale or not isinstance(record.get("notebooks"), dict):
+        record = {"scale": layout.scale, "notebooks": {}}
+    return record
 
 
-def run(scale: str, notebook_dir: Path, results_dir: Path, only: list[str] | None = None,
-        runs_dir: Path | None = None, force: bool = False) -> dict:
-    """Execute the selected notebooks in order, skipping unchanged ones unless ``force``;
-    ``runs_dir`` holds checkpoints and other large run outputs."""
+def _save(layout: Layout, record: dict, call_start: float) -> None:
+    """Write the record atomically; ``total_seconds`` is the wall time of the runs that produced the current
+    executed copies (for a failed notebook, its last good run)."""
+    good = [e if e.get("status") == "ok" else e.get("last_ok") or {} for e in record["notebooks"].values()]
+    record["total_seconds"] = round(sum(e.get("seconds", 0.0) for e in good), 1)
+    record["this_call_seconds"] = round(time.perf_counter() - call_start, 1)
+    write_json_atomic(layout.results / "reproduce.json", record)
+
+
+def run(scale: str, notebook_dir: Path = ROOT / "notebooks", results_root: Path | None = None,
+        only: list[str] | None = None, runs_root: Path | None = None, force: bool = False) -> dict:
+    """Execute the selected notebooks of ``notebook_dir`` in order at ``scale``, skipping unchanged ones unless
+    ``force``; returns the scale's ``reproduce.json`` record. ``results_root`` / ``runs_root`` replace the
+    roots ``results/`` and ``runs/`` (the scale's folders are below them)."""
     import papermill as pm
 
     if scale not in SCALES:
@@ -75,37 +255,60 @@ def run(scale: str, notebook_dir: Path, results_dir: Path, only: list[str] | Non
     selected = [nb for nb in notebooks(notebook_dir) if not only or any(o in nb.name for o in only)]
     if not selected:
         raise FileNotFoundError(f"no numbered notebooks (NN_*.ipynb) matched in {notebook_dir}")
-    out_dir = results_dir / "notebooks"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    previous = previous_record(results_dir, scale)
-    record = {"scale": scale, "commit": git_commit(), "notebooks": dict(previous), "total_seconds": 0.0}
+    roots = {"results_root": results_root, "runs_root": runs_root}
+    layout = Layout(scale, **{k: Path(v).resolve() for k, v in roots.items() if v is not None})
+    check_config(scale)  # a misspelled setting fails here, before hours of notebooks
+    for folder in (layout.results, layout.runs):
+        folder.mkdir(parents=True, exist_ok=True)
+    scrub_table = machine_paths(layout, notebook_dir)
+    record = read_record(layout)
+    record["commit"] = git_commit()
     call_start = time.perf_counter()
-    for nb in selected:
-        key = step_key(nb, scale, results_dir)
-        last = previous.get(nb.name, {})
-        if not force and last.get("key") == key and last.get("status") == "ok" and (out_dir / nb.name).exists():
-            record["notebooks"][nb.name] = {**last, "cached": True}
-            print(f"{nb.name}: unchanged, skipped (--force reruns it)", flush=True)
-            continue
-        start = time.perf_counter()
-        status = "ok"
-        try:
-            pm.execute_notebook(
-                str(nb), str(out_dir / nb.name), cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
-                parameters={"scale": scale, "results_dir": str(results_dir.resolve()),
-                            "runs_dir": str((runs_dir or ROOT / "runs").resolve())},
-            )
-        except pm.PapermillExecutionError as err:
-            status = f"failed in cell {err.exec_count}: {err.ename}: {err.evalue}"
-        seconds = time.perf_counter() - start
-        record["notebooks"][nb.name] = {"seconds": round(seconds, 1), "status": status, "key": key, "cached": False}
-        record["total_seconds"] = round(sum(v["seconds"] for v in record["notebooks"].values()), 1)
-        record["this_call_seconds"] = round(time.perf_counter() - call_start, 1)
-        write_json_atomic(results_dir / "reproduce.json", record)
-        print(f"{nb.name}: {status} ({seconds:.1f} s)", flush=True)
-        if status != "ok":
-            raise SystemExit(f"notebook {nb.name} {status}; executed copy with the error: {out_dir / nb.name}")
-    print(f"claims report: {write_report(results_dir)}", flush=True)
+    with _exported({"ATB_RESULTS_DIR": str(layout.results_root), "ATB_RUNS_DIR": str(layout.runs_root)}):
+        for nb in selected:
+            key = step_key(nb, layout)
+            last = record["notebooks"].get(nb.name, {})
+            executed, failed = layout.notebooks / nb.name, layout.failed / nb.name
+            if not force and last.get("status") == "ok" and last.get("key") == key and executed.exists():
+                record["notebooks"][nb.name] = {**last, "cached": True}
+                _save(layout, record, call_start)
+                print(f"{nb.name}: unchanged, skipped (--force reruns it)", flush=True)
+                continue
+            temporary = layout.runs / "executing" / nb.name
+            temporary.parent.mkdir(parents=True, exist_ok=True)
+            temporary.unlink(missing_ok=True)
+            start = time.perf_counter()
+            status = "ok"
+            try:
+                pm.execute_notebook(str(nb), str(temporary), cwd=str(nb.parent), kernel_name="python3",
+                                    progress_bar=False, parameters={"scale": scale})
+            except pm.PapermillExecutionError as err:
+                status = f"failed in cell {err.exec_count}: {err.ename}: {err.evalue}"
+            except Exception as err:  # the kernel died, the notebook is unreadable, ...
+                status = f"failed: {type(err).__name__}: {err}"
+            seconds = time.perf_counter() - start
+            if temporary.exists():
+                scrub_paths(temporary, scrub_table)
+            entry = {"status": scrub_text(status, scrub_table), "seconds": round(seconds, 1), "key": key,
+                     "cached": False, "commit": record["commit"],
+                     "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+            if status == "ok":
+                _move(temporary, executed)
+                failed.unlink(missing_ok=True)
+            else:
+                if temporary.exists():
+                    _move(temporary, failed)
+                    entry["failed_copy"] = scrub_text(str(failed), scrub_table)
+                last_ok = last if last.get("status") == "ok" else last.get("last_ok")
+                if last_ok:
+                    entry["last_ok"] = {k: v for k, v in last_ok.items() if k != "last_ok"}
+            record["notebooks"][nb.name] = entry
+            _save(layout, record, call_start)
+            print(f"{nb.name}: {status} ({seconds:.1f} s)", flush=True)
+            if status != "ok":
+                kept = f"; the last good copy stays in {executed}" if executed.exists() else ""
+                raise SystemExit(f"notebook {nb.name} {status}; executed copy with the error: {failed}{kept}")
+    print(f"claims report: {write_report(layout.results)}", flush=True)
     return record
 
 
@@ -113,13 +316,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="mini", choices=SCALES)
     parser.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
-    parser.add_argument("--results", type=Path, default=ROOT / "results")
-    parser.add_argument("--runs", type=Path, default=ROOT / "runs", help="checkpoints and other large outputs")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="root of the committed results (default: $ATB_RESULTS_DIR or results/); "
+                             "the scale's folder is <root>/<scale>")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="root of checkpoints and other large outputs (default: $ATB_RUNS_DIR or runs/)")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
     parser.add_argument("--force", action="store_true", help="rerun notebooks even if their inputs did not change")
     args = parser.parse_args(argv)
     record = run(args.scale, args.notebooks, args.results, args.only, args.runs, args.force)
-    print(f"done: {len(record['notebooks'])} notebooks in {record['total_seconds']:.0f} s", file=sys.stderr)
+    print(f"done: {len(record['notebooks'])} notebooks, {record['total_seconds']:.0f} s of execution",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

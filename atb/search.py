@@ -40,7 +40,6 @@ still counts the evaluations of the run it resumes; plus the search's own overhe
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -49,7 +48,7 @@ import multiprocessing
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,18 +60,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .latency import is_feasible, latency_window
-from .records import machine_info, scale_settings
+from . import config
+from .latency_predictor import LatencyFn, predict_latency
+from .records import machine_info
 from .sampler import step_rng
-from .space import Arch, Range, SearchSpace
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "search.yaml"
+from .space import STEP_FIELDS, Arch, Range, SearchSpace
 
 METHODS: tuple[str, ...] = ("random", "fast", "evolved")
 GENES: tuple[str, ...] = ("layers", "hidden", "ffn", "attention")  # what a mutation can move
 ATTENTION = {"mlm": "heads", "kd": "qkv"}  # the searched attention hyper-parameter of each space
-
-LatencyFn = Callable[[Sequence[Arch]], Sequence[float]]  # or an object with .predict(archs) -> ms
 
 
 class SearchExhausted(RuntimeError):
@@ -82,7 +78,7 @@ class SearchExhausted(RuntimeError):
 # ------------------------------------------------------------------------------------------- config
 @dataclass
 class SearchConfig:
-    """Everything the search does, per scale (``configs/search.yaml``). Defaults are the paper's numbers."""
+    """Everything the search does (section ``search`` of ``configs/<scale>.yaml``). Defaults are the paper's numbers."""
 
     population: int = 25
     generations: int = 10  # not published; "random" and "evolved" run this many
@@ -117,16 +113,24 @@ class SearchConfig:
             raise ValueError(f"SearchConfig.mutation_prob values must be in [0, 1], got {self.mutation_prob}")
         if any(not isinstance(k, int) or k < 0 for k in self.mutation_offset.values()):
             raise ValueError(f"SearchConfig.mutation_offset values must be integers >= 0, got {self.mutation_offset}")
+        steps = self.steps or {}
+        if set(steps) - set(STEP_FIELDS) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+                                                for v in steps.values()):
+            raise ValueError(f"SearchConfig.steps must map some of {list(STEP_FIELDS)} to integers >= 1, "
+                             f"got {self.steps}")
         from .fitness import FITNESSES  # light: fitness.py loads models only when asked to score
 
         if self.fitness != "proxy" and self.fitness not in FITNESSES:
             raise ValueError(f"SearchConfig.fitness must be 'proxy' or one of {sorted(FITNESSES)}, got {self.fitness!r}")
 
     @classmethod
-    def load(cls, scale: str, path: str | Path = CONFIG, **overrides) -> SearchConfig:
-        """``defaults`` of ``path`` with the section of ``scale`` merged over them (nested dicts key by key)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{**scale_settings(path, scale, "search", known, overrides=overrides), "scale": scale})
+    def load(cls, scale: str | Path, **overrides) -> SearchConfig:
+        """The ``search`` section of a scale's config (``configs/<scale>.yaml`` or a YAML path), ``overrides``
+        merged over it (nested mappings key by key); unset keys keep the paper's defaults above."""
+        settings, file = config.section(scale, "search")
+        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where("search"))
+        return config.build(cls, config.merge(settings, overrides), f"{file.where('search')} overrides",
+                            exclude=("scale",), scale=file.scale)
 
     def generations_for(self, method: str) -> int:
         return self.fast_generations if method == "fast" else self.generations
@@ -153,17 +157,17 @@ class SearchConfig:
         """The configured fitness of the SuperPLM saved in ``supernet_dir`` (``run_dir/"final"``)."""
         from .fitness import make_fitness
 
-        settings = self.paper if self.fitness == "paper" else self.proxy
-        return make_fitness(self.fitness, supernet_dir, **settings)
+        return make_fitness(self.fitness, supernet_dir, **self.fitness_settings(self.fitness))
+
+    def fitness_settings(self, name: str) -> dict[str, Any]:
+        """The settings of fitness ``name``: ``paper`` (fine-tuning budgets of this scale's ``finetune``
+        section, with ``paper.budgets`` over them) or one of the held-out-loss proxies."""
+        if name == "paper":
+            return {"finetune_scale": self.scale, **self.paper}
+        return dict(self.proxy)
 
 
 # ------------------------------------------------------------------------------------ candidates
-def predict_latency(latency_fn: LatencyFn, archs: Sequence[Arch]) -> np.ndarray:
-    """Latencies (ms) from a predictor object (``.predict``) or a plain function of a list of archs."""
-    predict = getattr(latency_fn, "predict", latency_fn)
-    return np.asarray(predict(list(archs)), dtype=np.float64).reshape(-1)
-
-
 def _chunks(archs: Iterator[Arch], size: int) -> Iterator[list[Arch]]:
     while chunk := list(itertools.islice(archs, size)):
         yield chunk
@@ -590,3 +594,21 @@ def _evaluate_generation(generation: int, archs: Sequence[Arch], pool: Candidate
         bar.update(1)
         bar.set_postfix(best=f"{max(c.fitness for c in done.values()):.4g}")
     return [done[i] for i in range(len(archs))], cached
+
+
+# ---------------------------------------------------------------------------------------- results
+def shape_summary(archs: Sequence[Arch]) -> dict[str, Any]:
+    """Claim 3 on a set of found architectures: how many satisfy the efficient rule (:meth:`Arch.is_efficient`),
+    and the ranges of d_f/d_m, d_qkv/d_m and depth (what notebook 03 shows and the report judges)."""
+    archs = list(archs)
+    if not archs:
+        return {"n": 0, "efficient": 0, "efficient_share": None, "ffn_ratio": None, "qkv_ratio": None, "layers": None}
+
+    def spread(values: list[float]) -> dict[str, float]:
+        return {"min": min(values), "max": max(values), "mean": sum(values) / len(values)}
+
+    efficient = sum(a.is_efficient() for a in archs)
+    return {"n": len(archs), "efficient": efficient, "efficient_share": efficient / len(archs),
+            "ffn_ratio": spread([a.ffn / a.hidden for a in archs]),
+            "qkv_ratio": spread([a.qkv / a.hidden for a in archs]),
+            "layers": [min(a.layers for a in archs), max(a.layers for a in archs)]}

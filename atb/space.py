@@ -24,6 +24,12 @@ from typing import Literal
 
 Objective = Literal["mlm", "kd"]
 FIELDS: tuple[str, ...] = ("layers", "hidden", "ffn", "heads", "qkv")
+STEP_FIELDS: tuple[str, ...] = ("layers", "hidden", "ffn", "qkv")  # what SearchSpace.with_steps can coarsen
+
+# The shapes the paper found good (notes §6, claim 3), the rule AutoTinyBERT-Fast searches within, and BERT's own.
+EFFICIENT_FFN_RATIO = (1.6, 1.9)  # d_f / d_m
+EFFICIENT_QKV_RATIO = (0.7, 1.0)  # d_qkv / d_m
+DEFAULT_RULE_FFN_RATIO = 4.0  # BERT: d_f = 4 d_m, d_qkv = d_m
 
 
 @dataclass(frozen=True, order=True)
@@ -90,8 +96,10 @@ class Arch:
         return self.qkv == self.hidden and self.ffn == 4 * self.hidden
 
     def is_efficient(self) -> bool:
-        """The paper's "efficient" rule used by AutoTinyBERT-Fast (notes §6)."""
-        return 1.6 * self.hidden <= self.ffn <= 1.9 * self.hidden and 0.7 * self.hidden <= self.qkv <= self.hidden
+        """The paper's "efficient" rule used by AutoTinyBERT-Fast (notes §6): d_f/d_m in
+        :data:`EFFICIENT_FFN_RATIO` and d_qkv/d_m in :data:`EFFICIENT_QKV_RATIO`."""
+        (f_lo, f_hi), (q_lo, q_hi) = EFFICIENT_FFN_RATIO, EFFICIENT_QKV_RATIO
+        return f_lo * self.hidden <= self.ffn <= f_hi * self.hidden and q_lo * self.hidden <= self.qkv <= q_hi * self.hidden
 
 
 @dataclass(frozen=True)
@@ -187,7 +195,7 @@ class SearchSpace:
         """
         changes = {}
         for name, step in steps.items():
-            if name not in ("layers", "hidden", "ffn", "qkv"):
+            if name not in STEP_FIELDS:
                 raise ValueError(f"with_steps: cannot change the step of {name!r}")
             r: Range = getattr(self, name)
             changes[name] = Range(r.low, r.low + (r.high - r.low) // step * step, step)

@@ -15,11 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
 from .elastic import ELASTIC_TYPES
-from .modeling import AtbBertConfig, AtbBertForMaskedLM
+from .modeling import AtbBertConfig, AtbBertForMaskedLM, masked_lm_loss
 from .space import Arch, SearchSpace
 
 
@@ -85,7 +84,7 @@ class SuperBert(AtbBertForMaskedLM):
         for name, value, limit in (("layers", arch.layers, c.num_hidden_layers), ("hidden", arch.hidden, c.hidden_size),
                                    ("ffn", arch.ffn, c.intermediate_size), ("qkv", arch.qkv, c.qkv_size)):
             if value > limit:
-                raise ValueError(f"{name}={value} exceeds the SuperBERT maximum {limit}")
+                raise ValueError(f"{name}={value} exceeds the SuperPLM maximum {limit}")
         if c.qkv_slicing == "headwise" and arch.heads != c.num_attention_heads:
             raise ValueError(f"heads={arch.heads}: head-wise slicing keeps all {c.num_attention_heads} heads")
         if c.qkv_slicing == "contiguous" and arch.head_size != c.qkv_size // c.num_attention_heads:
@@ -117,7 +116,7 @@ class SuperBert(AtbBertForMaskedLM):
             masked = labels != -100
             logits = self.cls.predictions(out.last_hidden_state[masked],
                                           self.bert.embeddings.word_embeddings.active_weight())
-            loss = F.cross_entropy(logits, labels[masked]) if logits.shape[0] else logits.sum() * 0.0
+            loss = masked_lm_loss(logits, labels[masked])
         return SuperBertOutput(loss=loss, logits=logits, last_hidden_state=out.last_hidden_state,
                                attention_scores=out.attention_scores)
 

@@ -6,8 +6,15 @@
     torchrun --nproc_per_node 2 -m atb.train ...            # data parallel (gloo on CPU, nccl on GPU)
 
 Each step the sampler picks the sub-architecture(s) (the same on every rank: it is a function of the
-global step), the global batch is split across ranks, gradients are averaged with one all-reduce, then
-AdamW with linear warm-up/decay, weight decay 0.01 and gradient clipping at 1.0 (notes §4).
+global step), the global batch is masked once and split across ranks, each rank's loss is its share of the
+global batch's mean loss (:mod:`atb.objectives`, ``share_of``), gradients are summed with one all-reduce
+(so N ranks compute what one process would on the global batch, up to float summation order), then AdamW
+with linear warm-up/decay, weight decay 0.01 and gradient clipping at 1.0 (notes §4).
+
+The objective (:class:`atb.objectives.MLMObjective` or :class:`~atb.objectives.KDObjective`, the very
+objects the search's proxy fitness uses) holds everything trained besides the student: for KD the
+projection ``W_fit``. It is checkpointed with the student, and ``final/`` holds the SuperBERT's weights and,
+beside them, ``objective.json`` (objective, teacher) and ``objective.safetensors`` (``W_fit``).
 
 Further training is the same loop over a one-point search space: the extracted sub-model is loaded
 into a SuperBERT whose maximum *is* that architecture, so there is exactly one code path.
@@ -33,14 +40,14 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import yaml
 from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, BertForMaskedLM, get_linear_schedule_with_warmup
 
+from . import config
 from .checkpoint import load_latest, save_checkpoint
 from .extract import export, extract, from_bert
-from .losses import KDLoss
-from .records import write_json_atomic, write_text_atomic
+from .objectives import KDObjective, MLMObjective
+from .records import write_dir_atomic, write_json_atomic, write_text_atomic
 from .sampler import FixedSampler, make_sampler
 from .space import Arch, Range, SearchSpace
 from .superbert import SuperBert, SuperBertConfig
@@ -89,23 +96,21 @@ class TrainConfig:
                 raise ValueError(f"config field {name!r} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
-    def load(cls, path: str | Path, objective: str | None = None, **overrides) -> TrainConfig:
-        """Read a scale config: shared keys at the top, per-objective keys under ``mlm:`` / ``kd:``."""
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from None
-        objective = objective or raw.get("objective", "mlm")
-        merged = {k: v for k, v in raw.items() if k not in ("mlm", "kd")}
-        merged.update(raw.get(objective) or {})
+    def load(cls, scale: str | Path, objective: str | None = None, **overrides) -> TrainConfig:
+        """The ``pretrain`` section of a scale's config (``configs/<scale>.yaml`` or a YAML path): shared keys at
+        its top, per-objective keys under ``mlm:`` / ``kd:``; ``overrides`` (``None`` values ignored) last.
+
+        Further training reuses this with the ``develop.train`` / ``ranking.train`` overrides of the same file.
+        """
+        settings, file = config.section(scale, "pretrain")
+        objective = objective or settings.get("objective", "mlm")
+        merged = {k: v for k, v in settings.items() if k not in ("mlm", "kd")}
+        merged.update(settings.get(objective) or {})
+        config.check_keys(merged, config.fields_of(cls, exclude=("scale", "objective")) | {"objective"},
+                          file.where(f"pretrain ({objective})"))
         merged.update({k: v for k, v in overrides.items() if v is not None})
         merged["objective"] = objective
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown config field(s) {unknown}; known: {sorted(known)}")
-        return cls(**merged)
+        return config.build(cls, merged, f"{file.where('pretrain')} overrides", exclude=("scale",), scale=file.scale)
 
 
 # --------------------------------------------------------------------------------------- distributed
@@ -131,21 +136,31 @@ def init_distributed() -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
-def average_gradients(params: list[torch.nn.Parameter], ctx: Dist) -> None:
-    """One all-reduce over the flattened gradients of the parameters the step touched.
+def sum_gradients(params: list[torch.nn.Parameter], ctx: Dist) -> None:
+    """One all-reduce (sum) over the flattened gradients of the parameters the step touched.
 
-    All ranks train the same sub-model at a step, so they hold gradients for the same parameters.
+    Each rank's loss is its share of the global batch's mean (see ``share_of`` in :mod:`atb.objectives`),
+    so the sum of the ranks' gradients is the gradient of the global batch's loss. All ranks train the same
+    sub-model at a step, so they hold gradients for the same parameters.
     """
     if ctx.world == 1:
         return
     grads = [p.grad for p in params if p.grad is not None]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
-    flat /= ctx.world
     offset = 0
     for g in grads:
         g.copy_(flat[offset: offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def global_sum(value: float, ctx: Dist) -> float:
+    """``value`` summed over the ranks (e.g. the ranks' shares of the step's loss, for the log)."""
+    if ctx.world == 1:
+        return value
+    total = torch.tensor(value, dtype=torch.float64)
+    dist.all_reduce(total)
+    return total.item()
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -206,6 +221,15 @@ def build_student(cfg: TrainConfig) -> tuple[SuperBert, SearchSpace]:
     return model, space
 
 
+def build_objective(cfg: TrainConfig, student: SuperBert, device: torch.device) -> MLMObjective | KDObjective:
+    """The run's objective; for KD it loads the teacher ``cfg.teacher`` and sizes ``W_fit`` for the widest student."""
+    if cfg.objective == "kd":
+        from .teacher import load_teacher
+
+        return KDObjective(load_teacher(cfg.teacher, device=device), student.config.hidden_size).to(device)
+    return MLMObjective(inplace_distillation=cfg.inplace_distillation)
+
+
 def parameter_groups(modules: list[torch.nn.Module], weight_decay: float) -> list[dict]:
     """BERT's AdamW groups: no weight decay on biases and LayerNorm weights."""
     decay, no_decay = [], []
@@ -249,14 +273,8 @@ class Trainer:
         self.model.to(self.device).train()
         self.sampler = (FixedSampler(Arch.parse(cfg.arch)) if cfg.arch else
                         make_sampler(cfg.sampler, self.space, cfg.seed, cfg.sampler_k, cfg.inplace_distillation))
-        self.teacher = self.kd_loss = None
-        trainable = [self.model]
-        if cfg.objective == "kd":
-            from .teacher import load_teacher
-
-            self.teacher = load_teacher(cfg.teacher, device=self.device)
-            self.kd_loss = KDLoss(self.model.config.hidden_size, self.teacher.hidden_size).to(self.device)
-            trainable.append(self.kd_loss)
+        self.objective = build_objective(cfg, self.model, self.device)
+        trainable = [self.model, self.objective]  # KD: W_fit is trained with the student
         self.optimizer = torch.optim.AdamW(parameter_groups(trainable, cfg.weight_decay), lr=cfg.lr)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.steps)
         self.params = [p for m in trainable for p in m.parameters()]
@@ -270,8 +288,9 @@ class Trainer:
     # -- state
     def state_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
         tensors = {"model": self.model.state_dict()}
-        if self.kd_loss is not None:
-            tensors["loss"] = self.kd_loss.state_dict()
+        objective = self.objective.state_dict()  # KD: W_fit; MLM: nothing
+        if objective:
+            tensors["objective"] = objective
         return tensors
 
     def trainer_state(self) -> dict:
@@ -286,8 +305,8 @@ class Trainer:
         if ckpt is None:
             return False
         self.model.load_state_dict(ckpt.tensors["model"])
-        if self.kd_loss is not None:
-            self.kd_loss.load_state_dict(ckpt.tensors["loss"])
+        # ("loss": the name of the objective's file in checkpoints written before atb.objectives)
+        self.objective.load_state_dict(ckpt.tensors.get("objective", ckpt.tensors.get("loss", {})))
         self.optimizer.load_state_dict(ckpt.trainer["optimizer"])
         self.scheduler.load_state_dict(ckpt.trainer["scheduler"])
         torch.set_rng_state(ckpt.trainer["rng"]["torch"])
@@ -299,35 +318,33 @@ class Trainer:
 
     # -- one step
     def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """Global batch ``step`` (every rank's rows, on the CPU), masked by a generator seeded from
+        ``(seed, step)``: the same tokens and masks whatever the number of ranks."""
         indices = batch_indices(step, self.cfg.batch_size, len(self.examples), self.cfg.seed)
-        mine = indices[self.ctx.rank:: self.ctx.world]
-        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 101 + self.ctx.rank)
-        batch = dataclasses.replace(self.collator, generator=g)([self.examples[i] for i in mine])
-        return {k: v.to(self.device) for k, v in batch.items()}
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 101)
+        return dataclasses.replace(self.collator, generator=g)([self.examples[i] for i in indices])
+
+    def share(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """This rank's rows of the global ``batch`` (every ``world``-th), without the columns that are
+        padding in all of them, on the device."""
+        rows = slice(self.ctx.rank, None, self.ctx.world)
+        width = int(batch["attention_mask"][rows].sum(1).max())
+        return {k: v[rows, :width].contiguous().to(self.device) for k, v in batch.items()}
 
     def losses(self, batch: dict[str, torch.Tensor], archs: list[Arch]) -> Iterator[torch.Tensor]:
-        """Yield the loss of each sub-model of this step; the caller takes its backward before the next
-        one is built, so only one sub-model's activations are alive at a time."""
-        inputs = {"attention_mask": batch["attention_mask"], "token_type_ids": batch["token_type_ids"]}
-        if self.cfg.objective == "kd":
-            teacher = self.teacher(batch["input_ids"], **inputs)
-        soft_targets = None
+        """Yield the loss of each sub-model of this step on this rank's share of the global ``batch``; the
+        caller takes its backward before the next one is built, so only one sub-model's activations are
+        alive at a time. With in-place distillation the first (largest) sub-model's detached predictions
+        are the targets of the others."""
+        mine = self.share(batch)
+        share_of = batch if self.ctx.world > 1 else None
+        targets = self.objective.targets(mine)  # KD: the teacher's outputs, once per step; MLM: the labels
         with autocast_context(self.cfg.precision, self.device):
             for i, arch in enumerate(archs):
-                if self.cfg.objective == "mlm":
-                    out = self.model(batch["input_ids"], arch=arch, labels=batch["labels"],
-                                     output_attention_scores=False, **inputs)
-                    loss = out.loss
-                    if self.cfg.inplace_distillation and i == 0:
-                        soft_targets = out.logits.detach().float().softmax(-1)
-                    elif soft_targets is not None:
-                        loss = -(soft_targets * out.logits.float().log_softmax(-1)).sum(-1).mean()
-                else:
-                    out = self.model(batch["input_ids"], arch=arch, output_attention_scores=True, **inputs)
-                    loss = self.kd_loss(out.last_hidden_state.float(), out.attention_scores.float(),
-                                        teacher.last_hidden_state.float(), teacher.attention_scores.float(),
-                                        batch["attention_mask"])["loss"]
-                yield loss
+                out = self.objective(self.model, mine, arch, targets, share_of=share_of)
+                if self.cfg.inplace_distillation and i == 0:
+                    targets = MLMObjective.soft_targets(out.logits)
+                yield out.loss
 
     def train_step(self) -> dict:
         start = time.perf_counter()
@@ -337,15 +354,15 @@ class Trainer:
         for loss in self.losses(batch, archs):
             (loss / len(archs)).backward()
             total += loss.item() / len(archs)
-        average_gradients(self.params, self.ctx)
+        sum_gradients(self.params, self.ctx)
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        tokens = int(batch["attention_mask"].sum()) * self.ctx.world
-        return {"step": self.step, "loss": total, "archs": [str(a) for a in archs], "lr": lr,
+        tokens = int(batch["attention_mask"].sum())
+        return {"step": self.step, "loss": global_sum(total, self.ctx), "archs": [str(a) for a in archs], "lr": lr,
                 "tokens": tokens, "seconds": time.perf_counter() - start}
 
     # -- the run
@@ -384,13 +401,55 @@ class Trainer:
                            sum(seconds) / len(seconds) if seconds else None)
 
     def save_final(self) -> None:
-        """The trained SuperBERT (or, for further training, the exported sub-model) under ``final/``."""
+        """The trained SuperBERT (or, for further training, the exported sub-model) under ``final/``, and
+        beside it the objective (``objective.json``; KD: the teacher's name and ``W_fit`` in
+        ``objective.safetensors``), which is all the search's proxy fitness reads besides the weights."""
         final = self.run_dir / "final"
         if self.cfg.arch:
-            export(extract(self.model, Arch.parse(self.cfg.arch)), final)
+            export(extract(self.model, Arch.parse(self.cfg.arch)), final, tokenizer=self.tokenizer,
+                   card=f"Further trained from `{self.cfg.init}` for {self.cfg.steps} steps with the "
+                        f"{self.cfg.objective.upper()} objective (`atb.train`).")
         else:
             self.model.save_pretrained(final)
-        self.tokenizer.save_pretrained(final)
+            self.tokenizer.save_pretrained(final)
+        self.objective.save(final)
+
+
+# ------------------------------------------------------------------------------- further training
+def extract_sub_model(supernet: SuperBert | str | Path, arch: Arch, directory: str | Path) -> Path:
+    """Export ``arch`` with its inherited weights to ``directory`` (atomically; skipped if already there)."""
+    directory = Path(directory)
+    if not (directory / "config.json").exists():
+        model = supernet if isinstance(supernet, SuperBert) else SuperBert.from_pretrained(supernet).eval()
+        source = "" if isinstance(supernet, SuperBert) else f" `{supernet}`"
+        made = f"Extracted from the SuperPLM{source} with its inherited weights, not further trained."
+        write_dir_atomic(directory, lambda tmp: export(model, tmp, arch=arch, card=made))
+    return directory
+
+
+def further_train(supernet_dir: str | Path, arch: Arch, cfg: TrainConfig, run_dir: str | Path,
+                  device: str | None = None) -> dict:
+    """Extract ``arch`` from the SuperPLM and further train it (``cfg``: arch, init unset or ignored).
+
+    ``run_dir/extracted/`` is the inherited model, ``run_dir/train/`` the further-training run (its
+    ``final/`` is the exported, deployable model). Resumes from checkpoints; a finished run is only re-read
+    from ``run_dir/further_training.json``. Returns ``{"model_dir", "steps", "final_loss", "sec_per_step",
+    "cpu_seconds", "wall_seconds"}``: the cost of this run's steps in CPU-seconds (process time, all threads)
+    and wall seconds; of a run resumed after a kill, only the steps done in the last call are timed.
+    """
+    run_dir = Path(run_dir)
+    record_path = run_dir / "further_training.json"
+    if record_path.exists():
+        return json.loads(record_path.read_text())
+    extracted = extract_sub_model(supernet_dir, arch, run_dir / "extracted")
+    cfg = dataclasses.replace(cfg, arch=str(arch), init=str(extracted))
+    cpu, wall = time.process_time(), time.perf_counter()
+    Trainer(cfg, run_dir / "train", device=device).run()
+    record = {"model_dir": str(run_dir / "train" / "final"), "arch": str(arch), "objective": cfg.objective,
+              **summarize_log(run_dir / "train"),
+              "cpu_seconds": time.process_time() - cpu, "wall_seconds": time.perf_counter() - wall}
+    write_json_atomic(record_path, record)
+    return record
 
 
 def truncate_log(path: Path, step: int) -> None:
@@ -431,7 +490,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, max_steps: int | None = None, d
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="One-shot SuperPLM training and further training (atb).")
-    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--config", required=True, help="a scale (configs/<scale>.yaml) or a config file's path")
     parser.add_argument("--objective", choices=["mlm", "kd"], help="overrides the config's objective")
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--max-steps", type=int, help="stop after this many more steps (resumable)")

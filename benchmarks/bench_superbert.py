@@ -7,7 +7,7 @@
     standalone model, with the paper's protocol (1 thread, batch 1, sequence 128). Goal: <= 1.10x.
 
 Timings are interleaved (A, B, A, B, ...) so drift of the machine affects both sides alike; medians
-are reported. Usage: ``python benchmarks/bench_superbert.py [--quick] [--out results/bench_superbert.json]``.
+are reported. Usage: ``python benchmarks/bench_superbert.py [--quick] [--out results/mini/bench_superbert.json]``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ KD step spent in the teacher's forward pass.
 
 Both objectives run the real ``Trainer`` for the same steps (same sampled architectures, same batches);
 the teacher's forward is then timed alone on those batches. Usage:
-``python benchmarks/bench_training.py [--config configs/mini.yaml] [--steps 20] [--out results/bench_training.json]``
+``python benchmarks/bench_training.py [--config configs/mini.yaml] [--steps 20] [--out results/mini/bench_training.json]``
 """
 
 from __future__ import annotations
@@ -46,10 +46,9 @@ def main() -> None:
         if objective == "kd":
             times = []
             for step in range(1, args.steps + 1):
-                batch = trainer.batch(step)
+                batch = trainer.share(trainer.batch(step))
                 t = time.perf_counter()
-                trainer.teacher(batch["input_ids"], attention_mask=batch["attention_mask"],
-                                token_type_ids=batch["token_type_ids"])
+                trainer.objective.targets(batch)  # the teacher's forward pass
                 times.append(time.perf_counter() - t)
             entry["teacher"] = trainer.cfg.teacher
             entry["teacher_forward_s"] = statistics.median(times)

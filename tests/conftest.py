@@ -9,12 +9,12 @@ or incomplete (the user asked for local data; a typo should not silently skip ha
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from atb import SearchSpace, SuperBert, SuperBertConfig
 
@@ -55,17 +55,24 @@ def pytest_runtest_setup(item):
     pytest.skip(f"requires_data: {problem}")
 
 
-def save_supernet(path, objective):
-    """A random smoke SuperBert saved like a training run (``final/``; for KD a checkpoint with ``W_fit``)."""
+def save_supernet(path, objective, with_objective=True):
+    """A random smoke SuperBert saved like a training run's ``final/``: the weights and, beside them, the
+    objective (``objective.json``; for KD also a random ``W_fit`` in ``objective.safetensors``)."""
     torch.manual_seed(0)
     model = SuperBert(SuperBertConfig.from_space(SearchSpace.preset("smoke", objective)))
     model.save_pretrained(path / "final")
-    if objective == "kd":
-        from atb.checkpoint import save_checkpoint
-        from atb.losses import KDLoss
+    if with_objective:
+        from atb.objectives import KDObjective, MLMObjective
+        from atb.teacher import load_teacher
 
-        kd = KDLoss(model.config.hidden_size, 384)
-        save_checkpoint(path / "checkpoints", 5, {"model": model.state_dict(), "loss": kd.state_dict()},
-                        {"step": 5}, keep=2)
-        (path / "config.json").write_text(json.dumps({"steps": 5, "teacher": "minilm-offline"}))
+        if objective == "kd":
+            KDObjective(load_teacher("minilm-offline"), model.config.hidden_size).save(path / "final")
+        else:
+            MLMObjective().save(path / "final")
     return path / "final"
+
+
+def write_scale_config(path, scale="smoke", **sections):
+    """A scale config file (``configs/<scale>.yaml`` layout) holding ``sections``; returns its path."""
+    path.write_text(yaml.safe_dump({"scale": scale, **sections}))
+    return path

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from atb.data import (
-    GLUE_TASK_INFO, GLUE_TASKS, DataFormatError, DataUnavailableOffline, MLMCollator,
+    GLUE_TASK_INFO, GLUE_TASKS, DataFormatError, DataUnavailableOffline, HubUnavailable, MLMCollator,
     build_pretraining_examples, data_dir, load_corpus, load_glue, load_squad, load_tokenizer,
     split_sentences,
 )
@@ -453,3 +453,28 @@ def test_without_data_dir_the_loaders_call_the_hub(monkeypatch):
     assert load_corpus("pretrain", max_documents=1)["sentences"] == expected[:1]
     assert calls[-1][1] == {"split": "train", "streaming": True}
     assert load_corpus("pretrain")["sentences"] == expected
+
+
+@pytest.mark.parametrize("load, dataset, call", [
+    (lambda: load_glue("rte", "train"), "nyu-mll/glue", 'datasets.load_dataset("nyu-mll/glue", "rte", split="train")'),
+    (lambda: load_squad("v2.0", "validation"), "rajpurkar/squad_v2",
+     'datasets.load_dataset("rajpurkar/squad_v2", split="validation")'),
+    (lambda: load_corpus("wikitext-2-valid"), "Salesforce/wikitext",
+     'datasets.load_dataset("Salesforce/wikitext", "wikitext-2-v1", split="validation")'),
+    (lambda: load_corpus("pretrain", max_documents=3), "wikimedia/wikipedia", '"20231101.en"'),
+])
+def test_unreachable_hub_without_atb_data_dir_says_to_set_it(monkeypatch, load, dataset, call):
+    """Offline without ATB_DATA_DIR: the error names the hub dataset and points to ATB_DATA_DIR and the README."""
+    monkeypatch.delenv("ATB_DATA_DIR", raising=False)
+
+    def offline(*args, **kwargs):
+        raise ConnectionError(f"Couldn't reach '{args[0]}' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(HubUnavailable) as err:
+        load()
+    message = str(err.value)
+    assert f"'{dataset}'" in message and call in message
+    assert "set ATB_DATA_DIR to a local copy" in message and '"Data" section of README.md' in message
+    assert isinstance(err.value.__cause__, ConnectionError) and "OfflineModeIsEnabled" in message
+    assert not isinstance(err.value, DataUnavailableOffline)  # reachable-elsewhere data is never reported as n/a

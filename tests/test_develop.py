@@ -7,15 +7,15 @@ import os
 
 import pytest
 
-from atb import Arch, SearchSpace, develop, finetune, zoo
+from atb import Arch, SearchSpace, develop, finetune, train, zoo
 from atb.develop import (
+    DEFAULT_RULE,
     GLUE_AVERAGE,
     GLUE_COLUMNS,
     DevelopConfig,
     default_rule_archs,
     default_rule_baseline,
     development_costs,
-    further_train,
     glue_entry,
     model_card,
     paired_differences,
@@ -24,8 +24,10 @@ from atb.develop import (
     summarize_pairs,
     write_model_card,
 )
+from atb.extract import export_card
 from atb.latency import num_threads
-from conftest import save_supernet
+from atb.train import further_train
+from conftest import save_supernet, write_scale_config
 
 needs_data = pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="needs ATB_DATA_DIR (local corpus)")
 
@@ -121,17 +123,18 @@ def test_plan_models_picks_evolved_fast_and_a_latency_matched_baseline():
     models = plan_models(records, spaces, params_latency, cfg)
 
     assert [m.name for m in models] == [
-        "kd-evolved-4.6x", "kd-fast-4.6x", "kd-bert-4.6x", "kd-fast-9x", "kd-bert-9x",
-        "kd-evolved-25x", "kd-fast-25x", "kd-bert-25x",
-        "mlm-evolved-4.6x", "mlm-fast-4.6x", "mlm-bert-4.6x", "mlm-evolved-25x", "mlm-fast-25x", "mlm-bert-25x"]
+        "kd-evolved-4.6x", "kd-fast-4.6x", "kd-default-rule-4.6x", "kd-fast-9x", "kd-default-rule-9x",
+        "kd-evolved-25x", "kd-fast-25x", "kd-default-rule-25x",
+        "mlm-evolved-4.6x", "mlm-fast-4.6x", "mlm-default-rule-4.6x", "mlm-evolved-25x", "mlm-fast-25x", "mlm-default-rule-25x"]
     assert all(m.method != "random" for m in models)
     by_name = {m.name: m for m in models}
     for (objective, speedup), rule_arch in targets.items():
-        base = by_name[develop.model_name(objective, "bert", speedup)]
-        assert base.kind == "baseline" and base.search is None and base.objective == objective
+        base = by_name[develop.model_name(objective, "default-rule", speedup)]
+        assert base.kind == "baseline" and base.method == DEFAULT_RULE == "default-rule"
+        assert base.search is None and base.objective == objective
         assert str(base.arch) == rule_arch  # matched to the evolved pick, not the fast one
         assert base.predicted_latency_ms == pytest.approx(latency_of(rule_arch))
-    assert str(by_name["kd-bert-9x"].arch) == "4/144/576/12/144"  # only a fast search: matched to it
+    assert str(by_name["kd-default-rule-9x"].arch) == "4/144/576/12/144"  # only a fast search: matched to it
     evolved = by_name["kd-evolved-25x"]
     assert evolved.kind == "searched" and str(evolved.arch) == "4/256/480/12/192" and evolved.speedup == 25.0
     assert evolved.search == {"best_fitness": -1.5, "cpu_seconds": 12.0, "wall_seconds": 7.0, "evaluated": 300}
@@ -181,13 +184,13 @@ def test_squad_entry_scored_and_unavailable():
 
 # --------------------------------------------------------------------------------------------- cost
 def dev_record(objective, method, search_cpu, further_cpu, steps):
-    return {"objective": objective, "method": method, "search": None if method == "bert" else
+    return {"objective": objective, "method": method, "search": None if method == "default-rule" else
             {"cpu_seconds": search_cpu}, "further_training": {"cpu_seconds": further_cpu, "steps": steps}}
 
 
 def test_development_costs_full_fast_and_scratch_estimate():
     models = [dev_record("kd", "evolved", 100.0, 50.0, 10), dev_record("kd", "evolved", 120.0, 80.0, 10),
-              dev_record("kd", "fast", 10.0, 20.0, 4), dev_record("kd", "bert", 0.0, 40.0, 10),
+              dev_record("kd", "fast", 10.0, 20.0, 4), dev_record("kd", "default-rule", 0.0, 40.0, 10),
               dev_record("mlm", "fast", 5.0, 6.0, 3)]
     rows = {(r["objective"], r["method"]): r for r in development_costs(models, {"kd": 90, "mlm": 30})}
     assert set(rows) == {("kd", "evolved"), ("kd", "fast"), ("kd", "scratch"), ("mlm", "fast")}  # no baselines
@@ -206,13 +209,12 @@ def test_develop_config_per_scale(tmp_path):
     smoke, mini = DevelopConfig.load("smoke"), DevelopConfig.load("mini")
     assert (smoke.steps, smoke.fast_steps, smoke.baseline_layers) == (2, 1, 2)
     assert (mini.steps, mini.fast_steps, mini.baseline_layers) == (100, 33, 4) and "wnli" not in mini.glue_tasks
-    assert mini.steps_for("fast") == mini.fast_steps and mini.steps_for("evolved") == mini.steps_for("bert") == 100
+    assert mini.steps_for("fast") == mini.fast_steps and mini.steps_for("evolved") == mini.steps_for("default-rule") == 100
     further = smoke.train_config_for("mlm", "fast")
     assert (further.steps, further.objective, further.max_documents, further.scale) == (1, "mlm", 20, "smoke")
-    bad = tmp_path / "develop.yaml"
-    bad.write_text("defaults: {steps: 3}\nscales: {smoke: {fast_stepz: 1}}\n")
-    with pytest.raises(ValueError, match="fast_stepz"):
-        DevelopConfig.load("smoke", bad)
+    bad = write_scale_config(tmp_path / "bad.yaml", develop={"steps": 3, "fast_stepz": 1})
+    with pytest.raises(ValueError, match=r"bad.yaml: develop.*fast_stepz"):
+        DevelopConfig.load(bad)
     with pytest.raises(ValueError, match="huge"):
         DevelopConfig.load("huge")
     with pytest.raises(ValueError, match="fast_steps"):
@@ -232,8 +234,12 @@ def card_entry(**changes):
 
 def test_model_card_names_the_arch_speedup_and_scores():
     card = model_card(card_entry())
-    assert card.startswith("# kd-evolved-25x\n")
-    assert "| 4 | 256 | 480 | 12 | 192 |" in card and "import atb" in card  # d_qkv != d_m
+    # the exported model's card (atb.extract.export_card: metadata, architecture, use) with the development added
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: fill-mask\n")
+    assert "\n# kd-evolved-25x\n" in card
+    assert card.startswith(export_card(Arch(4, 256, 480, 12, 192), name="kd-evolved-25x").split("## Use")[0])
+    assert "| 4 | 256 | 480 | 12 | 192 |" in card and "import atb" in card and "atb-bert" in card  # d_qkv != d_m
+    assert "## How it was made" in card and "searched, evolved search, KD SuperPLM" in card
     assert "3.21 ms, 17.3x faster than BERT-base (55.6 ms) on Test CPU 9000" in card
     assert "trained for 100 steps" in card and "final loss 1.234" in card
     # the GLUE row: n/a where there is no score, then the average (65.8)
@@ -242,9 +248,10 @@ def test_model_card_names_the_arch_speedup_and_scores():
 
 
 def test_model_card_of_a_baseline_without_measurements():
-    card = model_card(card_entry(name="mlm-bert-25x", arch="4/256/1024/4/256", method="bert", latency_ms=None,
-                                 speedup=None, glue=None, squad=None, further_training=None))
-    assert "default-rule BERT baseline" in card and "plain BERT" in card
+    card = model_card(card_entry(name="mlm-default-rule-25x", arch="4/256/1024/4/256", method="default-rule",
+                                 latency_ms=None, speedup=None, glue=None, squad=None, further_training=None))
+    assert "\n# mlm-default-rule-25x\n" in card
+    assert "default-rule BERT baseline" in card and "plain BERT" in card and "import atb" not in card
     assert "n/a ms, n/ax faster" in card and "## GLUE" not in card and "## SQuAD" not in card
 
 
@@ -303,6 +310,8 @@ def test_further_train_a_tiny_superplm_then_read_it_back(tmp_path, monkeypatch):
     model_dir = tmp_path / "run" / "train" / "final"
     assert record["model_dir"] == str(model_dir) and (model_dir / "config.json").exists()
     assert (tmp_path / "run" / "extracted" / "config.json").exists()
+    assert f"Extracted from the SuperPLM `{supernet}`" in (tmp_path / "run" / "extracted" / "README.md").read_text()
+    assert {"tokenizer.json", "README.md"} <= {p.name for p in model_dir.iterdir()}  # a usable export
     config = json.loads((model_dir / "config.json").read_text())
     assert (config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"]) == (2, 32, 128)
     assert record["steps"] == cfg.steps == 2 and record["cpu_seconds"] > 0 and record["arch"] == str(arch)
@@ -310,7 +319,7 @@ def test_further_train_a_tiny_superplm_then_read_it_back(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished further-training run was trained again")
 
-    monkeypatch.setattr(develop, "Trainer", no_training)
+    monkeypatch.setattr(train, "Trainer", no_training)  # further_train lives in atb.train
     assert further_train(supernet, arch, cfg, tmp_path / "run") == record  # the cached record, no training
     assert json.loads((tmp_path / "run" / "further_training.json").read_text()) == record
 
@@ -318,16 +327,31 @@ def test_further_train_a_tiny_superplm_then_read_it_back(tmp_path, monkeypatch):
 def test_paired_differences_match_speedup_and_the_unselected_key():
     entries = {
         "kd-evolved-25x": {"objective": "kd", "method": "evolved", "speedup_target": 25.0, "avg": 40.0},
-        "kd-bert-25x": {"objective": "kd", "method": "bert", "speedup_target": 25.0, "avg": 38.0},
+        "kd-default-rule-25x": {"objective": "kd", "method": "default-rule", "speedup_target": 25.0, "avg": 38.0},
         "mlm-evolved-25x": {"objective": "mlm", "method": "evolved", "speedup_target": 25.0, "avg": 37.0},
-        "mlm-bert-25x": {"objective": "mlm", "method": "bert", "speedup_target": 25.0, "avg": None},
-        "kd-bert-50x": {"objective": "kd", "method": "bert", "speedup_target": 50.0, "avg": 30.0},
+        "mlm-default-rule-25x": {"objective": "mlm", "method": "default-rule", "speedup_target": 25.0, "avg": None},
+        "kd-default-rule-50x": {"objective": "kd", "method": "default-rule", "speedup_target": 50.0, "avg": 30.0},
     }
     avg = lambda e: e["avg"]
-    claim2 = paired_differences(entries, avg, {"method": "evolved"}, {"method": "bert"})
-    assert [(p["model"], p["other"], p["difference"]) for p in claim2] == [("kd-evolved-25x", "kd-bert-25x", 2.0)]
+    claim2 = paired_differences(entries, avg, {"method": "evolved"}, {"method": "default-rule"})
+    assert [(p["model"], p["other"], p["difference"]) for p in claim2] == [("kd-evolved-25x", "kd-default-rule-25x", 2.0)]
     claim4 = paired_differences(entries, avg, {"objective": "kd", "method": "evolved"},
                                 {"objective": "mlm", "method": "evolved"})
     assert [(p["model"], p["other"], p["difference"]) for p in claim4] == [("kd-evolved-25x", "mlm-evolved-25x", 3.0)]
     assert summarize_pairs(claim2 + claim4) == {"wins": 2, "pairs": 2, "mean_difference": 2.5}
     assert summarize_pairs([]) == {"wins": 0, "pairs": 0, "mean_difference": None}
+
+
+def test_fast_over_full_divides_each_part_per_objective():
+    from atb.develop import fast_over_full
+
+    rows = [{"objective": "kd", "method": "evolved", "search_cpu_seconds": 100.0, "further_training_cpu_seconds": 300.0,
+             "total_cpu_seconds": 400.0},
+            {"objective": "kd", "method": "fast", "search_cpu_seconds": 25.0, "further_training_cpu_seconds": 100.0,
+             "total_cpu_seconds": 125.0},
+            {"objective": "kd", "method": "scratch", "search_cpu_seconds": 0.0, "further_training_cpu_seconds": 9.0,
+             "total_cpu_seconds": 9.0},
+            {"objective": "mlm", "method": "evolved", "search_cpu_seconds": 1.0, "further_training_cpu_seconds": 1.0,
+             "total_cpu_seconds": 2.0}]  # no fast MLM model: no ratio
+    assert fast_over_full(rows) == {"kd": {"search": 0.25, "further_training": pytest.approx(1 / 3),
+                                           "total": pytest.approx(125 / 400)}}

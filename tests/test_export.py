@@ -1,5 +1,6 @@
 """Export: the atb-bert family round-trips through save_pretrained / Auto*.from_pretrained in a fresh
-process, plain-BERT-shaped sub-models load in stock transformers without atb, and AtbBert *is* BERT."""
+process, plain-BERT-shaped sub-models load in stock transformers without atb, an export holds its tokenizer and
+model card so that ``pipeline("fill-mask", model=DIR)`` works, and AtbBert *is* BERT."""
 
 import json
 import subprocess
@@ -58,6 +59,40 @@ def test_atb_checkpoint_round_trips_in_a_fresh_process(supernet, tmp_path):
                           "diff": (got - io["expected"]).abs().max().item()}}))
     """)
     assert result == {"cls": "AtbBertForMaskedLM", "base": "AtbBertModel", "diff": 0.0}
+    assert "## How it was made" not in (tmp_path / "model" / "README.md").read_text()  # no card text given
+
+
+@pytest.mark.parametrize("arch,model_type", [(Arch(2, 192, 768, 12, 192), "bert"),  # qkv == hidden
+                                             (Arch(2, 256, 512, 12, 192), "atb-bert")])
+def test_export_holds_tokenizer_and_card_for_pipeline_and_auto_tokenizer(supernet, tmp_path, arch, model_type):
+    directory = export(supernet, tmp_path / "model", arch=arch, card="Extracted in a test.")
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"} <= {
+        p.name for p in directory.iterdir()}
+    card = (directory / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: fill-mask\n")  # Hugging Face metadata
+    assert f"(`model_type: {model_type}`)" in card and ("import atb" in card) == (model_type == "atb-bert")
+    assert f"| {arch.layers} | {arch.hidden} | {arch.ffn} | {arch.heads} | {arch.qkv} |" in card
+    assert "## How it was made\n\nExtracted in a test." in card
+    # the MiniLM package's fixed 128-token truncation is not carried into the export's tokenizer config
+    assert "max_length" not in json.loads((directory / "tokenizer_config.json").read_text())
+    result = run_fresh(f"""
+        import json, sys
+        {"import atb" if model_type == "atb-bert" else ""}
+        from transformers import AutoTokenizer, pipeline
+        tokenizer = AutoTokenizer.from_pretrained(r"{directory}")
+        fill = pipeline("fill-mask", model=r"{directory}")
+        filled = fill("the capital of france is [MASK].", top_k=3)
+        print(json.dumps({{"ids": tokenizer("Hello world")["input_ids"],
+                          "long": len(tokenizer("word " * 600)["input_ids"]),
+                          "model": type(fill.model).__name__, "model_type": fill.model.config.model_type,
+                          "filled": [f["sequence"] for f in filled], "atb_imported": "atb" in sys.modules}}))
+    """)
+    assert result["ids"] == [101, 7592, 2088, 102] and result["long"] == 602  # bert-base-uncased, not truncated
+    assert result["model_type"] == model_type and result["atb_imported"] == (model_type == "atb-bert")
+    assert result["model"] == ("BertForMaskedLM" if model_type == "bert" else "AtbBertForMaskedLM")
+    assert len(result["filled"]) == 3
+    filled = result["filled"]  # a WordPiece continuation ("##s") joins the word before the mask
+    assert all(s.startswith("the capital of france is") and "[MASK]" not in s for s in filled), filled
 
 
 def test_default_rule_submodel_exports_as_plain_bert_loaded_without_atb(supernet, tmp_path):

@@ -20,6 +20,7 @@ from atb.finetune import (
     postprocess_qa_predictions,
     tokenize_squad,
 )
+from conftest import write_scale_config
 
 RESULT_KEYS = {"task", "metrics", "score", "train_examples", "eval_examples", "train_loss", "seconds", "config",
                "model_dir"}
@@ -46,19 +47,19 @@ def test_budgets_come_from_the_yaml(tmp_path):
     mini = FinetuneConfig.load("mini", "cola")
     assert mini.max_train_examples <= 2000 and mini.max_seq_len == 128 and mini.batch_size == 16
     assert FinetuneConfig.load("mini", "rte").max_train_examples < mini.max_train_examples  # per-task section wins
-    bad_stride = tmp_path / "stride.yaml"
-    bad_stride.write_text("scales:\n  smoke:\n    squad: {max_seq_len: 128, doc_stride: 128}\n")
+    bad_stride = write_scale_config(tmp_path / "stride.yaml", finetune={"squad": {"max_seq_len": 128, "doc_stride": 128}})
     with pytest.raises(ValueError, match="doc_stride"):
-        FinetuneConfig.load("smoke", "squad_v1.1", bad_stride)
-    assert FinetuneConfig.load("smoke", "rte", bad_stride).doc_stride == 128  # GLUE ignores the stride
-    with pytest.raises(ValueError, match="no fine-tuning budget for scale 'huge'"):
+        FinetuneConfig.load(bad_stride, "squad_v1.1")
+    assert FinetuneConfig.load(bad_stride, "rte").doc_stride == 128  # GLUE ignores the stride
+    with pytest.raises(ValueError, match="huge.yaml: no such config file"):
         FinetuneConfig.load("huge", "rte")
     with pytest.raises(ValueError, match="unknown task"):
         FinetuneConfig.load("smoke", "squad")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("scales:\n  smoke:\n    all: {learning_rate: 0.1}\n")
-    with pytest.raises(ValueError, match="learning_rate"):
-        FinetuneConfig.load("smoke", "rte", bad)
+    bad = write_scale_config(tmp_path / "bad.yaml", finetune={"all": {"learning_rate": 0.1}})
+    with pytest.raises(ValueError, match=r"bad.yaml: finetune.all.*learning_rate"):
+        FinetuneConfig.load(bad, "rte")
+    with pytest.raises(ValueError, match=r"finetune.*'squad_v3'"):  # a misspelled task section
+        FinetuneConfig.load(write_scale_config(tmp_path / "task.yaml", finetune={"squad_v3": {"epochs": 1}}), "rte")
 
 
 # ------------------------------------------------------------------------------- SQuAD pre/post-processing

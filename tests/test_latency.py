@@ -4,6 +4,8 @@ No test asserts on a real timing (the machine is shared): where a number matters
 """
 
 import dataclasses
+import json
+import types
 import warnings
 
 import numpy as np
@@ -11,15 +13,18 @@ import pytest
 import torch
 
 import atb.latency as latency
+import atb.latency_predictor as latency_predictor
 from atb import Arch, AtbBertConfig, AtbBertModel, SearchSpace, zoo
 from atb.latency import (
-    CSV_FIELDS, LatencyMeter, LatencySettings, Measurement, Protocol, is_feasible, latency_window, machine_info,
-    measure, read_sweep, sweep, target_latency,
+    CSV_FIELDS, ForeignSweepError, LatencyMeter, LatencySettings, Measurement, Protocol, is_feasible, latency_window,
+    machine_info, measure, previous_path, read_sweep, sweep, sweep_archs, target_latency, zoo_sweep,
 )
 from atb.latency_predictor import (
-    AnalyticPredictor, ForeignMachineWarning, LatencyPredictor, MLPPredictor, fit_predictors, flops, metrics,
-    parameters, split_indices,
+    AnalyticPredictor, ForeignMachineError, ForeignMachineWarning, LatencyPredictor, MLPPredictor, best_predictor,
+    fit_predictors, flops, load_or_fit_predictors, metrics, parameters, split_indices,
 )
+from atb.search import SearchConfig
+from conftest import write_scale_config
 
 TINY = Arch(1, 32, 64, 2, 32)
 FAST = Protocol(seq_len=16, warmup=1, runs=2)
@@ -85,8 +90,37 @@ def test_measure_rejects_nonpositive_fields_and_archs_outside_a_space():
 def test_transformers_model_needs_qkv_equal_hidden():
     with pytest.raises(ValueError, match="qkv == hidden"):
         measure(Arch(1, 32, 64, 2, 16), FAST, implementation="transformers")
-    table = latency.compare_implementations([TINY], FAST)
-    assert table.loc[0, "atb_ms"] > 0 and table.loc[0, "transformers_ms"] > 0
+    models = {impl: latency.build_model(TINY, impl) for impl in latency.IMPLEMENTATIONS}
+    atb_params, hf_params = (sum(p.numel() for p in m.parameters()) for m in models.values())
+    assert atb_params == hf_params == parameters([TINY])[0]  # the same network, counted independently
+    row = latency.compare_implementations([TINY], FAST).iloc[0]  # really timed: only its arithmetic is checked
+    assert row["arch"] == str(TINY) and row["ratio"] == row["atb_ms"] / row["transformers_ms"]
+
+
+@pytest.mark.parametrize("clock, scale", [("cpu", 1.0), ("wall", 2.0)])
+def test_implementations_are_timed_in_turns_on_the_protocol_clock(monkeypatch, clock, scale):
+    """Fake models advance a fake clock by known costs: the table must hold their medians, timed A, B, A, B."""
+    now = {"cpu": 0.0, "wall": 0.0}
+    calls = []
+    costs = {"atb": iter([9.0, 3.0, 1.0, 2.0]), "transformers": iter([9.0, 4.0, 10.0, 4.0])}  # ms; first = warm-up
+
+    def fake_model(arch, implementation, pooler):
+        def forward(ids, attention_mask=None):
+            calls.append(implementation)
+            cost = next(costs[implementation]) / 1e3
+            now["cpu"] += cost
+            now["wall"] += 2 * cost  # a busy machine: wall = 2 x CPU
+        return forward
+
+    monkeypatch.setattr(latency, "build_model", fake_model)
+    monkeypatch.setattr(latency, "time", types.SimpleNamespace(perf_counter=lambda: now["wall"],
+                                                               thread_time=lambda: now["cpu"]))
+    protocol = dataclasses.replace(FAST, warmup=1, runs=3, clock=clock)
+    row = latency.compare_implementations([TINY], protocol).iloc[0]
+    assert calls == ["atb", "transformers"] * 4
+    assert row["atb_ms"] == pytest.approx(scale * 2.0, rel=1e-9)  # median of 3, 1, 2
+    assert row["transformers_ms"] == pytest.approx(scale * 4.0, rel=1e-9)  # median of 4, 10, 4
+    assert row["ratio"] == pytest.approx(0.5, rel=1e-9)
 
 
 def test_speedup_is_relative_to_a_measured_bert_base(monkeypatch):
@@ -121,6 +155,18 @@ def test_zoo_speedups_and_their_agreement_with_the_paper(monkeypatch):
     assert agree["mean_ratio"] == pytest.approx(2 ** 0.5) and agree["max_ratio"]["ratio"] == pytest.approx(2.0)
 
 
+def test_zoo_speedups_from_the_sweep_csv(tmp_path, monkeypatch):
+    monkeypatch.setattr(latency, "measure", fake_measurement)
+    reference = zoo_sweep(tmp_path / "sweep.csv", FAST, progress=False)
+    assert reference["arch"].tolist() == [str(zoo.BERT_BASE), *(str(m.arch) for m in zoo.ZOO.values())]
+    table = latency.zoo_speedups(reference)
+    stored = {a: float(f"{fake_measurement(Arch.parse(a)).latency_ms:.6g}") for a in reference["arch"]}  # 6 digits
+    assert table["latency_ms"].tolist() == [stored[str(m.arch)] for m in zoo.ZOO.values()]
+    assert table["measured"].tolist() == [stored[str(zoo.BERT_BASE)] / stored[str(m.arch)] for m in zoo.ZOO.values()]
+    with pytest.raises(ValueError, match="no latency for"):
+        latency.zoo_speedups(reference.iloc[1:])  # without BERT-base
+
+
 # ------------------------------------------------------------------------------------ the sweeps
 def test_an_interrupted_sweep_resumes_and_measures_only_what_is_missing(tmp_path, monkeypatch):
     archs = [Arch(1, 32, 32 * k, 2, 32) for k in range(1, 6)]
@@ -152,6 +198,72 @@ def test_a_sweep_refuses_to_mix_protocols(tmp_path, monkeypatch):
         sweep([TINY, Arch(1, 32, 32, 2, 32)], path, dataclasses.replace(FAST, runs=5), progress=False)
 
 
+def counting_measure(monkeypatch, drift: float = 0.0) -> list[Arch]:
+    """Replace the timer with :func:`fake_measurement`; returns the list of timed archs. With ``drift`` every
+    call runs ``drift`` slower than the one before, like a shared VM: re-timing would change the numbers."""
+    timed: list[Arch] = []
+
+    def fake(arch, protocol=None, **kw):
+        m = fake_measurement(arch, protocol)
+        factor = 1 + drift * len(timed)
+        timed.append(arch)
+        return dataclasses.replace(m, wall_ms=tuple(factor * t for t in m.wall_ms),
+                                   cpu_ms=tuple(factor * t for t in m.cpu_ms))
+
+    monkeypatch.setattr(latency, "measure", fake)
+    return timed
+
+
+def test_a_sweep_records_the_machine_and_protocol_and_is_reused_without_timing(tmp_path, monkeypatch):
+    timed = counting_measure(monkeypatch, drift=0.01)
+    path = tmp_path / "sweep.csv"
+    archs = [TINY, Arch(1, 32, 96, 2, 32)]
+    first = sweep(archs, path, FAST, progress=False)
+    here = machine_info(FAST.threads)
+    row = read_sweep(path).iloc[0]
+    assert {k: row[k] for k in ("cpu", "cores", "isa", "torch")} == \
+        {"cpu": here["cpu"], "cores": str(here["cores"]), "isa": here["arch"], "torch": here["torch"]}
+    assert {k: row[k] for k in FAST.as_dict()} == FAST.as_dict()
+    assert timed == archs
+    again = sweep(archs, path, FAST, progress=False)
+    assert timed == archs and again.equals(first)  # nothing timed, the same numbers
+
+
+def test_a_sweep_of_another_machine_is_refused_and_retimed_on_request(tmp_path, monkeypatch):
+    timed = counting_measure(monkeypatch, drift=0.01)
+    path = tmp_path / "sweep.csv"
+    sweep([TINY], path, FAST, progress=False)
+    stored = path.read_text()
+    elsewhere = {**machine_info(FAST.threads), "cpu": "Some Other CPU", "cores": 64}
+    monkeypatch.setattr(latency, "machine_info", lambda threads=1: {**elsewhere, "threads": threads})
+    with pytest.raises(ForeignSweepError, match=r"another machine.*cpu: .* there, 'Some Other CPU' here.*retime=True"):
+        sweep([TINY], path, FAST, progress=False)
+    assert len(timed) == 1 and path.read_text() == stored  # refused: nothing timed, nothing touched
+    table = sweep([TINY], path, FAST, retime=True, progress=False)
+    assert len(timed) == 2 and previous_path(path).read_text() == stored
+    assert read_sweep(path)["cpu"].tolist() == ["Some Other CPU"]
+    assert table.loc[0, "latency_ms"] != read_sweep(previous_path(path)).loc[0, "latency_ms"]  # timed again
+
+
+def test_retime_on_the_same_machine_measures_everything_again(tmp_path, monkeypatch):
+    timed = counting_measure(monkeypatch)
+    path = tmp_path / "sweep.csv"
+    sweep([TINY, Arch(1, 32, 96, 2, 32)], path, FAST, progress=False)
+    sweep([TINY], path, FAST, retime=True, progress=False)
+    assert timed == [TINY, Arch(1, 32, 96, 2, 32), TINY]
+    assert read_sweep(path)["arch"].tolist() == [str(TINY)] and len(read_sweep(previous_path(path))) == 2
+
+
+def test_a_sweep_of_an_older_atb_is_refused(tmp_path, monkeypatch):
+    timed = counting_measure(monkeypatch)
+    path = tmp_path / "sweep.csv"
+    path.write_text(",".join(latency._LEGACY_FIELDS) + "\n")
+    with pytest.raises(ForeignSweepError, match="older atb.*retime=True"):
+        sweep([TINY], path, FAST, progress=False)
+    sweep([TINY], path, FAST, retime=True, progress=False)
+    assert timed == [TINY] and read_sweep(path)["arch"].tolist() == [str(TINY)]
+
+
 def test_a_sweep_rejects_an_invalid_arch_before_measuring(tmp_path, monkeypatch):
     measured = []
     monkeypatch.setattr(latency, "measure", lambda a, p=None, **kw: measured.append(a) or fake_measurement(a, p))
@@ -170,12 +282,14 @@ def test_sweep_architectures_follow_the_settings():
 
 
 def test_settings_reject_unknown_keys(tmp_path):
-    path = tmp_path / "latency.yaml"
-    path.write_text("scales:\n  smoke: {space: smoke, sweep_per_objective: 2, include_zoo: false, runz: 3}\n")
-    with pytest.raises(ValueError, match="runz"):
-        LatencySettings.load("smoke", path)
-    with pytest.raises(ValueError, match="no latency settings"):
-        LatencySettings.load("huge", path)
+    path = write_scale_config(tmp_path / "latency.yaml", latency={"space": "smoke", "sweep_per_objective": 2, "runz": 3})
+    with pytest.raises(ValueError, match=r"latency.yaml: latency.*runz"):
+        LatencySettings.load(path)
+    nested = write_scale_config(tmp_path / "nested.yaml", latency={"protocol": {"threadz": 2}})
+    with pytest.raises(ValueError, match=r"latency.protocol.*threadz"):
+        LatencySettings.load(nested)
+    with pytest.raises(ValueError, match="no such config file"):
+        LatencySettings.load("huge")
 
 
 # -------------------------------------------------------------------------------------- the zoo
@@ -255,3 +369,109 @@ def test_metrics_and_split():
     train, val, test = split_indices(100, seed=3)
     assert (len(train), len(val), len(test)) == (80, 10, 10)
     assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(100))
+
+
+# ----------------------------------------------------------------- the predictor the search gets
+def _saved_predictors(runs_dir) -> dict:
+    """Two analytic predictors saved as ``mlp`` and ``analytic`` of scale smoke; returns the machine they record."""
+    archs, y = synthetic(30)
+    for name in ("mlp", "analytic"):
+        predictor = AnalyticPredictor().fit(archs, y, protocol=FAST)
+        predictor.metadata["inputs_sha256"] = f"digest-of-{name}"
+        predictor.save(runs_dir / name)
+    return machine_info(FAST.threads)
+
+
+OTHER_CPU = {"cpu": "Some Other CPU"}
+
+
+@pytest.mark.parametrize("entries, machine, expected", [
+    ({"mlp": {"mape": 3.0}, "analytic": {"mape": 2.0}}, {}, "analytic"),  # the lowest held-out MAPE
+    ({"mlp": {"mape": 2.0}, "analytic": {"mape": 3.0}}, {}, "mlp"),
+    ({"mlp": {"mape": 2.0}, "analytic": {"mape": 2.0}}, {}, "mlp"),  # a tie: the first in the record
+    ({"analytic": {"mape": 2.0}, "mlp": {"mape": 2.0}}, {}, "analytic"),
+    ({"mlp": {"n_train": 5}, "analytic": {"mape": 9.0}}, {}, "analytic"),  # no MAPE: skipped
+    ({"mlp": {"mape": None}, "analytic": {"mape": 9.0}}, {}, "analytic"),  # no test split: skipped
+    ({"mlp": {"mape": float("nan")}, "analytic": {"mape": 9.0}}, {}, "analytic"),
+    ({"mlp": {"mape": 1.0, "inputs_sha256": "digest-of-mlp"}}, {}, "mlp"),  # fitted to what the record says
+    ({"mlp": {}, "analytic": {"mape": None}}, {}, (ValueError, "no predictor with a held-out MAPE")),
+    ({}, {}, (ValueError, "no predictor with a held-out MAPE")),
+    ({"mlp": {"mape": 1.0}}, OTHER_CPU, (ForeignMachineError, "another machine.*Some Other CPU")),
+    ({"mlp": {"mape": 1.0}}, {"cores": 1024}, (ForeignMachineError, "cores")),
+    ({"mlp": {"mape": 1.0, "inputs_sha256": "stale"}}, {}, (ValueError, "other inputs")),
+])
+def test_best_predictor(tmp_path, entries, machine, expected):
+    record = {"predictor": entries, "machine": {**_saved_predictors(tmp_path), **machine}}
+    if isinstance(expected, tuple):
+        with pytest.raises(expected[0], match=expected[1]):
+            best_predictor(record, tmp_path)
+        return
+    name, predictor = best_predictor(record, tmp_path)
+    assert name == expected and predictor.loaded_from == tmp_path / expected
+    assert not predictor.foreign_machine
+
+
+# ---------------------------------------------------------------- same inputs, same study (#11)
+def latency_study(directory, settings: LatencySettings, *, retime: bool = False, refit: bool = False) -> dict:
+    """What notebooks 02 and 03 derive from the latency folder: BERT-base, the predictors, the smoke constraints."""
+    reference = zoo_sweep(directory / "sweep.csv", settings.protocol, retime=retime, progress=False)
+    table = sweep(sweep_archs(settings), directory / "sweep.csv", settings.protocol, progress=False)
+    archs = [Arch.parse(a) for a in table.arch]
+    predictors, split = load_or_fit_predictors(directory, archs, table.latency_ms.to_numpy(), split=settings.split,
+                                               seed=settings.seed, mlp=settings.mlp, protocol=settings.protocol,
+                                               refit=refit)
+    bert_base_ms = float(reference.latency_ms[0])
+    cfg = SearchConfig.load("smoke")
+    spaces = {o: SearchSpace.preset("smoke", o) for o in ("mlm", "kd")}
+    grid = [a for space in spaces.values() for a in space.grid()]
+    return {"bert_base_ms": bert_base_ms, "split": split, "predictors": predictors,
+            "predictions": {n: p.predict(grid) for n, p in predictors.items()},
+            "constraints": {(n, o): cfg.constraints(o, space, p, bert_base_ms)
+                            for n, p in predictors.items() for o, space in spaces.items()}}
+
+
+def test_the_same_sweep_gives_the_same_predictors_and_constraints(tmp_path, monkeypatch):
+    """Two runs into the same folder: the second times nothing and fits nothing, and derives exactly the same
+    BERT-base latency, predictions and smoke speedup constraints; a forced refit predicts bitwise the same.
+    The smoke settings, with a narrower MLP (256 instead of 2000 units) to keep the test fast."""
+    settings = LatencySettings.load("smoke")
+    settings = dataclasses.replace(settings, mlp={**settings.mlp, "hidden": 256})
+    assert SearchConfig.load("smoke").speedup_quantiles  # smoke's constraints come from the predictor
+    timed = counting_measure(monkeypatch, drift=0.01)  # a drifting machine: any re-timing would show
+    fits = []
+    fit = latency_predictor.fit_predictors
+    monkeypatch.setattr(latency_predictor, "fit_predictors", lambda *a, **k: fits.append(1) or fit(*a, **k))
+
+    first = latency_study(tmp_path, settings)
+    n_timed = len(timed)
+    assert n_timed == 1 + len(zoo.ZOO) + len(sweep_archs(settings)) and fits == [1]
+    second = latency_study(tmp_path, settings)
+    assert len(timed) == n_timed and fits == [1]  # nothing timed, nothing fitted
+    assert all(p.loaded_from == tmp_path / n for n, p in second["predictors"].items())
+    assert second["bert_base_ms"] == first["bert_base_ms"]
+    assert second["constraints"] == first["constraints"]
+    for name, predicted in first["predictions"].items():
+        assert np.array_equal(second["predictions"][name], predicted)
+        assert second["predictors"][name].metadata["metrics"] == first["predictors"][name].metadata["metrics"]
+    assert all(np.array_equal(second["split"][k], first["split"][k]) for k in first["split"])
+
+    refitted = latency_study(tmp_path, settings, refit=True)  # deterministic: seeded, one thread, on the CPU
+    assert len(timed) == n_timed and fits == [1, 1]
+    assert refitted["constraints"] == first["constraints"]
+    for name, predicted in first["predictions"].items():
+        assert np.array_equal(refitted["predictions"][name], predicted)
+    meta = json.loads((tmp_path / "mlp" / "predictor.json").read_text())
+    assert meta["fit_threads"] == 1 and meta["inputs_sha256"] == first["predictors"]["mlp"].metadata["inputs_sha256"]
+
+
+def test_predictors_are_refitted_when_the_sweep_changes(tmp_path):
+    archs, y = synthetic(40)
+    kwargs = {"mlp": {"hidden": 16, "epochs": 5}, "protocol": FAST}
+    first, _ = load_or_fit_predictors(tmp_path, archs, y, **kwargs)
+    assert all(p.loaded_from is None for p in first.values())
+    reused, _ = load_or_fit_predictors(tmp_path, archs, y, **kwargs)
+    assert all(p.loaded_from == tmp_path / n for n, p in reused.items())
+    y[0] *= 1.0 + 1e-12  # one latency differs in its last digits
+    changed, _ = load_or_fit_predictors(tmp_path, archs, y, **kwargs)
+    assert all(p.loaded_from is None for p in changed.values())
+    assert changed["mlp"].metadata["inputs_sha256"] != first["mlp"].metadata["inputs_sha256"]

@@ -13,14 +13,14 @@ from scipy.stats import kendalltau
 from transformers import AutoModelForMaskedLM
 
 from atb import Arch, SearchSpace, SuperBert
-from atb import develop, ranking
+from atb import ranking, train
 from atb.latency import num_threads
 from atb.fitness import make_fitness
 from atb.ranking import (
     RankingConfig, arch_slug, kendall, kendall_inherited_vs_trained, kendall_proxy_vs_paper, pick_archs,
 )
 from atb.search import Candidate, SearchConfig
-from conftest import save_supernet
+from conftest import save_supernet, write_scale_config
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -119,26 +119,25 @@ def test_ranking_config_per_scale_and_search_config_unaffected(tmp_path):
         assert RankingConfig.load(scale).archs >= 10 and RankingConfig.load(scale).steps >= 1000
         SearchConfig.load(scale)  # the ranking block does not disturb the search's own loader
     search = SearchConfig.load("smoke")
-    assert smoke.proxy_settings() == search.proxy and smoke.paper_settings() == search.paper
-    assert smoke.fitness_settings() == search.proxy and smoke.train_config_path().name == "smoke.yaml"
+    assert smoke.proxy_settings() == search.proxy and smoke.paper_settings() == search.fitness_settings("paper")
+    assert smoke.fitness_settings() == search.proxy and smoke.paper_settings()["finetune_scale"] == "smoke"
     assert RankingConfig.load("smoke", archs=4, proxy={"max_examples": 4}).proxy_settings()["max_examples"] == 4
-    bad = tmp_path / "search.yaml"
-    bad.write_text("scales: {smoke: {}}\nranking: {scales: {smoke: {archs: 3, stepz: 2}}}\n")
-    with pytest.raises(ValueError, match="stepz"):
-        RankingConfig.load("smoke", bad)
-    with pytest.raises(ValueError, match="no ranking settings"):
+    bad = write_scale_config(tmp_path / "bad.yaml", ranking={"archs": 3, "stepz": 2})
+    with pytest.raises(ValueError, match=r"bad.yaml: ranking.*stepz"):
+        RankingConfig.load(bad)
+    with pytest.raises(ValueError, match="no such config file"):
         RankingConfig.load("huge")
 
 
 # -------------------------------------------------------------------------------------- end to end
 def study(supernet, archs, run_dir, objective=None):
     cfg = RankingConfig.load("smoke")
-    return kendall_inherited_vs_trained(supernet, archs, objective, cfg.train_config_path(), cfg.steps, run_dir,
+    return kendall_inherited_vs_trained(supernet, archs, objective, cfg.scale, cfg.steps, run_dir,
                                         cfg.fitness, cfg.fitness_settings(), train_overrides=cfg.train,
                                         progress=False)
 
 
-class CountingTrainer(develop.Trainer):
+class CountingTrainer(train.Trainer):
     runs: list = []
 
     def run(self, *args, **kwargs):
@@ -148,7 +147,7 @@ class CountingTrainer(develop.Trainer):
 
 @pytest.mark.requires_data
 def test_inherited_vs_trained_end_to_end_resumes_without_retraining(tmp_path, monkeypatch):
-    monkeypatch.setattr(develop, "Trainer", CountingTrainer)  # ranking trains through develop.further_train
+    monkeypatch.setattr(train, "Trainer", CountingTrainer)  # ranking trains through train.further_train
     CountingTrainer.runs = []
     supernet = save_supernet(tmp_path / "superplm", "mlm")
     archs = ["1/32/32/1/16", "2/48/64/2/32", "2/64/128/3/48"]

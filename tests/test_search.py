@@ -11,15 +11,17 @@ import json
 import math
 import pickle
 import random
+import shutil
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from atb import Arch, SearchSpace, SuperBert, SuperBertConfig, export, extract, zoo
+from atb import Arch, SearchSpace, SuperBert, export, extract, zoo
 from atb.finetune import FinetuneConfig, finetune_glue
-from atb.fitness import FITNESSES, KDProxyLoss, MLMLoss, PaperFitness, heldout_batches, make_fitness
+from conftest import save_supernet
+from atb.fitness import FITNESSES, HeldOutKDFitness, HeldOutMLMFitness, PaperFitness, heldout_batches, make_fitness
 from atb.latency import latency_window, num_threads
 from atb.search import (
     METHODS, CandidatePool, Candidate, Evolution, SearchConfig, SearchExhausted, mutate, read_search_log, roulette,
@@ -252,12 +254,12 @@ def test_every_scale_loads(scale):
     assert cfg.mutation_prob == {"layers": 0.25, "hidden": 0.5, "ffn": 0.5, "attention": 0.25}
     assert cfg.mutation_offset == {"layers": 1, "hidden": 1, "ffn": 2, "attention": 2}
     assert cfg.speedups is not None or cfg.speedup_quantiles is not None
-    assert cfg.paper["substitute_tasks"] == {"mnli": "sst2"}
+    assert cfg.fitness_settings("paper")["finetune_scale"] == scale
 
 
 def test_config_defaults_are_the_paper_and_errors_are_named(tmp_path):
     assert SearchConfig.load("paper").population == 25 and SearchConfig.load("paper").steps == {"hidden": 16, "ffn": 32}
-    with pytest.raises(ValueError, match="unknown search setting"):
+    with pytest.raises(ValueError, match=r"search overrides.*populaton"):
         SearchConfig.load("mini", populaton=3)
     with pytest.raises(ValueError, match="mutation_prob"):
         SearchConfig(mutation_prob={"layers": 0.5})
@@ -274,32 +276,16 @@ def test_quantile_constraints_lie_inside_the_space(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- fitness
-def save_supernet(path, objective, with_checkpoint=False):
-    """A random smoke SuperBert saved like a training run's ``final/`` (optionally with a KD checkpoint)."""
-    torch.manual_seed(0)
-    model = SuperBert(SuperBertConfig.from_space(SearchSpace.preset("smoke", objective)))
-    model.save_pretrained(path / "final")
-    if with_checkpoint:
-        from atb.checkpoint import save_checkpoint
-        from atb.losses import KDLoss
-
-        kd = KDLoss(model.config.hidden_size, 384)
-        save_checkpoint(path / "checkpoints", 5, {"model": model.state_dict(), "loss": kd.state_dict()},
-                        {"step": 5}, keep=2)
-        (path / "config.json").write_text(json.dumps({"steps": 5, "teacher": "minilm-offline"}))
-    return path / "final"
-
-
 PROXY = dict(max_examples=6, max_seq_len=32, batch_size=4)
 
 
 def test_fitness_objects_pickle_without_their_models(tmp_path):
-    fitness = MLMLoss(save_supernet(tmp_path, "mlm"), **PROXY)
+    fitness = HeldOutMLMFitness(save_supernet(tmp_path, "mlm"), **PROXY)
     fitness._loaded = {"model": "pretend"}
     clone = pickle.loads(pickle.dumps(fitness))
     assert clone._loaded is None and clone.describe() == fitness.describe()
     assert set(FITNESSES) == {"mlm_loss", "kd_loss", "paper"}
-    assert isinstance(make_fitness("proxy", tmp_path / "final"), MLMLoss)
+    assert isinstance(make_fitness("proxy", tmp_path / "final"), HeldOutMLMFitness)
 
 
 @pytest.mark.requires_data
@@ -322,7 +308,7 @@ def test_mlm_proxy_scores_sub_models_deterministically(tmp_path):
     assert a["tokens"] == masked and a["loss"] == pytest.approx(total / masked, rel=1e-5)
     assert a["fitness"] == -a["loss"]
     assert fitness(small) == a["fitness"] and fitness(large) != a["fitness"]
-    assert MLMLoss(tmp_path / "final", **PROXY)(small) == a["fitness"]  # a fresh process-like copy: same masks
+    assert HeldOutMLMFitness(tmp_path / "final", **PROXY)(small) == a["fitness"]  # a fresh process-like copy: same masks
     space = SearchSpace.preset("smoke", "mlm")
     (speedup,) = SearchConfig.load("smoke").constraints("mlm", space, synthetic_latency, BERT_BASE_MS)
     result = run_search(space, fitness, synthetic_latency, speedup, BERT_BASE_MS,
@@ -333,17 +319,46 @@ def test_mlm_proxy_scores_sub_models_deterministically(tmp_path):
 
 @pytest.mark.requires_data
 def test_kd_proxy_uses_the_trained_w_fit_or_attention_only(tmp_path):
-    final = save_supernet(tmp_path, "kd", with_checkpoint=True)
+    final = save_supernet(tmp_path, "kd")
     arch = Arch(2, 48, 64, 12, 36)
     full = make_fitness("proxy", final, **PROXY).evaluate(arch)
-    attention_only = KDProxyLoss(final, hidden_term=False, **PROXY).evaluate(arch)
+    assert isinstance(make_fitness("proxy", final), HeldOutKDFitness)
+    attention_only = HeldOutKDFitness(final, hidden_term=False, **PROXY).evaluate(arch)
     assert full["loss"] == pytest.approx(full["attention"] + full["hidden"])
     assert attention_only["loss"] == pytest.approx(full["attention"]) and attention_only["hidden"] is None
     with pytest.raises(ValueError, match="KD SuperPLM"):
-        MLMLoss(final, **PROXY)(arch)
-    bare = save_supernet(tmp_path / "bare", "kd")
-    with pytest.raises(FileNotFoundError, match="hidden_term=False"):
-        KDProxyLoss(bare, **PROXY)(arch)
+        HeldOutMLMFitness(final, **PROXY)(arch)
+    (final / "objective.safetensors").unlink()  # no trained W_fit: an error naming the file, or attention only
+    with pytest.raises(FileNotFoundError, match=r"final/objective\.safetensors.*hidden_term=False"):
+        HeldOutKDFitness(final, **PROXY)(arch)
+    assert HeldOutKDFitness(final, hidden_term=False, **PROXY).evaluate(arch) == attention_only
+    bare = save_supernet(tmp_path / "bare", "kd", with_objective=False)
+    with pytest.raises(FileNotFoundError, match=r"bare/final/objective\.json"):
+        HeldOutKDFitness(bare, **PROXY)(arch)
+
+
+@pytest.mark.requires_data
+def test_kd_fitness_reads_w_fit_and_teacher_from_final_only(tmp_path):
+    """The SuperPLM's final/ carries what the fitness needs: the run's checkpoints, config and log can go."""
+    from safetensors.torch import load_file
+
+    from atb.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(scale="smoke", space="smoke", objective="kd", max_documents=40, max_seq_len=64, batch_size=8,
+                      steps=3, lr=2e-3, warmup_steps=1, checkpoint_every=3)
+    trainer = Trainer(cfg, tmp_path / "run")
+    initial = {k: v.clone() for k, v in trainer.objective.state_dict().items()}
+    trainer.run()
+    saved = load_file(tmp_path / "run" / "final" / "objective.safetensors")
+    trained = trainer.objective.state_dict()
+    assert saved.keys() == initial.keys() and all(torch.equal(saved[k], trained[k]) for k in saved)
+    assert not torch.equal(saved["fit_dense.weight"], initial["fit_dense.weight"])  # W_fit as trained, not as drawn
+    arch = Arch(1, 48, 64, 12, 36)
+    with_run = make_fitness("kd_loss", tmp_path / "run" / "final", **PROXY).evaluate(arch)
+    shutil.copytree(tmp_path / "run" / "final", tmp_path / "elsewhere" / "final")
+    shutil.rmtree(tmp_path / "run")  # checkpoints/, config.json, log.jsonl: gone
+    alone = make_fitness("kd_loss", tmp_path / "elsewhere" / "final", **PROXY).evaluate(arch)
+    assert alone == with_run and alone["hidden"] > 0
 
 
 @pytest.mark.requires_data
@@ -373,3 +388,18 @@ def test_quantile_constraint_avoids_a_gap_between_latency_clusters():
     space = SearchSpace.preset("smoke", "kd")
     (speedup,) = speedups_at_quantiles(space, bimodal, 100.0, [0.5])
     assert len(CandidatePool.build(space, bimodal, 100.0, speedup)) >= 4
+
+
+# ---------------------------------------------------------------------------------------- results
+def test_shape_summary_counts_the_efficient_rule_at_its_boundaries():
+    from atb.search import shape_summary
+
+    inside = Arch(3, 100, 160, 7, 70)  # d_f/d_m = 1.6, d_qkv/d_m = 0.7: both lower bounds
+    edge = Arch(5, 100, 190, 4, 100)  # 1.9 and 1.0: both upper bounds
+    outside = Arch(1, 100, 400, 4, 100)  # BERT's rule, d_f = 4 d_m
+    summary = shape_summary([inside, edge, outside])
+    assert (summary["n"], summary["efficient"]) == (3, 2) and summary["efficient_share"] == pytest.approx(2 / 3)
+    assert summary["ffn_ratio"] == pytest.approx({"min": 1.6, "max": 4.0, "mean": (1.6 + 1.9 + 4.0) / 3})
+    assert summary["qkv_ratio"]["min"] == pytest.approx(0.7) and summary["layers"] == [1, 5]
+    assert shape_summary([Arch(3, 100, 159, 7, 70)])["efficient"] == 0  # just below 1.6
+    assert shape_summary([])["efficient_share"] is None

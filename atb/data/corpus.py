@@ -25,7 +25,7 @@ from pathlib import Path
 
 import datasets
 
-from .paths import data_dir, local_file, unavailable
+from .paths import data_dir, load_hub, local_file, unavailable
 
 Document = list[str]
 CORPUS_FEATURES = datasets.Features({"sentences": datasets.List(datasets.Value("string"))})
@@ -154,15 +154,15 @@ def _hub_wikipedia(max_documents: int | None) -> Iterator[Document] | datasets.D
     """English Wikipedia from the hub: the first articles streamed, or all of it as an on-disk map
     (~20 GB of text does not fit in memory; ``datasets`` caches the map by the hub data's fingerprint)."""
     if max_documents is not None:
-        wiki = datasets.load_dataset(HUB_WIKIPEDIA, HUB_WIKIPEDIA_CONFIG, split="train", streaming=True)
+        wiki = load_hub(HUB_WIKIPEDIA, HUB_WIKIPEDIA_CONFIG, split="train", streaming=True)
         return (d for batch in wiki.iter(batch_size=100) for d in _wikipedia_sentences(batch)["sentences"])
-    wiki = datasets.load_dataset(HUB_WIKIPEDIA, HUB_WIKIPEDIA_CONFIG, split="train")
+    wiki = load_hub(HUB_WIKIPEDIA, HUB_WIKIPEDIA_CONFIG, split="train")
     return wiki.map(_wikipedia_sentences, batched=True, remove_columns=wiki.column_names, features=CORPUS_FEATURES,
                     desc="splitting Wikipedia into sentences")
 
 
 def _hub_wikitext(config: str, split: str) -> Iterator[Document]:
-    rows = datasets.load_dataset("Salesforce/wikitext", config, split=split)
+    rows = load_hub("Salesforce/wikitext", config, split=split)
     yield from wikitext_documents(row["text"] for row in rows)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import datasets
 
-from .paths import DataFormatError, data_dir, local_file, unavailable
+from .paths import DataFormatError, data_dir, load_hub, local_file, unavailable
 
 HUB_GLUE = "nyu-mll/glue"
 
@@ -117,7 +117,7 @@ def load_glue(task: str, split: str) -> datasets.Dataset:
         raise ValueError(f"unknown split {split!r} for GLUE {task}; valid splits: {', '.join(info.splits)}")
     root = data_dir()
     if root is None:
-        return datasets.load_dataset(HUB_GLUE, task, split=split)
+        return load_hub(HUB_GLUE, task, split=split)
     hub_hint = f'datasets.load_dataset("{HUB_GLUE}", "{task}", split="{split}")'
     if split in info.test_splits:
         raise unavailable(f"GLUE {task} {split}", hub_hint, "GLUE test labels are hidden, so "

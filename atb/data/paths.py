@@ -3,8 +3,9 @@
 Every loader in :mod:`atb.data` asks :func:`data_dir` first.  When ``ATB_DATA_DIR`` is set, the data
 must come from that folder (the layout of ``shared/data/README.md``) and nothing is downloaded, so an
 offline run fails loudly and early instead of hanging on a network call; when it is unset, the
-loaders use the hub.  The two error classes below give the two ways a local file can let a run down
-(absent, or malformed) one recognisable type each, with messages that say what to do.
+loaders use the hub, through :func:`load_hub` only.  The error classes below give the two ways a local file
+can let a run down (absent, or malformed) and the one way the hub can (unreachable) one recognisable type
+each, with messages that say what to do.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from pathlib import Path
 
 ENV_VAR = "ATB_DATA_DIR"
+README_DATA = 'the "Data" section of README.md'
 
 
 class DataUnavailableOffline(FileNotFoundError):
@@ -67,3 +69,41 @@ def unavailable(what: str, hub_hint: str, why: str) -> DataUnavailableOffline:
         f"{what} is not available offline: {why}. It is on the Hugging Face Hub as {hub_hint}; to use "
         f"it, unset {ENV_VAR} on a machine with network access."
     )
+
+
+class HubUnavailable(ConnectionError):
+    """A Hugging Face Hub dataset that could not be loaded while ``ATB_DATA_DIR`` is unset (offline machine,
+    ``HF_HUB_OFFLINE=1``, no network).  Not a :class:`DataUnavailableOffline`: data that exists must not be
+    reported as "n/a" just because the hub was out of reach."""
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError]  # ConnectionError, requests' errors, DatasetNotFoundError
+    try:
+        import httpx  # huggingface_hub >= 1.0 talks to the hub through httpx, whose errors are no OSError
+
+        errors.append(httpx.TransportError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def load_hub(path: str, name: str | None = None, **kwargs):
+    """``datasets.load_dataset(path, name, **kwargs)``: the one place :mod:`atb.data` reaches the hub.
+
+    If the hub cannot be reached, raises :class:`HubUnavailable` naming the dataset and saying to set
+    ``ATB_DATA_DIR`` to a local copy (README, "Data"), chained to the original error.
+    """
+    import datasets
+
+    try:
+        return datasets.load_dataset(*(path,) if name is None else (path, name), **kwargs)
+    except _hub_errors() as err:
+        call = ", ".join([f'"{path}"', *([f'"{name}"'] if name else []),
+                          *(f"{k}={v!r}".replace("'", '"') for k, v in kwargs.items())])
+        raise HubUnavailable(
+            f"could not load the Hugging Face Hub dataset {path!r} (datasets.load_dataset({call})): "
+            f"{type(err).__name__}: {err}. {ENV_VAR} is not set, so atb.data reads from the hub; on a machine "
+            f"without hub access, set {ENV_VAR} to a local copy of the data (e.g. export "
+            f"{ENV_VAR}=/path/to/shared/data); see {README_DATA}."
+        ) from err

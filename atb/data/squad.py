@@ -17,7 +17,7 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
-from .paths import DataFormatError, data_dir, local_file
+from .paths import DataFormatError, data_dir, load_hub, local_file
 
 SQUAD_VERSIONS: dict[str, str] = {"v1.1": "rajpurkar/squad", "v2.0": "rajpurkar/squad_v2"}
 SQUAD_SPLITS: tuple[str, ...] = ("train", "validation")
@@ -43,7 +43,7 @@ def load_squad(version: str = "v1.1", split: str = "validation") -> datasets.Dat
         raise ValueError(f"unknown SQuAD split {split!r}; valid splits: {', '.join(SQUAD_SPLITS)}")
     root = data_dir()
     if root is None:
-        return datasets.load_dataset(SQUAD_VERSIONS[version], split=split)
+        return load_hub(SQUAD_VERSIONS[version], split=split)
     hub_hint = f'datasets.load_dataset("{SQUAD_VERSIONS[version]}", split="{split}")'
     path = local_file(root, "squad/" + _LOCAL_FILES[split].format(version=version),
                       f"SQuAD {version} {split}", hub_hint)

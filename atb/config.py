@@ -1,0 +1,142 @@
+"""One configuration file per scale: ``configs/<scale>.yaml`` holds every setting that scale needs.
+
+A scale file has one section per step of the pipeline, and each section is read by exactly one settings
+class, whose dataclass defaults are the paper's values (a section lists only what the scale changes):
+
+=============  ======================================  ==========================================
+section        read by                                 what it sets
+=============  ======================================  ==========================================
+``pretrain``   :class:`atb.train.TrainConfig`          one-shot SuperPLM training (``mlm:``/``kd:``
+                                                       sub-sections override per objective)
+``latency``    :class:`atb.latency.LatencySettings`    the timing protocol, the sweep, the predictor
+``search``     :class:`atb.search.SearchConfig`        the evolution, the constraints, the fitness
+``ranking``    :class:`atb.ranking.RankingConfig`      the Kendall-τ ranking studies
+``develop``    :class:`atb.develop.DevelopConfig`      further training, baselines, downstream tasks
+``finetune``   :class:`atb.finetune.FinetuneConfig`    fine-tuning budgets (``all``, ``glue``,
+                                                       ``squad``, then per task)
+=============  ======================================  ==========================================
+
+Every loader goes through :func:`section` and :func:`build`, so a section that nothing reads, or a key
+that a class does not have, is an error naming the file and the key: a misspelled setting never silently
+falls back to a default. ``atb.reproduce.check_config(scale)`` loads every section at once (the runner
+does so before executing any notebook).
+
+A ``scale`` argument is a scale name (``"mini"`` → ``configs/mini.yaml``) or the path of a YAML file of
+the same layout, so users can keep their own configurations outside the repository.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .layout import ROOT
+
+CONFIG_DIR = ROOT / "configs"
+SECTIONS = ("pretrain", "latency", "search", "ranking", "develop", "finetune")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used as written; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """The parsed file of one scale: its name, its path and its sections (plain dicts)."""
+
+    scale: str
+    path: Path
+    sections: Mapping[str, dict]
+
+    def section(self, name: str) -> dict:
+        if name not in SECTIONS:
+            raise ConfigError(f"no config section {name!r}; sections are {list(SECTIONS)}")
+        return dict(self.sections.get(name) or {})
+
+    def where(self, name: str) -> str:
+        """How error messages name a section: ``configs/mini.yaml: search``."""
+        return f"{_show(self.path)}: {name}"
+
+
+def config_path(scale: str | Path) -> Path:
+    """``configs/<scale>.yaml`` for a scale name; a path (anything with a suffix or a separator) as given."""
+    text = str(scale)
+    if isinstance(scale, Path) or text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
+        return Path(scale)
+    return CONFIG_DIR / f"{text}.yaml"
+
+
+def available_scales() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load(scale: str | Path) -> ScaleConfig:
+    """Read and check the top level of a scale's file (the sections' keys are checked by their classes)."""
+    path = config_path(scale)
+    if not path.exists():
+        raise ConfigError(f"{_show(path)}: no such config file; scales here: {available_scales()}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{_show(path)}: not valid YAML ({err})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{_show(path)}: expected a mapping of sections, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - {"scale", *SECTIONS})
+    if unknown:
+        raise ConfigError(f"{_show(path)}: unknown section(s) {unknown}; known: ['scale', {', '.join(map(repr, SECTIONS))}]")
+    name = raw.get("scale")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{_show(path)}: key 'scale' (the scale's name) is missing")
+    for key in SECTIONS:
+        if raw.get(key) is not None and not isinstance(raw[key], dict):
+            raise ConfigError(f"{_show(path)}: section {key!r} must be a mapping, got {type(raw[key]).__name__}")
+    return ScaleConfig(name, path, {k: raw.get(k) or {} for k in SECTIONS})
+
+
+def section(scale: str | Path, name: str) -> tuple[dict, ScaleConfig]:
+    """The raw settings of section ``name`` of ``scale``'s file, and the parsed file (for messages)."""
+    cfg = load(scale)
+    return cfg.section(name), cfg
+
+
+def check_keys(settings: Mapping[str, Any], known: Iterable[str], where: str) -> None:
+    """Raise naming ``where`` and every key of ``settings`` outside ``known``."""
+    known = set(known)
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+
+
+def fields_of(cls: type, exclude: Iterable[str] = ()) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)} - set(exclude)
+
+
+def build(cls: type[T], settings: Mapping[str, Any], where: str, exclude: Iterable[str] = (), **fixed) -> T:
+    """``cls(**settings, **fixed)`` after checking that every key of ``settings`` is a field of ``cls``
+    (minus ``exclude``: fields the loader sets itself, such as the scale)."""
+    check_keys(settings, fields_of(cls, exclude), where)
+    return cls(**settings, **fixed)
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
+    """``override`` over ``base``, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        nested = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = merge(out[key], value) if nested else value
+    return out
+
+
+def _show(path: Path) -> str:
+    """A path as short as it can be said: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)

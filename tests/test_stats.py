@@ -1,0 +1,77 @@
+"""atb.stats: paired bootstrap over seeds and dev examples, intervals for means and Kendall's tau, verdicts."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, matthews_corrcoef
+
+from atb.stats import (NOT_TESTABLE, REFUTED, REPRODUCED, Interval, TaskRuns, kendall_tau_interval, mean_interval,
+                       paired_bootstrap, verdict)
+
+
+def runs(accuracy_a, accuracy_b, n=400, seeds=3, seed=0, metric=accuracy_score):
+    """Binary predictions right with the given probabilities, on the same labels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+
+    def side(p):
+        return [np.where(rng.random(n) < p, labels, 1 - labels) for _ in range(seeds)]
+    return TaskRuns(metric, side(accuracy_a), side(accuracy_b), labels)
+
+
+def test_the_observed_difference_is_the_mean_over_seeds_and_tasks():
+    task = runs(0.8, 0.6)
+    expected = np.mean([accuracy_score(task.labels, a) for a in task.a]) - np.mean(
+        [accuracy_score(task.labels, b) for b in task.b])
+    result = paired_bootstrap([task], n_boot=200)
+    assert result.difference == pytest.approx(expected) and result.n == 3
+    two = paired_bootstrap([task, runs(0.5, 0.5, seed=1)], n_boot=50)
+    other = runs(0.5, 0.5, seed=1)
+    second = np.mean([accuracy_score(other.labels, a) - accuracy_score(other.labels, b) for a, b in zip(other.a, other.b)])
+    assert two.difference == pytest.approx((expected + second) / 2)
+
+
+def test_a_clear_gap_is_reproduced_the_reverse_refuted_and_noise_undecided():
+    assert verdict(paired_bootstrap([runs(0.85, 0.6)], n_boot=300)) == REPRODUCED
+    assert verdict(paired_bootstrap([runs(0.6, 0.85)], n_boot=300)) == REFUTED
+    same = paired_bootstrap([runs(0.7, 0.7, n=60, seed=3)], n_boot=300)
+    assert same.ci95[0] < 0 < same.ci95[1] and verdict(same) == NOT_TESTABLE
+
+
+def test_identical_models_have_a_zero_width_interval_and_the_metric_is_recomputed_per_draw():
+    task = runs(0.7, 0.7, metric=matthews_corrcoef)
+    identical = TaskRuns(matthews_corrcoef, task.a, task.a, task.labels)
+    result = paired_bootstrap([identical], n_boot=100)
+    assert result.difference == 0 and result.ci95 == (0.0, 0.0)
+
+
+def test_more_seeds_and_examples_narrow_the_interval():
+    small = paired_bootstrap([runs(0.75, 0.7, n=100, seeds=2)], n_boot=400)
+    large = paired_bootstrap([runs(0.75, 0.7, n=2000, seeds=5)], n_boot=400)
+    assert large.ci95[1] - large.ci95[0] < small.ci95[1] - small.ci95[0]
+
+
+def test_mismatched_runs_are_rejected():
+    task = runs(0.7, 0.7)
+    with pytest.raises(ValueError, match="same number of seeds"):
+        TaskRuns(accuracy_score, task.a, task.b[:2], task.labels)
+    with pytest.raises(ValueError, match="dev examples"):
+        TaskRuns(accuracy_score, [a[:-1] for a in task.a], task.b, task.labels)
+
+
+def test_mean_and_kendall_intervals():
+    m = mean_interval([1.0, 2.0, 3.0])
+    assert m.difference == 2.0 and 1.0 <= m.ci95[0] < 2.0 < m.ci95[1] <= 3.0
+    assert mean_interval([5.0, 5.0]).ci95 == (5.0, 5.0)
+    x = np.arange(12.0)
+    tau = kendall_tau_interval(x, x + np.random.default_rng(0).normal(0, 0.5, 12))
+    assert tau.difference > 0.8 and verdict(tau) == REPRODUCED
+    unrelated = kendall_tau_interval(x, np.random.default_rng(1).permutation(12).astype(float))
+    assert verdict(unrelated) == NOT_TESTABLE
+
+
+@pytest.mark.parametrize(("ci", "margin", "expected"), [
+    ((0.1, 2.0), 0.0, REPRODUCED), ((0.0, 2.0), 0.0, NOT_TESTABLE), ((-2.0, -0.1), 0.0, REFUTED),
+    ((-2.0, 0.0), 0.0, NOT_TESTABLE), ((0.5, 2.0), 1.0, NOT_TESTABLE), ((1.5, 2.0), 1.0, REPRODUCED),
+    ((-3.0, -1.5), 1.0, REFUTED)])
+def test_verdict_boundaries(ci, margin, expected):
+    assert verdict(Interval(sum(ci) / 2, ci, 3, 100), margin=margin) == expected
