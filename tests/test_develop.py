@@ -3,7 +3,6 @@ table, the config, model cards, fine-tuning resume, and further training of a ti
 
 import dataclasses
 import json
-import os
 
 import pytest
 
@@ -29,7 +28,6 @@ from atb.latency import num_threads
 from atb.train import further_train
 from conftest import save_supernet, write_scale_config
 
-needs_data = pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="needs ATB_DATA_DIR (local corpus)")
 
 
 def params_latency(archs):
@@ -300,7 +298,7 @@ def test_cached_result_needs_the_same_budget(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- further training
-@needs_data
+@pytest.mark.requires_data
 def test_further_train_a_tiny_superplm_then_read_it_back(tmp_path, monkeypatch):
     supernet = save_supernet(tmp_path / "superplm", "mlm")
     cfg = DevelopConfig.load("smoke").train_config_for("mlm", "evolved")

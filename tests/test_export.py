@@ -36,6 +36,7 @@ def run_fresh(code: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_atb_checkpoint_round_trips_in_a_fresh_process(supernet, tmp_path):
     arch = Arch(3, 256, 512, 12, 192)  # qkv != hidden: needs the atb-bert config
     model = extract(supernet, arch).eval()
@@ -62,6 +63,7 @@ def test_atb_checkpoint_round_trips_in_a_fresh_process(supernet, tmp_path):
     assert "## How it was made" not in (tmp_path / "model" / "README.md").read_text()  # no card text given
 
 
+@pytest.mark.slow  # a fresh Python process
 @pytest.mark.parametrize("arch,model_type", [(Arch(2, 192, 768, 12, 192), "bert"),  # qkv == hidden
                                              (Arch(2, 256, 512, 12, 192), "atb-bert")])
 def test_export_holds_tokenizer_and_card_for_pipeline_and_auto_tokenizer(supernet, tmp_path, arch, model_type):
@@ -95,6 +97,7 @@ def test_export_holds_tokenizer_and_card_for_pipeline_and_auto_tokenizer(superne
     assert all(s.startswith("the capital of france is") and "[MASK]" not in s for s in filled), filled
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_default_rule_submodel_exports_as_plain_bert_loaded_without_atb(supernet, tmp_path):
     arch = Arch(2, 192, 768, 12, 192)  # qkv == hidden: an ordinary BERT
     model = extract(supernet, arch).eval()

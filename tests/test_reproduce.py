@@ -14,6 +14,7 @@ from atb.layout import Layout
 from atb.reproduce import ROOT, run, scrub_paths, step_key
 
 pytestmark = pytest.mark.timeout(600)
+kernels = pytest.mark.slow  # runs tiny notebooks through papermill kernels (seconds each)
 
 
 def _tiny_notebooks(nb_dir, sources, only=None):
@@ -46,6 +47,7 @@ def test_unknown_scale_is_rejected(tmp_path):
         run("huge", ROOT / "notebooks", tmp_path)
 
 
+@kernels
 def test_a_failing_notebook_stops_the_run_and_keeps_earlier_results(tmp_path):
     nb_dir, results, runs = tmp_path / "nbs", tmp_path / "results", tmp_path / "runs"
     _tiny_notebooks(nb_dir, ["x = 1", "raise RuntimeError('boom')", "y = 2"])
@@ -63,6 +65,7 @@ def test_a_failing_notebook_stops_the_run_and_keeps_earlier_results(tmp_path):
     assert not (results / "smoke" / "REPORT.md").exists()  # the report waits for a run that succeeded
 
 
+@kernels
 def test_unchanged_notebooks_are_skipped_and_force_reruns(tmp_path):
     nb_dir, results, runs = tmp_path / "nbs", tmp_path / "results", tmp_path / "runs"
     _tiny_notebooks(nb_dir, ["x = 1", "y = 2"])
@@ -79,6 +82,7 @@ def test_unchanged_notebooks_are_skipped_and_force_reruns(tmp_path):
 
 
 # ------------------------------------------------------------------------------ failed runs lose nothing
+@kernels
 def test_a_failed_rerun_keeps_the_last_good_copy_and_its_record(tmp_path):
     nb_dir, results, runs = tmp_path / "nbs", tmp_path / "results", tmp_path / "runs"
     executed, failed = results / "smoke" / "notebooks" / "01_step.ipynb", runs / "smoke" / "failed" / "01_step.ipynb"
@@ -111,6 +115,7 @@ def test_a_failed_rerun_keeps_the_last_good_copy_and_its_record(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- per-scale results
+@kernels
 def test_a_run_at_one_scale_leaves_other_scales_alone(tmp_path, monkeypatch):
     nb_dir, results, runs = tmp_path / "nbs", tmp_path / "results", tmp_path / "runs"
     monkeypatch.delenv("ATB_RESULTS_DIR", raising=False)
@@ -230,6 +235,7 @@ def test_scrub_paths_replaces_whole_paths_in_sources_outputs_and_metadata(tmp_pa
     assert scrub_paths(path, roots) == 0 and path.read_bytes() == unchanged
 
 
+@kernels
 def test_executed_copies_carry_no_machine_path_and_receive_only_the_scale(tmp_path):
     nb_dir, results, runs = tmp_path / "nbs", tmp_path / "results", tmp_path / "runs"
     _tiny_notebooks(nb_dir, [

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -48,7 +47,7 @@ from atb.train import TrainConfig, Trainer, further_train, read_log
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="needs the local corpus, GLUE and SQuAD (ATB_DATA_DIR)"),
+    pytest.mark.requires_data,  # the local corpus, GLUE and SQuAD
     # A GPU-only path taken on the CPU (torch.autocast("cuda"), a CUDA GradScaler) only warns and goes on in fp32:
     # here it fails.
     pytest.mark.filterwarnings("error:.*CUDA is not available"),

@@ -23,7 +23,7 @@ from atb.objectives import KDObjective
 from atb.teacher import load_teacher
 from atb.train import TrainConfig, Trainer, point_space, read_log
 
-pytestmark = pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="needs the local corpus (ATB_DATA_DIR)")
+pytestmark = pytest.mark.requires_data  # the local corpus
 
 TINY = dict(scale="smoke", space="smoke", max_documents=40, max_seq_len=64, batch_size=8, lr=2e-3,
             warmup_steps=2, checkpoint_every=2, seed=0)
