@@ -447,8 +447,11 @@ def pooled_difference(pairs: Sequence[tuple[str, str]], a_runs: Mapping[str, Map
             "reason": None}
 
 
-def glue_row(model: Mapping[str, Any], results: Mapping[str, Sequence[Mapping]], control: Mapping[str, Sequence[Mapping]],
-             control_dir: str | Path, *, n_boot: int = N_BOOT) -> dict:
+Results = Mapping[str, Sequence[Mapping[str, Any]]]  # atb.finetune.run_seeds: {task: [result of each seed]}
+
+
+def glue_row(model: Mapping[str, Any], results: Results, control: Results, control_dir: str | Path, *,
+             n_boot: int = N_BOOT) -> dict:
     """A developed model's row of notebook 05's record: its identity (from its notebook-04 record ``model``),
     :func:`glue_seed_entry` of its ``results`` (:func:`atb.finetune.run_seeds`), ``control`` (the same for its
     untrained control: ``{"arch", "model_dir", "tasks", "avg", "tasks_ci95", ...}``) and ``vs_control``
@@ -456,17 +459,19 @@ def glue_row(model: Mapping[str, Any], results: Mapping[str, Sequence[Mapping]],
     vs = pooled_difference([("model", "control")], {"model": column_runs(results)},
                            {"control": column_runs(control)}, GLUE_MEASURE, n_boot=n_boot)
     return {**_identity(model), **glue_seed_entry(results, n_boot=n_boot),
-            "control": {"arch": model["arch"], "model_dir": str(control_dir), **glue_seed_entry(control, n_boot=n_boot)},
+            "control": {"arch": model["arch"], "model_dir": str(control_dir),
+                        **glue_seed_entry(control, n_boot=n_boot)},
             "vs_control": _bare(vs)}
 
 
-def squad_row(model: Mapping[str, Any], results: Mapping[str, Sequence[Mapping]], control: Mapping[str, Sequence[Mapping]],
-              control_dir: str | Path, *, n_boot: int = N_BOOT) -> dict:
+def squad_row(model: Mapping[str, Any], results: Results, control: Results, control_dir: str | Path, *,
+              n_boot: int = N_BOOT) -> dict:
     """Notebook 06's row, as :func:`glue_row` (``vs_control`` on SQuAD v1.1 F1)."""
     vs = pooled_difference([("model", "control")], {"model": column_runs(results)},
                            {"control": column_runs(control)}, SQUAD_MEASURE, n_boot=n_boot)
     return {**_identity(model), **squad_seed_entry(results, n_boot=n_boot),
-            "control": {"arch": model["arch"], "model_dir": str(control_dir), **squad_seed_entry(control, n_boot=n_boot)},
+            "control": {"arch": model["arch"], "model_dir": str(control_dir),
+                        **squad_seed_entry(control, n_boot=n_boot)},
             "vs_control": _bare(vs)}
 
 
