@@ -5,6 +5,7 @@ import json
 import pytest
 
 from atb import report
+from atb.layout import ROOT
 
 
 def _figure(wins: int, pairs: int, mean: float) -> dict:
@@ -13,23 +14,92 @@ def _figure(wins: int, pairs: int, mean: float) -> dict:
                         "claim4_kd_vs_mlm": {"GLUE avg": s, "SQuAD v1.1 F1": s}}}
 
 
-@pytest.mark.parametrize("wins,pairs,mean,verdict", [
-    (4, 4, 2.0, report.REPRODUCED), (1, 4, -0.5, report.PARTLY), (0, 4, 0.5, report.PARTLY),
-    (0, 4, -1.0, report.NOT_REPRODUCED), (0, 0, None, report.NOT_TESTABLE)])
-def test_pair_verdicts(wins, pairs, mean, verdict):
-    records = {"07": _figure(wins, pairs, mean), "reproduce": {"scale": "mini"}}
-    assert report.claim_searched_vs_baseline(records)["verdict"] == verdict
-    assert report.claim_kd_vs_mlm(records)["verdict"] == verdict
+def _interval(ci, pairs=2):
+    if ci is None:
+        return {"difference": None, "ci95": None, "n": None, "pairs": [], "reason": "no pair of models scored"}
+    return {"difference": sum(ci) / 2, "ci95": list(ci), "n": 3 * pairs * 5, "n_boot": 1000,
+            "pairs": [["a", "b"]] * pairs, "reason": None}
 
 
-def test_smoke_scale_is_never_a_verdict():
-    records = {"07": {**_figure(4, 4, 2.0), "scale": "smoke"}, "03": {"scale": "smoke"}}
-    assert report.claim_searched_vs_baseline(records)["verdict"] == report.NOT_TESTABLE
+LEARNED_YES, LEARNED_UNSURE = (2.0, 9.0), (-1.0, 4.0)
+
+
+def _records(comparison=(0.5, 3.0), learned=LEARNED_YES, key="searched_vs_default_rule", scale="mini"):
+    """Notebook 05/06 records holding ``key``'s interval and the developed-vs-control one (None: a pair-less one)."""
+    intervals = {"developed_vs_control": _interval(learned), key: _interval(comparison)}
+    return {"05": {"scale": scale, "intervals": intervals}, "06": {"scale": scale, "intervals": intervals},
+            "04": {"scale": scale, "fast_over_full": {"kd": {"search": 0.2, "further_training": 0.33, "total": 0.3}}},
+            "reproduce": {"scale": scale}}
+
+
+@pytest.mark.parametrize("claim,key", [(report.claim_searched_vs_baseline, "searched_vs_default_rule"),
+                                       (report.claim_kd_vs_mlm, "kd_vs_mlm")])
+@pytest.mark.parametrize("comparison,learned,scale,verdict,reason", [
+    ((0.5, 3.0), LEARNED_YES, "mini", report.REPRODUCED, None),
+    ((-3.0, -0.2), LEARNED_YES, "mini", report.REFUTED, None),
+    ((-0.5, 3.0), LEARNED_YES, "mini", report.NOT_TESTABLE, None),
+    ((0.5, 3.0), LEARNED_UNSURE, "mini", report.NOT_TESTABLE, "untrained models"),  # the models learned nothing sure
+    ((0.5, 3.0), (-5.0, -1.0), "mini", report.NOT_TESTABLE, "untrained models"),
+    ((0.5, 3.0), None, "mini", report.NOT_TESTABLE, "untrained models"),
+    (None, LEARNED_YES, "mini", report.NOT_TESTABLE, "no pair of models scored"),
+    ((0.5, 3.0), LEARNED_YES, "smoke", report.NOT_TESTABLE, "smoke"),
+])
+def test_comparison_verdicts_come_from_the_interval(claim, key, comparison, learned, scale, verdict, reason):
+    result = claim(_records(comparison, learned, key, scale))
+    assert result["verdict"] == verdict
+    if verdict != report.NOT_TESTABLE:
+        assert result["reason"] is None
+    if reason:
+        assert reason in result["reason"] and reason in result["note"]
+    if comparison is not None:
+        assert result["ci95"] == list(comparison) and result["difference"] == sum(comparison) / 2
+        assert f"[{comparison[0]:+.2f}, {comparison[1]:+.2f}]" in result["ours"]
+        assert result["extra"]["SQuAD v1.1 F1"]["ci95"] == list(comparison)
+
+
+@pytest.mark.parametrize("learned,verdict", [(LEARNED_YES, report.REPRODUCED), ((-5.0, -1.0), report.REFUTED),
+                                             (LEARNED_UNSURE, report.NOT_TESTABLE)])
+def test_did_the_models_learn_is_claim_0_and_needs_no_gate(learned, verdict):
+    result = report.claim_learned(_records(learned=learned))
+    assert result["number"] == 0 and result["verdict"] == verdict and result["ci95"] == list(learned)
 
 
 def test_missing_records_are_not_testable():
     for claim in report.CLAIMS:
-        assert claim({})["verdict"] == report.NOT_TESTABLE
+        result = claim({})
+        assert result["verdict"] == report.NOT_TESTABLE and result["ci95"] is None and result["reason"]
+
+
+def test_comparisons_near_chance_keep_their_interval_verdict_and_say_so():
+    records = _records((0.5, 3.0))
+    records["05"].update({"chance": {"avg": 34.0}, "models": {"a": {"avg": 36.0}, "b": {"avg": 35.0}}})
+    claim = report.claim_searched_vs_baseline(records)
+    assert claim["verdict"] == report.REPRODUCED and "majority class" in claim["note"]
+
+
+def test_records_without_seeds_or_controls_are_not_testable_with_the_reason():
+    legacy = {"05": {"scale": "mini", "models": {}}, "06": {"scale": "mini", "models": {}}, "07": _figure(4, 4, 2.0),
+              "04": {"fast_over_full": {"kd": {"search": 0.2, "further_training": 0.33, "total": 0.3}}},
+              "reproduce": {"scale": "mini"}}
+    for claim in (report.claim_learned, report.claim_searched_vs_baseline, report.claim_kd_vs_mlm, report.claim_fast):
+        result = claim(legacy)
+        assert result["verdict"] == report.NOT_TESTABLE and result["reason"] == report.NO_INTERVALS
+        assert result["difference"] is None and result["ci95"] is None and result["n"] is None
+    assert "higher in 4 of 4 pairs" in report.claim_searched_vs_baseline(legacy)["ours"]  # 07's pair counts stay
+
+
+def test_the_committed_mini_records_render(tmp_path):
+    """results/mini/ predates seeds and controls: the report renders and says why those claims have no verdict."""
+    for record in (ROOT / "results" / "mini").glob("*.json"):
+        (tmp_path / record.name).write_text(record.read_text())
+    text = report.write_report(tmp_path).read_text()
+    summary = json.loads((tmp_path / "report.json").read_text())
+    assert set(summary["claims"]) == {"0", "1", "2", "3", "4", "5", "6"} and summary["scale"] == "mini"
+    for number in ("0", "2", "4", "5"):
+        assert summary["claims"][number]["verdict"] == report.NOT_TESTABLE
+        assert summary["claims"][number]["reason"] == report.NO_INTERVALS
+    assert summary["claims"]["6"]["ci95"] is not None and summary["claims"]["1"]["ci95"] is None
+    assert summary["claims"]["1"]["reason"] and "| 0 |" in text and "| 6 |" in text
 
 
 def _search(archs: list[str], tau: float = 0.6, p: float = 0.01) -> dict:
@@ -48,11 +118,24 @@ def test_shapes_verdict_counts_efficient_winners_only():
     assert report.claim_shapes({"03": _search(bert)})["verdict"] == report.NOT_REPRODUCED
 
 
-@pytest.mark.parametrize("tau,p,verdict", [(0.6, 0.01, report.REPRODUCED), (0.6, 0.2, report.PARTLY),
-                                           (-0.1, 0.5, report.NOT_REPRODUCED)])
-def test_ranking_verdict(tau, p, verdict):
-    claim = report.claim_ranking({"03": _search(["4/256/448/4/256"], tau, p)})
-    assert claim["verdict"] == verdict and f"{tau:.2f}" in claim["ours"]
+def _ranking(inherited, trained, scale="mini"):
+    return {"03": {"scale": scale, "searches": [], "kendall": {"inherited_vs_trained": 0.0},
+                   "ranking": {"inherited_vs_trained": {"inherited": inherited, "trained": trained, "p_value": 0.01,
+                                                        "n": len(inherited), "steps": 40}}}}
+
+
+@pytest.mark.parametrize("trained,scale,verdict", [
+    (list(range(12)), "mini", report.REPRODUCED),  # the same ranking
+    (list(range(12))[::-1], "mini", report.REFUTED),  # the reverse
+    ([3, 9, 0, 7, 1, 11, 5, 2, 10, 4, 8, 6], "mini", report.NOT_TESTABLE),  # unrelated: the interval contains 0
+    (list(range(12)), "smoke", report.NOT_TESTABLE)])
+def test_ranking_verdict_is_decided_by_the_kendall_interval(trained, scale, verdict):
+    claim = report.claim_ranking(_ranking([float(i) for i in range(12)], [float(t) for t in trained], scale))
+    assert claim["verdict"] == verdict and claim["n"] == 12
+    lo, hi = claim["ci95"]
+    assert lo - 1e-9 <= claim["difference"] <= hi + 1e-9 and f"[{lo:+.2f}, {hi:+.2f}]" in claim["ours"]
+    constant = report.claim_ranking(_ranking([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]))
+    assert constant["verdict"] == report.NOT_TESTABLE and "undefined" in constant["reason"]
 
 
 def test_speedup_verdict():
@@ -65,16 +148,25 @@ def test_speedup_verdict():
     assert report.claim_speedups(latency(0.5, 1.0))["verdict"] == report.NOT_REPRODUCED
 
 
-def test_fast_verdict_needs_cheaper_and_close_quality():
-    records = {"reproduce": {"scale": "mini"},
-               "04": {"fast_over_full": {"kd": {"search": 0.2, "further_training": 0.33, "total": 0.3}}},
-               "05": {"comparison": {"fast_vs_evolved": [{"difference": -0.4}, {"difference": 0.2}]}}}
-    assert report.claim_fast(records)["verdict"] == report.REPRODUCED
-    records["05"]["comparison"]["fast_vs_evolved"] = [{"difference": -3.0}]
-    assert report.claim_fast(records)["verdict"] == report.PARTLY
+@pytest.mark.parametrize("interval,total,verdict", [
+    ((-0.8, 0.5), 0.3, report.REPRODUCED),  # at most 1 point worse: non-inferior
+    ((0.2, 1.5), 0.3, report.REPRODUCED),
+    ((-3.0, -1.5), 0.3, report.REFUTED),  # surely more than 1 point worse
+    ((-2.0, 0.5), 0.3, report.NOT_TESTABLE),
+    ((-0.8, 0.5), 1.2, report.REFUTED)])  # not cheaper
+def test_fast_verdict_needs_cheaper_and_non_inferior_quality(interval, total, verdict):
+    records = _records(interval, key="fast_vs_evolved")
+    records["04"]["fast_over_full"]["kd"]["total"] = total
+    claim = report.claim_fast(records)
+    assert claim["verdict"] == verdict and claim["ci95"] == list(interval)
+    assert claim["difference"] == pytest.approx(sum(interval) / 2)  # fast - full itself, not shifted
+    assert "tolerance 1" in claim["measure"]
 
 
 def test_write_report_from_records(tmp_path):
+    records = _records((0.5, 3.0))
+    for number, name in (("05", "05_glue.json"), ("06", "06_squad.json")):
+        (tmp_path / name).write_text(json.dumps(records[number]))
     (tmp_path / "07_accuracy_latency.json").write_text(json.dumps({**_figure(2, 2, 1.5), "scale": "mini"}))
     (tmp_path / "reproduce.json").write_text(json.dumps(
         {"scale": "mini", "commit": "abc123", "total_seconds": 120.0,
@@ -83,13 +175,13 @@ def test_write_report_from_records(tmp_path):
     text = report.write_report(tmp_path).read_text()
     assert "| 2 |" in text and "**reproduced**" in text and "abc123" in text
     assert "![07_accuracy_latency.png](07_accuracy_latency.png)" in text and "2.0 minutes" in text
-    assert text.count("not testable at this scale") == 4  # claims 1, 3, 5, 6: no records
-
-
-def test_comparisons_near_chance_are_not_testable():
-    records = {**{"07": _figure(4, 4, 2.0)}, "reproduce": {"scale": "mini"},
-               "05": {"chance": {"avg": 34.0}, "models": {"a": {"avg": 36.0}, "b": {"avg": 35.0}}}}
-    claim = report.claim_searched_vs_baseline(records)
-    assert claim["verdict"] == report.NOT_TESTABLE and "majority class" in claim["note"]
-    records["05"]["models"]["a"]["avg"] = 45.0  # 11 points above chance: now a verdict
-    assert report.claim_searched_vs_baseline(records)["verdict"] == report.REPRODUCED
+    summary = json.loads((tmp_path / "report.json").read_text())
+    assert summary["commit"] == "abc123" and summary["scale"] == "mini"
+    claims = summary["claims"]
+    assert set(claims) == {str(n) for n in range(7)}
+    assert all(set(c) >= {"verdict", "difference", "ci95", "n", "reason"} for c in claims.values())
+    assert claims["0"]["verdict"] == claims["2"]["verdict"] == report.REPRODUCED and claims["2"]["ci95"] == [0.5, 3.0]
+    assert claims["2"]["n"] == 30 and claims["2"]["reason"] is None
+    for number in ("1", "3", "6"):  # no records: no interval, and why
+        assert claims[number]["verdict"] == report.NOT_TESTABLE and claims[number]["ci95"] is None
+        assert claims[number]["reason"]
