@@ -18,6 +18,13 @@ This module holds that pipeline, shared by notebooks 04–07:
   further training of one model, resumable and cached, with its cost in CPU-seconds.
 * :func:`glue_entry` / :func:`squad_entry`: one model's row of the GLUE / SQuAD tables, unavailable tasks
   as ``None`` with the reason.
+* **untrained controls**: :func:`export_control` writes a randomly initialised model of a developed model's shape
+  (``Layout.control(arch)``); notebooks 05–06 fine-tune it with the same budgets and seeds, so "did the developed
+  model learn anything from pre-training" is a paired comparison like the paper's claims.
+* **seeds and intervals**: :func:`glue_row` / :func:`squad_row` turn :func:`atb.finetune.run_seeds` results of a
+  model and its control into a table row (seed means, 95 % intervals over seeds and dev examples, the paired
+  difference from the control); :func:`comparison_intervals` pools the model pairs of each comparison
+  (:data:`COMPARISONS`, and developed vs control) into one paired bootstrap (:mod:`atb.stats`).
 * :func:`development_costs`: claim 5, the cost of the full method vs the fast one vs training from scratch.
 * :func:`model_card` / :func:`write_model_card`: a developed model's card, the exported model's card
   (:func:`atb.extract.export_card`) with its latency, further training and GLUE / SQuAD scores.
@@ -28,16 +35,27 @@ are its section ``finetune``.
 
 from __future__ import annotations
 
+import json
+import shutil
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from . import config
-from .extract import export_card, write_card
+from .extract import export, export_card, write_card
+from .finetune import SQUAD_TASKS
 from .latency_predictor import LatencyFn, predict_latency
+from .layout import Layout
+from .metrics import glue_score_fn
+from .modeling import AtbBertConfig, AtbBertForMaskedLM
+from .records import write_json_atomic
 from .space import Arch, SearchSpace
+from .stats import Interval, ModelRuns, paired_bootstrap, score_interval
 from .train import TrainConfig
 
 DEFAULT_RULE = "default-rule"  # the method of the default-rule baselines (d_f = 4 d_m, d_qkv = d_m)
@@ -49,6 +67,20 @@ GLUE_COLUMNS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "mnli_mm", "qnl
 MIN_ABOVE_CHANCE = 5.0
 # The GLUE average leaves WNLI out, as BERT, TinyBERT and the paper's tables do (its dev set is adversarial).
 GLUE_AVERAGE = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "qnli", "rte")
+# The random initialisation of every untrained control (one per architecture; fine-tuning seeds vary as for the
+# developed models, so a control differs from its model only in never having been pre-trained).
+CONTROL_SEED = 0
+# Draws of every bootstrap of notebooks 05-06 (atb.stats); its generator is seeded (0), so records are repeatable.
+N_BOOT = 1000
+# The paper's comparisons at equal latency (first side minus second side, pairs at the same speedup constraint;
+# a key neither side names, e.g. the objective, must be equal within a pair) and the prerequisite of all three:
+COMPARISONS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "searched_vs_default_rule": ({"method": "evolved"}, {"method": DEFAULT_RULE}),  # claim 2
+    "kd_vs_mlm": ({"objective": "kd", "method": "evolved"}, {"objective": "mlm", "method": "evolved"}),  # claim 4
+    "fast_vs_evolved": ({"method": "fast"}, {"method": "evolved"}),  # claim 5 (fast nearly as good)
+}
+LEARNED = "developed_vs_control"  # every developed model vs its untrained control: did pre-training teach anything?
+SQUAD_KEYS = {"squad_v1.1": "squad_v1", "squad_v2.0": "squad_v2"}  # result task -> row key
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -63,10 +95,11 @@ class DevelopConfig:
     glue_tasks: list[str] = field(default_factory=lambda: ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli",
                                                            "qnli", "rte", "wnli"])
     squad_tasks: list[str] = field(default_factory=lambda: ["squad_v1.1", "squad_v2.0"])
+    seeds: int = 3  # fine-tuning seeds per model and task (atb.finetune.run_seeds), controls included
     scale: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "fast_steps", "baseline_layers"):
+        for name in ("steps", "fast_steps", "baseline_layers", "seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DevelopConfig.{name} must be >= 1, got {getattr(self, name)}")
 
@@ -217,6 +250,269 @@ def squad_entry(results: Mapping[str, Mapping[str, Any]]) -> dict:
     return entry
 
 
+# ------------------------------------------------------------------------------------ untrained controls
+def export_control(arch: Arch | str, directory: str | Path, *, seed: int = CONTROL_SEED,
+                   like: str | Path | None = None) -> Path:
+    """Export an **untrained control** of ``arch`` to ``directory``: ``AtbBertForMaskedLM`` initialised at random
+    under ``seed`` (BERT's init: normal(0, ``initializer_range``) weights, LayerNorm 1/0), never pre-trained,
+    written by :func:`atb.extract.export` (plain BERT when d_qkv = d_m) with a card that says what it is.
+
+    ``like``: a developed model's folder whose config gives every setting besides the five sizes (vocabulary,
+    positions, dropout, init range; the SuperPLM's), so the control differs from it only in its weights; its
+    shape must be ``arch``. A folder already holding this control (``control.json``: same arch, seed, settings)
+    is left as it is; one holding another control is overwritten, and its fine-tuning results
+    (``directory/finetune``, ``Layout.control_finetune``) are deleted with it, since they were made from the old
+    weights. Returns ``directory``.
+    """
+    arch = Arch.parse(arch) if isinstance(arch, str) else arch
+    directory = Path(directory)
+    settings = _settings_like(like, arch) if like is not None else {}
+    spec = {"arch": str(arch), "seed": seed, "settings": settings, "like": None if like is None else str(like)}
+    marker = directory / "control.json"
+    if marker.exists() and (directory / "config.json").exists():
+        old = json.loads(marker.read_text())
+        if {k: old.get(k) for k in ("arch", "seed", "settings")} == {k: spec[k] for k in ("arch", "seed", "settings")}:
+            return directory
+    shutil.rmtree(directory / "finetune", ignore_errors=True)  # results of other weights than these
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was (export draws too)
+        torch.manual_seed(seed)
+        model = AtbBertForMaskedLM(AtbBertConfig.from_arch(arch, **settings))
+        export(model, directory, card=(
+            f"**Untrained control** — never pre-trained: the architecture {arch} initialised at random (seed {seed}, "
+            "BERT's initialisation). `atb` fine-tunes it with the same budgets and seeds as the developed models of "
+            "this shape, so that the difference between them measures what pre-training (one-shot training of the "
+            "SuperPLM and further training) taught those models. Not a model to use."))
+    write_json_atomic(marker, spec)
+    return directory
+
+
+def control_model(layout: Layout, arch: Arch | str, like: str | Path | None = None) -> Path:
+    """The untrained control of ``arch`` in its folder of ``layout`` (``Layout.control``), exported if needed."""
+    return export_control(arch, layout.control(str(arch), CONTROL_SEED), seed=CONTROL_SEED, like=like)
+
+
+# The settings a control takes from the developed model it stands beside (everything but the five sizes).
+_CONTROL_SETTINGS = ("vocab_size", "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
+                     "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "pad_token_id")
+
+
+def _settings_like(model_dir: str | Path, arch: Arch) -> dict:
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    shape = Arch(cfg["num_hidden_layers"], cfg["hidden_size"], cfg["intermediate_size"], cfg["num_attention_heads"],
+                 cfg.get("qkv_size") or cfg["hidden_size"])
+    if shape != arch:
+        raise ValueError(f"the control's architecture {arch} differs from {shape} of {model_dir}")
+    return {k: cfg[k] for k in _CONTROL_SETTINGS if k in cfg}
+
+
+# ---------------------------------------------------------------------------- seeds and intervals
+def column_runs(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, ModelRuns]:
+    """One model's per-example dev predictions of every seed, per scored column, from
+    :func:`atb.finetune.run_seeds` results (``{task: [result of each seed]}``).
+
+    Columns: the GLUE table's (:data:`GLUE_COLUMNS`; MNLI's two dev splits are ``mnli_m`` / ``mnli_mm``) scored with
+    the task's metric (:func:`atb.metrics.glue_score_fn`), and ``squad_v1.f1``, ``squad_v1.em`` (``squad_v2.*``)
+    whose per-question scores are averaged (their labels are the question ids). A task is left out when some seed
+    has no score or no per-example predictions (results of code older than the seeds)."""
+    out: dict[str, ModelRuns] = {}
+    for task, per_seed in results.items():
+        if not per_seed or any(r.get("score") is None or not r.get("dev") for r in per_seed):
+            continue
+        seeds = [r["config"]["seed"] for r in per_seed]
+        if task in SQUAD_TASKS:
+            ids = per_seed[0]["dev"]["ids"]
+            if any(r["dev"]["ids"] != ids for r in per_seed):
+                raise ValueError(f"{task}: the seeds were scored on different dev questions")
+            for score in ("f1", "em"):
+                out[f"{SQUAD_KEYS[task]}.{score}"] = ModelRuns(
+                    _mean_score, {s: np.asarray(r["dev"][score], dtype=float) for s, r in zip(seeds, per_seed)},
+                    np.asarray(ids))
+            continue
+        for split, dev in per_seed[0]["dev"].items():
+            column = {"validation_matched": "mnli_m", "validation_mismatched": "mnli_mm"}.get(split, task)
+            if any(r["dev"][split]["labels"] != dev["labels"] for r in per_seed):
+                raise ValueError(f"{task}: the seeds were scored on different dev examples")
+            out[column] = ModelRuns(glue_score_fn(task), {s: np.asarray(r["dev"][split]["predictions"])
+                                                          for s, r in zip(seeds, per_seed)}, np.asarray(dev["labels"]))
+    return out
+
+
+def _mean_score(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """The metric of per-example scores (SQuAD EM / F1 per question): their mean."""
+    return float(np.mean(predictions))
+
+
+def _ci(interval: Interval | None) -> list[float] | None:
+    return None if interval is None else list(interval.ci95)
+
+
+def _seed_count(results: Mapping[str, Sequence[Any]]) -> int:
+    counts = {len(v) for v in results.values()}
+    if len(counts) > 1:
+        raise ValueError(f"every task needs the same number of seeds, got {sorted(counts)}")
+    return counts.pop() if counts else 0
+
+
+def _seed_values(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[int]:
+    per_seed = next(iter(results.values()), [])
+    return [(r.get("config") or {}).get("seed", k) for k, r in enumerate(per_seed)]
+
+
+def _mean_metrics(per_seed: Sequence[Mapping[str, Any]]) -> dict | None:
+    if any(r.get("metrics") is None for r in per_seed):
+        return None
+    return {k: statistics.fmean(r["metrics"][k] for r in per_seed) for k in per_seed[0]["metrics"]}
+
+
+def glue_seed_entry(results: Mapping[str, Sequence[Mapping[str, Any]]], *, n_boot: int = N_BOOT) -> dict:
+    """One model's GLUE row over seeds, from :func:`atb.finetune.run_seeds` results: :func:`glue_entry`'s keys with
+    ``tasks`` and ``avg`` the **means over seeds**, plus ``seeds`` (how many), ``seed_values``, ``per_seed``
+    (``{column: [score of each seed]}``), ``tasks_ci95`` (``{column: [lo, hi] | None}``: 95 % interval of the
+    seed-mean score from resampling seeds and dev examples), ``avg_ci95`` (the same for the average) and
+    ``metrics`` (every metric's mean over seeds). An interval is ``None`` where a column has no score or no
+    per-example predictions."""
+    n = _seed_count(results)
+    entries = [glue_entry({t: rs[k] for t, rs in results.items()}) for k in range(n)] or [glue_entry({})]
+    first = entries[0]
+    tasks = {c: statistics.fmean(e["tasks"][c] for e in entries)
+             if all(e["tasks"][c] is not None for e in entries) else None for c in GLUE_COLUMNS}
+    unavailable = {**first["unavailable"], **{c: f"scored by only some of the {n} seeds" for c in GLUE_COLUMNS
+                                              if tasks[c] is None and c not in first["unavailable"]}}
+    avg_over = [c for c in GLUE_AVERAGE if tasks[c] is not None]
+    runs = column_runs(results)
+    avg_runs = [runs[c].alone(c) for c in avg_over if c in runs]
+    return {"tasks": tasks, "avg": statistics.fmean(tasks[c] for c in avg_over) if avg_over else None,
+            "avg_over": avg_over, "unavailable": unavailable, "seeds": n, "seed_values": _seed_values(results),
+            "per_seed": {c: [e["tasks"][c] for e in entries] for c in GLUE_COLUMNS if tasks[c] is not None},
+            "tasks_ci95": {c: _ci(score_interval([runs[c].alone(c)], n_boot=n_boot)) if c in runs and
+                           tasks[c] is not None else None for c in GLUE_COLUMNS},
+            "avg_ci95": _ci(score_interval(avg_runs, n_boot=n_boot))
+            if avg_over and len(avg_runs) == len(avg_over) else None,
+            "metrics": {t: _mean_metrics(rs) for t, rs in results.items()}}
+
+
+def squad_seed_entry(results: Mapping[str, Sequence[Mapping[str, Any]]], *, n_boot: int = N_BOOT) -> dict:
+    """One model's SQuAD row over seeds: :func:`squad_entry`'s keys with EM / F1 the means over seeds, plus
+    ``seeds``, ``seed_values``, ``per_seed`` (``{"squad_v1": [{"em", "f1"} of each seed]}``) and ``tasks_ci95``
+    (``{"squad_v1": {"em": [lo, hi], "f1": [lo, hi]} | None, "squad_v2": ...}``, questions and seeds resampled)."""
+    n = _seed_count(results)
+    entries = [squad_entry({t: rs[k] for t, rs in results.items()}) for k in range(n)] or [squad_entry({})]
+    runs = column_runs(results)
+    entry: dict[str, Any] = {"unavailable": dict(entries[0]["unavailable"]), "seeds": n,
+                             "seed_values": _seed_values(results), "per_seed": {}, "tasks_ci95": {}}
+    for key in SQUAD_KEYS.values():
+        scored = all(e[key] is not None for e in entries)
+        entry[key] = {m: statistics.fmean(e[key][m] for e in entries) for m in ("em", "f1")} if scored else None
+        if scored:
+            entry["per_seed"][key] = [e[key] for e in entries]
+        elif key not in entry["unavailable"]:
+            entry["unavailable"][key] = f"scored by only some of the {n} seeds"
+        entry["tasks_ci95"][key] = ({m: _ci(score_interval([runs[f"{key}.{m}"].alone(f"{key}.{m}")], n_boot=n_boot))
+                                     for m in ("em", "f1")} if scored and f"{key}.f1" in runs else None)
+    return entry
+
+
+GLUE_MEASURE = "GLUE avg"  # comparisons on the GLUE average (its columns scored on both sides) ...
+SQUAD_MEASURE = "SQuAD v1.1 F1"  # ... or on SQuAD v1.1 F1
+_MEASURE_COLUMNS = {GLUE_MEASURE: GLUE_AVERAGE, SQUAD_MEASURE: ("squad_v1.f1",)}
+
+
+def pooled_difference(pairs: Sequence[tuple[str, str]], a_runs: Mapping[str, Mapping[str, ModelRuns]],
+                      b_runs: Mapping[str, Mapping[str, ModelRuns]], measure: str = GLUE_MEASURE, *,
+                      n_boot: int = N_BOOT) -> dict:
+    """One paired bootstrap over every pair ``(a, b)`` of ``pairs`` (``a_runs[a]`` against ``b_runs[b]``, from
+    :func:`column_runs`) on ``measure``'s columns that both have: ``{"difference", "ci95", "n", "n_boot", "pairs",
+    "columns", "seeds", "measure", "reason"}``.
+
+    The difference is the mean over pairs of each pair's mean difference over the columns (its GLUE-average or
+    SQuAD-F1 difference when every pair has the same columns). Seeds common to all runs are resampled jointly; the
+    dev examples of a column are resampled once per draw for all pairs (key = the column); the pairs are fixed
+    (:mod:`atb.stats`). ``n`` = seeds × pairs × columns. Without any scored pair, ``difference``, ``ci95`` and
+    ``n`` are ``None`` and ``reason`` says why."""
+    columns = _MEASURE_COLUMNS[measure]
+    usable = [(a, b) for a, b in pairs if any(c in a_runs.get(a, {}) and c in b_runs.get(b, {}) for c in columns)]
+    empty = {"difference": None, "ci95": None, "n": None, "n_boot": n_boot, "pairs": [list(p) for p in usable],
+             "columns": [], "seeds": [], "measure": measure}
+    if not usable:
+        return {**empty, "reason": f"no pair of models with {measure} scored on both sides" if pairs else
+                "no pairs at this scale (no two such models were developed for the same speedup constraint)"}
+    cells = [(a, b, c) for a, b in usable for c in columns if c in a_runs[a] and c in b_runs[b]]
+    seeds = sorted(set.intersection(*(set(a_runs[a][c].seeds) & set(b_runs[b][c].seeds) for a, b, c in cells)))
+    if not seeds:
+        return {**empty, "reason": "the paired models share no fine-tuning seed"}
+    interval = paired_bootstrap([a_runs[a][c].against(b_runs[b][c], key=c, seeds=seeds) for a, b, c in cells],
+                                n_boot=n_boot)
+    return {**interval.to_dict(), "pairs": [list(p) for p in usable],
+            "columns": sorted({c for _, _, c in cells}, key=list(columns).index), "seeds": seeds, "measure": measure,
+            "reason": None}
+
+
+Results = Mapping[str, Sequence[Mapping[str, Any]]]  # atb.finetune.run_seeds: {task: [result of each seed]}
+
+
+def glue_row(model: Mapping[str, Any], results: Results, control: Results, control_dir: str | Path, *,
+             n_boot: int = N_BOOT) -> dict:
+    """A developed model's row of notebook 05's record: its identity (from its notebook-04 record ``model``),
+    :func:`glue_seed_entry` of its ``results`` (:func:`atb.finetune.run_seeds`), ``control`` (the same for its
+    untrained control: ``{"arch", "model_dir", "tasks", "avg", "tasks_ci95", ...}``) and ``vs_control``
+    (:func:`pooled_difference` of the model against its control on the GLUE average)."""
+    vs = pooled_difference([("model", "control")], {"model": column_runs(results)},
+                           {"control": column_runs(control)}, GLUE_MEASURE, n_boot=n_boot)
+    return {**_identity(model), **glue_seed_entry(results, n_boot=n_boot),
+            "control": {"arch": model["arch"], "model_dir": str(control_dir),
+                        **glue_seed_entry(control, n_boot=n_boot)},
+            "vs_control": _bare(vs)}
+
+
+def squad_row(model: Mapping[str, Any], results: Results, control: Results, control_dir: str | Path, *,
+              n_boot: int = N_BOOT) -> dict:
+    """Notebook 06's row, as :func:`glue_row` (``vs_control`` on SQuAD v1.1 F1)."""
+    vs = pooled_difference([("model", "control")], {"model": column_runs(results)},
+                           {"control": column_runs(control)}, SQUAD_MEASURE, n_boot=n_boot)
+    return {**_identity(model), **squad_seed_entry(results, n_boot=n_boot),
+            "control": {"arch": model["arch"], "model_dir": str(control_dir),
+                        **squad_seed_entry(control, n_boot=n_boot)},
+            "vs_control": _bare(vs)}
+
+
+def _identity(model: Mapping[str, Any]) -> dict:
+    return {k: model[k] for k in ("arch", "objective", "speedup", "speedup_target", "kind", "method") if k in model}
+
+
+def _bare(pooled: Mapping[str, Any]) -> dict:
+    """A one-pair :func:`pooled_difference` without the pair's bookkeeping."""
+    return {k: pooled[k] for k in ("difference", "ci95", "n", "n_boot", "columns", "seeds", "reason")}
+
+
+def comparison_intervals(rows: Mapping[str, Mapping[str, Any]], runs: Mapping[str, Mapping[str, ModelRuns]],
+                         control_runs: Mapping[str, Mapping[str, ModelRuns]], measure: str = GLUE_MEASURE, *,
+                         n_boot: int = N_BOOT) -> dict[str, dict]:
+    """Every comparison of :data:`COMPARISONS`, and :data:`LEARNED` (each model against its own control), as one
+    :func:`pooled_difference` each: ``{name: {"difference", "ci95", "n", "pairs", ...}}``.
+
+    ``rows``: ``{model: row}`` with ``objective``, ``method``, ``speedup_target`` (notebooks 05/06); pairs are
+    matched as in :func:`paired_differences`. ``runs`` / ``control_runs``: ``{model: column_runs(...)}`` of the
+    models and of their controls."""
+    out = {}
+    for name, (first, second) in COMPARISONS.items():
+        pairs = paired_differences(rows, lambda row: 0.0, first, second)
+        out[name] = pooled_difference([(p["model"], p["other"]) for p in pairs], runs, runs, measure, n_boot=n_boot)
+    out[LEARNED] = pooled_difference([(name, name) for name in rows], runs, control_runs, measure, n_boot=n_boot)
+    return out
+
+
+def interval_rows(intervals: Mapping[str, Mapping[str, Any] | None]) -> dict[str, dict]:
+    """Recorded intervals (``vs_control`` of each model, or :func:`comparison_intervals`) as table rows:
+    ``{name: {"difference", "lo", "hi", "n", "pairs"}}`` (``None`` where there is no interval)."""
+    rows = {}
+    for name, iv in intervals.items():
+        iv = iv or {}
+        lo, hi = iv.get("ci95") or (None, None)
+        rows[name] = {"difference": iv.get("difference"), "lo": lo, "hi": hi, "n": iv.get("n"),
+                      "pairs": len(iv["pairs"]) if iv.get("pairs") is not None else None}
+    return rows
+
+
 # ------------------------------------------------------------------------------------ comparisons
 def paired_differences(entries: Mapping[str, Mapping[str, Any]], score: Callable[[Mapping[str, Any]], float | None],
                        first: Mapping[str, str], second: Mapping[str, str]) -> list[dict]:
@@ -331,7 +627,7 @@ def model_card(entry: Mapping[str, Any]) -> str:
             "| " + " | ".join(GLUE_COLUMNS) + " | avg |", "|" + "---|" * (len(GLUE_COLUMNS) + 1),
             "| " + " | ".join(_fmt(glue["tasks"][c]) for c in GLUE_COLUMNS) + f" | {_fmt(glue['avg'])} |",
             "", f"avg over {', '.join(glue['avg_over']) or 'nothing'}; n/a = not available here "
-                "(reasons in results/<scale>/05_glue.json)."])))
+                "(reasons in results/<scale>/05_glue.json)." + _seeds_note(glue, "avg")])))
     if squad:
         sections.append(("SQuAD dev", "\n".join(
             f"- {key}: " + (f"EM {s['em']:.1f}, F1 {s['f1']:.1f}" if (s := squad.get(key)) else
@@ -339,6 +635,15 @@ def model_card(entry: Mapping[str, Any]) -> str:
     card = export_card(arch, name=entry["name"], made=made, sections=sections)
     return card + ("\nScores at the smoke / mini scales come from small training and fine-tuning budgets on a CPU: "
                    "they compare models developed with the same budgets, not the paper's numbers.\n")
+
+
+def _seeds_note(row: Mapping[str, Any], score: str) -> str:
+    """" Mean of n fine-tuning seeds; ... untrained control ..." for a row of notebooks 05-06 that has them."""
+    if not row.get("seeds"):
+        return ""
+    control = (row.get("control") or {}).get(score)
+    return (f" Mean of {row['seeds']} fine-tuning seeds" + (f"; an untrained model of the same shape, fine-tuned "
+            f"alike, averages {_fmt(control)}." if control is not None else "."))
 
 
 def write_model_card(model_dir: str | Path, entry: Mapping[str, Any], copy_to: str | Path | None = None) -> Path:

@@ -12,6 +12,13 @@ initialised under the seed.
 Budgets (learning rate, epochs, how many examples...) live in the ``finetune`` section of
 ``configs/<scale>.yaml``, never in code: ``FinetuneConfig.load(scale, task)``.
 
+**Seeds.** :func:`run_seeds` fine-tunes every task once per seed (``cfg.seed``, ``cfg.seed + 1``, ...; the seed
+draws the training subset, the data order, the new head and dropout, while the dev subset stays fixed), and caches
+each (task, seed) result as its own file (:func:`result_path`; seed 0 keeps the single-seed name ``<task>.json``).
+Every scored result also holds the dev **per-example** predictions (``dev``: GLUE the predicted class or score and
+the label of each example, per dev split; SQuAD each question's EM and F1), so that intervals over seeds and dev
+examples (:mod:`atb.stats`) can be computed later without fine-tuning again.
+
 Data that is not available (offline: MNLI, QQP, the QNLI train split, SQuAD v2.0 train) gives a result
 with ``score: None`` and the reason, never an exception or a made-up number; it is evaluated whenever the
 hub or a local copy provides the data. For SQuAD v2.0 offline we deliberately do *not* substitute a
@@ -49,7 +56,7 @@ from transformers import (
 from . import config
 from .data import GLUE_TASK_INFO, GLUE_TASKS, DataUnavailableOffline, load_glue, load_squad, load_tokenizer
 from .data.glue import glue_task_info
-from .metrics import glue_metrics, glue_score, squad_evaluate
+from .metrics import glue_metrics, glue_score, squad_evaluate, squad_question_scores
 from .records import write_json_atomic
 
 SQUAD_TASKS = ("squad_v1.1", "squad_v2.0")
@@ -121,8 +128,10 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
     """Fine-tune ``model_dir`` on GLUE ``task`` and evaluate it on the dev split(s).
 
     Returns ``{"task", "metrics", "score", "train_examples", "eval_examples", "train_loss", "seconds",
-    "config", "model_dir"}`` (``score`` = :func:`atb.metrics.glue_score`), or ``score: None`` with a
-    ``reason`` if the data is unavailable. Written to ``output_dir/<task>.json`` if given.
+    "config", "model_dir", "dev"}`` (``score`` = :func:`atb.metrics.glue_score`; ``dev``: per dev split,
+    ``{"predictions": [...], "labels": [...]}``, the predicted class, or score for STS-B, of every example), or
+    ``score: None`` with a ``reason`` if the data is unavailable. Written to :func:`result_path` if ``output_dir``
+    is given.
     """
     if task not in GLUE_TASK_INFO:
         raise ValueError(f"unknown GLUE task {task!r}; valid tasks: {', '.join(GLUE_TASKS)}")
@@ -149,17 +158,19 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
                              desc=f"fine-tune {task}")
 
     metrics: dict[str, float] = {}
+    dev: dict[str, dict[str, list]] = {}
     for split, data in evals.items():
         features = data.map(encode, batched=True, remove_columns=[*text_columns, "label"])
         logits = np.concatenate([out.logits.float().cpu().numpy()
                                  for _, out in predict(model, features, collate, cfg.batch_size)])
         predictions = logits[:, 0] if info.is_regression else logits.argmax(-1)
         metrics.update(glue_metrics(task, predictions, data["label"], split))
+        dev[split] = {"predictions": predictions.tolist(), "labels": list(data["label"])}
     return _save({
         "task": task, "metrics": metrics, "score": glue_score(task, metrics),
         "train_examples": len(train), "eval_examples": sum(len(d) for d in evals.values()),
         "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 2),
-        "config": dataclasses.asdict(cfg), "model_dir": str(model_dir),
+        "config": dataclasses.asdict(cfg), "model_dir": str(model_dir), "dev": dev,
     }, output_dir)
 
 
@@ -195,7 +206,8 @@ def finetune_squad(model_dir: str | Path, version: str, cfg: FinetuneConfig,
     ``score`` is the dev F1. For v2.0, ``metrics`` holds EM/F1 at ``cfg.null_threshold`` (the reported
     number), the HasAns/NoAns breakdown and, separately, ``best_f1`` at ``best_f1_threshold``: the
     threshold chosen on dev itself, an oracle figure. Result keys as :func:`finetune_glue`;
-    ``task`` is ``squad_<version>``.
+    ``task`` is ``squad_<version>``; ``dev`` is ``{"ids", "em", "f1"}``: each dev question's exact match and F1
+    in percent (after the no-answer threshold for v2.0), whose means are ``metrics["em"]`` / ``metrics["f1"]``.
     """
     task = f"squad_{version}"
     if task not in SQUAD_TASKS:
@@ -229,14 +241,18 @@ def finetune_squad(model_dir: str | Path, version: str, cfg: FinetuneConfig,
             end_logits.append(e[:n].float().cpu().numpy())
     answers, null_odds = postprocess_qa_predictions(dev, dev_features, start_logits, end_logits,
                                                     cfg.n_best, cfg.max_answer_length)
-    metrics = squad_evaluate(answers, dev, version=version, na_probs=null_odds if version == "v2.0" else None,
-                             na_prob_thresh=cfg.null_threshold)
+    evaluation = {"version": version, "na_probs": null_odds if version == "v2.0" else None,
+                  "na_prob_thresh": cfg.null_threshold}
+    metrics = squad_evaluate(answers, dev, **evaluation)
+    per_question = squad_question_scores(answers, dev, **evaluation)
     return _save({
         "task": task, "metrics": metrics, "score": metrics["f1"],
         "train_examples": len(train), "eval_examples": len(dev),
         "train_features": len(train_features), "eval_features": len(dev_features),
         "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 2),
         "config": dataclasses.asdict(cfg), "model_dir": str(model_dir),
+        "dev": {"ids": list(per_question["f1"]), "em": list(per_question["em"].values()),
+                "f1": list(per_question["f1"].values())},
     }, output_dir)
 
 
@@ -390,44 +406,75 @@ def _unavailable(task: str, err: Exception, cfg: FinetuneConfig, model_dir: str 
             "config": dataclasses.asdict(cfg), "model_dir": str(model_dir)}
 
 
+def result_path(output_dir: str | Path, task: str, seed: int) -> Path:
+    """Where the result of (``task``, ``seed``) is kept: ``output_dir/<task>.json`` for seed 0 (the single-seed
+    name, so results of earlier single-seed runs are found), ``output_dir/<task>.seed<seed>.json`` otherwise."""
+    return Path(output_dir) / (f"{task}.json" if seed == 0 else f"{task}.seed{seed}.json")
+
+
 def _save(result: dict, output_dir: str | Path | None) -> dict:
-    """Write ``result`` to ``output_dir/<task>.json`` atomically (tmp + rename); return it."""
+    """Write ``result`` to :func:`result_path` of its task and seed atomically (tmp + rename); return it."""
     if output_dir is not None:
-        write_json_atomic(Path(output_dir) / f"{result['task']}.json", result, allow_nan=False)
+        path = result_path(output_dir, result["task"], (result.get("config") or {}).get("seed", 0))
+        write_json_atomic(path, result, allow_nan=False)
     return result
 
 
 def cached_result(output_dir: str | Path | None, task: str, cfg: FinetuneConfig, model_dir: str | Path) -> dict | None:
-    """The scored result in ``output_dir/<task>.json`` if it was produced with ``cfg`` from ``model_dir``.
+    """The scored result of ``task`` with ``cfg`` (its seed included) from ``model_dir``, if ``output_dir`` holds one.
 
-    Results without a score (data unavailable) are never reused: the data may be there next time.
+    Results without a score (data unavailable) are never reused: the data may be there next time. Nor are results
+    without the per-example dev predictions (``dev``, written since seeds were added): intervals need them, so such
+    a result is fine-tuned once more.
     """
-    path = None if output_dir is None else Path(output_dir) / f"{task}.json"
+    path = None if output_dir is None else result_path(output_dir, task, cfg.seed)
     if path is None or not path.exists():
         return None
     result = json.loads(path.read_text())
     same = (result.get("config") == json.loads(json.dumps(dataclasses.asdict(cfg)))
             and result.get("model_dir") == str(model_dir))
-    return result if same and result.get("score") is not None else None
+    return result if same and result.get("score") is not None and result.get("dev") else None
+
+
+def seeds_of(scale: str | Path, task: str, n: int) -> list[int]:
+    """The ``n`` fine-tuning seeds of ``task`` at ``scale``: the budget's ``seed`` (0 unless configured) and the
+    ``n - 1`` integers after it."""
+    if n < 1:
+        raise ValueError(f"need at least one seed, got {n}")
+    first = FinetuneConfig.load(scale, task).seed
+    return list(range(first, first + n))
 
 
 def run(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, output_dir: str | Path | None = None,
-        resume: bool = True) -> dict[str, dict]:
+        resume: bool = True, seed: int | None = None) -> dict[str, dict]:
     """Fine-tune and evaluate ``model_dir`` on each of ``tasks`` with the budgets of ``scale`` (a scale name or
-    a config path); ``{task: result}``.
+    a config path), once, with ``seed`` (``None``: the budget's own); ``{task: result}``.
 
-    With ``resume``, a task whose result is already in ``output_dir`` (same budget, same model) is read back
-    instead of fine-tuned again, so an interrupted table picks up where it stopped.
+    With ``resume``, a task whose result is already in ``output_dir`` (same budget and seed, same model, with its
+    dev predictions) is read back instead of fine-tuned again, so an interrupted table picks up where it stopped.
     """
     results = {}
     for task in tasks:
         cfg = FinetuneConfig.load(scale, task)
+        if seed is not None:
+            cfg = dataclasses.replace(cfg, seed=seed)
         if resume and (cached := cached_result(output_dir, task, cfg, model_dir)) is not None:
             results[task] = cached
         elif task in SQUAD_TASKS:
             results[task] = finetune_squad(model_dir, task.removeprefix("squad_"), cfg, output_dir)
         else:
             results[task] = finetune_glue(model_dir, task, cfg, output_dir)
+    return results
+
+
+def run_seeds(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, output_dir: str | Path | None = None,
+              seeds: int = 1, resume: bool = True) -> dict[str, list[dict]]:
+    """:func:`run` once per seed (:func:`seeds_of`): ``{task: [result of each seed]}``, every (task, seed) cached
+    on its own (:func:`result_path`), so adding seeds later fine-tunes only the new ones."""
+    results: dict[str, list[dict]] = {}
+    for task in tasks:
+        results[task] = [run(model_dir, [task], scale, output_dir, resume, seed=s)[task]
+                         for s in seeds_of(scale, task, seeds)]
     return results
 
 
@@ -438,8 +485,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tasks", nargs="+", default=[*GLUE_TASKS, "squad_v1.1"],
                         help=f"any of {' '.join(GLUE_TASKS + SQUAD_TASKS)}")
     parser.add_argument("--output-dir")
+    parser.add_argument("--seed", type=int, help="the fine-tuning seed (default: the budget's, 0)")
     args = parser.parse_args(argv)
-    for task, result in run(args.model_dir, args.tasks, args.scale, args.output_dir).items():
+    for task, result in run(args.model_dir, args.tasks, args.scale, args.output_dir, seed=args.seed).items():
         shown = "n/a" if result["score"] is None else f"{result['score']:.2f}"
         print(f"{task:12s} {shown:>7s}  {result.get('reason') or result['metrics']}")
 

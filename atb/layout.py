@@ -102,3 +102,15 @@ class Layout:
     def finetune(self, name: str) -> Path:
         """Fine-tuning results of the developed model ``name``."""
         return self.developed(name) / "finetune"
+
+    def control(self, arch: str, seed: int = 0) -> Path:
+        """The untrained control of architecture ``arch`` ("4/256/480/12/192"): a random initialisation under
+        ``seed`` (:func:`atb.develop.export_control`), shared by every developed model of that shape."""
+        parts = str(arch).split("/")
+        if len(parts) != 5 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"an architecture is layers/hidden/ffn/heads/qkv, got {arch!r}")
+        return self.develop / "controls" / f"{'-'.join(parts)}-init{seed}"
+
+    def control_finetune(self, arch: str, seed: int = 0) -> Path:
+        """Fine-tuning results of the untrained control of ``arch``."""
+        return self.control(arch, seed) / "finetune"

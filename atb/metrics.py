@@ -21,10 +21,10 @@ from __future__ import annotations
 import collections
 import re
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
+from scipy.stats import pearsonr, rankdata, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 # ------------------------------------------------------------------------------------------------ GLUE
@@ -69,6 +69,38 @@ def _correlation(fn, preds: np.ndarray, refs: np.ndarray) -> float:
     if np.ptp(preds) == 0 or np.ptp(refs) == 0:
         return 0.0
     return 100 * float(fn(preds, refs)[0])
+
+
+def glue_score_fn(task: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``(predictions, labels) -> score``: the task's number in a GLUE average (:func:`glue_score` of
+    :func:`glue_metrics`, in percent) in plain NumPy, for bootstraps that recompute it thousands of times.
+    MNLI's matched and mismatched accuracies are both accuracies (pass the split's predictions)."""
+    if task not in GLUE_SCORE_METRIC:
+        raise ValueError(f"unknown GLUE task {task!r}; valid tasks: {', '.join(GLUE_SCORE_METRIC)}")
+    return {"mcc": _mcc, "spearman": _spearman}.get(GLUE_SCORE_METRIC[task], _accuracy)
+
+
+def _accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return 100 * float(np.mean(np.asarray(predictions) == np.asarray(labels)))
+
+
+def _mcc(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Matthews correlation in percent, sklearn's multi-class formula (0 when undefined)."""
+    preds, refs = np.asarray(predictions, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    k = int(max(preds.max(), refs.max())) + 1
+    confusion = np.bincount(refs * k + preds, minlength=k * k).reshape(k, k).astype(np.float64)
+    t, p = confusion.sum(axis=1), confusion.sum(axis=0)
+    n, correct = confusion.sum(), np.trace(confusion)
+    cov_tp, cov_pp, cov_tt = correct * n - t @ p, n * n - p @ p, n * n - t @ t
+    return 0.0 if cov_pp * cov_tt == 0 else 100 * float(cov_tp / np.sqrt(cov_tt * cov_pp))
+
+
+def _spearman(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Spearman correlation in percent (Pearson of average ranks); 0 for a constant side, as :func:`glue_metrics`."""
+    preds, refs = np.asarray(predictions, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    if np.ptp(preds) == 0 or np.ptp(refs) == 0:
+        return 0.0
+    return 100 * float(np.corrcoef(rankdata(preds), rankdata(refs))[0, 1])
 
 
 def glue_score(task: str, metrics: Mapping[str, float]) -> float:
@@ -140,6 +172,39 @@ def squad_evaluate(
     ``best_em`` / ``best_f1`` with their ``*_threshold`` give the dev-set-optimal threshold, as in the
     official script's ``find_best_thresh`` (an oracle on dev: report it separately).
     """
+    golds, has_ans, version, raw_em, raw_f1, em, f1s = _question_scores(predictions, references, version, na_probs,
+                                                                        na_prob_thresh)
+    result = _percent(em, f1s, golds)
+    if version == "v2.0":
+        for name, wanted in (("HasAns", True), ("NoAns", False)):
+            qids = [q for q in golds if has_ans[q] == wanted]
+            if qids:
+                result.update({f"{name}_{k}": v for k, v in _percent(em, f1s, qids).items()})
+        if na_probs is not None:
+            for name, raw in (("em", raw_em), ("f1", raw_f1)):
+                best, threshold = _best_threshold(predictions, raw, na_probs, has_ans)
+                result[f"best_{name}"], result[f"best_{name}_threshold"] = best, threshold
+    return result
+
+
+def squad_question_scores(
+    predictions: Mapping[str, str],
+    references: Mapping[str, Sequence[str]] | Iterable[Mapping],
+    *,
+    version: str | None = None,
+    na_probs: Mapping[str, float] | None = None,
+    na_prob_thresh: float = 0.0,
+) -> dict[str, dict[str, float]]:
+    """Per question, the exact match and F1 that :func:`squad_evaluate` averages (same arguments; in percent, so
+    their means are its ``em`` and ``f1``): ``{"em": {id: 0 | 100}, "f1": {id: 0-100}}``, in the references' order.
+    A bootstrap over questions resamples these."""
+    golds, *_, em, f1s = _question_scores(predictions, references, version, na_probs, na_prob_thresh)
+    return {"em": {q: 100 * em[q] for q in golds}, "f1": {q: 100 * f1s[q] for q in golds}}
+
+
+def _question_scores(predictions, references, version, na_probs, na_prob_thresh):
+    """``(golds, has_ans, version, raw_em, raw_f1, em, f1)``: each question's scores (0-1) before and after the
+    no-answer threshold (the official scripts' per-question step)."""
     golds = gold_answers(references)
     if not golds:
         raise ValueError("squad_evaluate: no references")
@@ -165,18 +230,7 @@ def squad_evaluate(
             return {q: float(not has_ans[q]) if q in predictions and na_probs[q] > na_prob_thresh else s
                     for q, s in scores.items()}
         em, f1s = thresholded(raw_em), thresholded(raw_f1)
-
-    result = _percent(em, f1s, golds)
-    if version == "v2.0":
-        for name, wanted in (("HasAns", True), ("NoAns", False)):
-            qids = [q for q in golds if has_ans[q] == wanted]
-            if qids:
-                result.update({f"{name}_{k}": v for k, v in _percent(em, f1s, qids).items()})
-        if na_probs is not None:
-            for name, raw in (("em", raw_em), ("f1", raw_f1)):
-                best, threshold = _best_threshold(predictions, raw, na_probs, has_ans)
-                result[f"best_{name}"], result[f"best_{name}_threshold"] = best, threshold
-    return result
+    return golds, has_ans, version, raw_em, raw_f1, em, f1s
 
 
 def _percent(em: Mapping[str, float], f1s: Mapping[str, float], qids: Iterable[str]) -> dict[str, float]:

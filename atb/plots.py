@@ -47,3 +47,32 @@ def save_figure(fig, path: str | Path) -> Path:
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     tmp.replace(path)
     return path
+
+
+METHOD_MARKERS = {"evolved": "o", "fast": "^", "default-rule": "s"}
+
+
+def plot_with_controls(ax, points: pd.DataFrame, y: str, *, control: str | None = None, lo: str | None = None,
+                       hi: str | None = None, x: str = "speedup") -> None:
+    """Score against speedup: one line per (objective, method) of ``points`` (filled markers: ``METHOD_MARKERS``;
+    colour: the objective), the 95 % interval ``lo``-``hi`` as error bars, and each model's untrained control
+    (column ``control``) at the same speedup as a hollow marker of the same shape and colour, joined to its model
+    by a dotted line. Rows without a score are left out."""
+    objectives = sorted(points["objective"].unique())
+    colours = dict(zip(objectives, sns.color_palette(n_colors=max(len(objectives), 1))))
+    for (objective, method), group in points.dropna(subset=[y]).groupby(["objective", "method"]):
+        group = group.sort_values(x)
+        colour, marker = colours[objective], METHOD_MARKERS.get(method, "o")
+        ax.plot(group[x], group[y], color=colour, marker=marker, markersize=7, label=f"{objective} {method}")
+        if lo and hi and group[[lo, hi]].notna().all(axis=None):
+            ax.errorbar(group[x], group[y], yerr=[group[y] - group[lo], group[hi] - group[y]], fmt="none",
+                        ecolor=colour, elinewidth=1, capsize=3)
+        if control and control in group and group[control].notna().any():
+            ax.scatter(group[x], group[control], marker=marker, s=49, facecolors="none", edgecolors=colour,
+                       linewidths=1.3)
+            for _, row in group.dropna(subset=[control]).iterrows():
+                ax.plot([row[x], row[x]], [row[y], row[control]], color=colour, linestyle=":", linewidth=0.8)
+    if control and control in points and points[control].notna().any():
+        ax.scatter([], [], marker="o", facecolors="none", edgecolors="grey", label="untrained control (same shape)")
+    ax.set(xscale="log", xlabel=f"{x} over BERT-base (CPU latency)", ylabel=y)
+    ax.legend(fontsize=8)

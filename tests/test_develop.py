@@ -245,6 +245,13 @@ def test_model_card_names_the_arch_speedup_and_scores():
     assert "- squad_v1: EM 33.3, F1 45.6" in card and "- squad_v2: n/a" in card
 
 
+def test_model_card_says_how_many_seeds_and_what_the_control_scored():
+    glue = {**glue_entry(glue_results()), "seeds": 3, "control": {"avg": 41.25}}
+    card = model_card(card_entry(glue=glue))
+    assert "Mean of 3 fine-tuning seeds; an untrained model of the same shape, fine-tuned alike, averages 41.2." in card
+    assert "fine-tuning seeds" not in model_card(card_entry())  # a single-seed row says nothing of seeds
+
+
 def test_model_card_of_a_baseline_without_measurements():
     card = model_card(card_entry(name="mlm-default-rule-25x", arch="4/256/1024/4/256", method="default-rule",
                                  latency_ms=None, speedup=None, glue=None, squad=None, further_training=None))
@@ -270,7 +277,8 @@ def test_finetune_run_reuses_only_scored_results_of_the_same_model(tmp_path, mon
     def fake_glue(model_dir, task, cfg, output_dir=None):
         calls.append((str(model_dir), task))
         return finetune._save({"task": task, "score": score["value"], "metrics": {"accuracy": score["value"]},
-                               "config": dataclasses.asdict(cfg), "model_dir": str(model_dir)}, output_dir)
+                               "config": dataclasses.asdict(cfg), "model_dir": str(model_dir),
+                               "dev": {"validation": {"predictions": [1], "labels": [1]}}}, output_dir)
 
     monkeypatch.setattr(finetune, "finetune_glue", fake_glue)
     out, model = tmp_path / "out", tmp_path / "model"
@@ -289,12 +297,43 @@ def test_finetune_run_reuses_only_scored_results_of_the_same_model(tmp_path, mon
     assert finetune.cached_result(out, "rte", finetune.FinetuneConfig.load("smoke", "rte"), model) is None
 
 
-def test_cached_result_needs_the_same_budget(tmp_path):
+def test_cached_result_needs_the_same_budget_and_the_dev_predictions(tmp_path):
     cfg = finetune.FinetuneConfig.load("smoke", "rte")
-    finetune._save({"task": "rte", "score": 50.0, "config": dataclasses.asdict(cfg), "model_dir": "m"}, tmp_path)
+    dev = {"validation": {"predictions": [0], "labels": [1]}}
+    finetune._save({"task": "rte", "score": 50.0, "config": dataclasses.asdict(cfg), "model_dir": "m", "dev": dev},
+                   tmp_path)
     assert finetune.cached_result(tmp_path, "rte", cfg, "m")["score"] == 50.0
     assert finetune.cached_result(tmp_path, "rte", dataclasses.replace(cfg, seed=1), "m") is None
     assert finetune.cached_result(None, "rte", cfg, "m") is None and finetune.cached_result(tmp_path, "cola", cfg, "m") is None
+    # a result of the single-seed code (no per-example predictions) is found under its name but fine-tuned again
+    finetune._save({"task": "rte", "score": 50.0, "config": dataclasses.asdict(cfg), "model_dir": "m"}, tmp_path)
+    assert (tmp_path / "rte.json").exists() and finetune.cached_result(tmp_path, "rte", cfg, "m") is None
+
+
+def test_run_seeds_fine_tunes_each_task_once_per_seed_and_caches_each(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_glue(model_dir, task, cfg, output_dir=None):
+        calls.append((task, cfg.seed))
+        return finetune._save({"task": task, "score": 10.0 * cfg.seed, "metrics": {"accuracy": 10.0 * cfg.seed},
+                               "config": dataclasses.asdict(cfg), "model_dir": str(model_dir),
+                               "dev": {"validation": {"predictions": [cfg.seed], "labels": [1]}}}, output_dir)
+
+    monkeypatch.setattr(finetune, "finetune_glue", fake_glue)
+    out, model = tmp_path / "out", tmp_path / "model"
+    assert finetune.result_path(out, "rte", 0) == out / "rte.json"  # seed 0: the single-seed name
+    assert finetune.result_path(out, "rte", 2) == out / "rte.seed2.json"
+    assert finetune.seeds_of("smoke", "rte", 3) == [0, 1, 2]
+    finetune.run(model, ["rte"], "smoke", out)  # a single-seed table made earlier: seed 0
+    results = finetune.run_seeds(model, ["rte", "cola"], "smoke", out, seeds=2)
+    assert calls == [("rte", 0), ("rte", 1), ("cola", 0), ("cola", 1)]  # rte seed 0 came from the cache
+    assert [r["config"]["seed"] for r in results["rte"]] == [0, 1] and [r["score"] for r in results["cola"]] == [0, 10]
+    assert sorted(p.name for p in out.iterdir()) == ["cola.json", "cola.seed1.json", "rte.json", "rte.seed1.json"]
+    again = finetune.run_seeds(model, ["rte", "cola"], "smoke", out, seeds=3)  # one more seed: only it is new
+    assert calls[4:] == [("rte", 2), ("cola", 2)] and again["rte"][:2] == results["rte"]
+    assert finetune.run(model, ["rte"], "smoke", out, seed=1)["rte"] == results["rte"][1]
+    with pytest.raises(ValueError, match="at least one seed"):
+        finetune.run_seeds(model, ["rte"], "smoke", out, seeds=0)
 
 
 # ---------------------------------------------------------------------------------- further training
@@ -353,3 +392,199 @@ def test_fast_over_full_divides_each_part_per_objective():
              "total_cpu_seconds": 2.0}]  # no fast MLM model: no ratio
     assert fast_over_full(rows) == {"kd": {"search": 0.25, "further_training": pytest.approx(1 / 3),
                                            "total": pytest.approx(125 / 400)}}
+
+
+# ------------------------------------------------------------------------------------ untrained controls
+def test_develop_config_seeds():
+    assert DevelopConfig().seeds == 3 and DevelopConfig.load("smoke").seeds == 2 and DevelopConfig.load("mini").seeds == 3
+    with pytest.raises(ValueError, match="seeds"):
+        DevelopConfig(seeds=0)
+
+
+def _weights(model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+@pytest.mark.parametrize("arch", ["2/32/128/2/32", "2/48/96/12/24"])  # plain BERT (d_qkv = d_m) and atb-bert
+def test_export_control_is_a_seeded_random_model_of_the_same_shape(tmp_path, arch):
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    from atb import AtbBertConfig, AtbBertForMaskedLM, export
+    from atb.develop import control_model, export_control
+    from atb.layout import Layout
+
+    shape = Arch.parse(arch)
+    torch.manual_seed(123)  # a "developed" model: another initialisation, other settings than the defaults
+    developed = export(AtbBertForMaskedLM(AtbBertConfig.from_arch(shape, hidden_dropout_prob=0.05)), tmp_path / "dev")
+    state = torch.random.get_rng_state()
+    control = export_control(shape, tmp_path / "control", like=developed)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random state is untouched
+    loaded = AutoModelForMaskedLM.from_pretrained(control)
+    config = loaded.config
+    assert (config.num_hidden_layers, config.hidden_size, config.intermediate_size, config.num_attention_heads,
+            getattr(config, "qkv_size", config.hidden_size)) == (shape.layers, shape.hidden, shape.ffn, shape.heads,
+                                                                 shape.qkv)
+    assert config.model_type == ("bert" if shape.qkv == shape.hidden else "atb-bert")
+    assert config.hidden_dropout_prob == 0.05  # settings besides the sizes come from the developed model
+    mine, theirs = _weights(control), _weights(developed)
+    assert mine.keys() == theirs.keys() and all(mine[k].shape == theirs[k].shape for k in mine)
+    assert not torch.equal(mine["bert.embeddings.word_embeddings.weight"], theirs["bert.embeddings.word_embeddings.weight"])
+    # deterministic under its seed, and the same initialisation AtbBertForMaskedLM draws under that seed
+    again = export_control(shape, tmp_path / "again", like=developed)
+    assert all(torch.equal(mine[k], _weights(again)[k]) for k in mine)
+    torch.manual_seed(0)
+    reference = AtbBertForMaskedLM(AtbBertConfig.from_arch(shape, hidden_dropout_prob=0.05)).state_dict()
+    assert torch.equal(mine["bert.encoder.layer.0.intermediate.dense.weight"],
+                       reference["bert.encoder.layer.0.intermediate.dense.weight"])
+    other = export_control(shape, tmp_path / "other", seed=1, like=developed)
+    assert not torch.equal(mine["bert.embeddings.word_embeddings.weight"],
+                           _weights(other)["bert.embeddings.word_embeddings.weight"])
+    card = (control / "README.md").read_text()
+    assert "Untrained control" in card and "never pre-trained" in card and f"| {shape.layers} | {shape.hidden} |" in card
+    # an existing control is left as it is; one of another seed in the same folder is replaced
+    stamp = (control / "model.safetensors").stat().st_mtime_ns
+    assert export_control(shape, control, like=developed) == control
+    assert (control / "model.safetensors").stat().st_mtime_ns == stamp
+    (control / "finetune").mkdir()
+    (control / "finetune" / "rte.json").write_text("{}")  # fine-tuned from the seed-0 weights
+    export_control(shape, control, seed=1, like=developed)
+    assert not (control / "finetune").exists()
+    assert torch.equal(_weights(control)["bert.embeddings.word_embeddings.weight"],
+                       _weights(other)["bert.embeddings.word_embeddings.weight"])
+    with pytest.raises(ValueError, match="differs from"):
+        export_control(Arch(1, 32, 128, 2, 32), tmp_path / "wrong", like=developed)
+    layout = Layout("smoke", results_root=tmp_path / "r", runs_root=tmp_path / "w")
+    shared = control_model(layout, arch, like=developed)
+    assert shared == layout.control(arch) and (shared / "control.json").exists()
+
+
+# ---------------------------------------------------------------------------- seeds and intervals
+def glue_result(task, seed, predictions, labels, split="validation"):
+    """A finetune_glue result as the code writes it: metrics from the predictions, per-example dev predictions."""
+    from atb.metrics import glue_metrics, glue_score
+
+    metrics = glue_metrics(task, predictions, labels, split)
+    return {"task": task, "score": glue_score(task, metrics), "metrics": metrics, "config": {"seed": seed},
+            "dev": {split: {"predictions": list(predictions), "labels": list(labels)}}}
+
+
+def squad_result(seed, f1s, ems=None):
+    ems = ems if ems is not None else [100.0 if f == 100.0 else 0.0 for f in f1s]
+    return {"task": "squad_v1.1", "score": sum(f1s) / len(f1s), "config": {"seed": seed},
+            "metrics": {"em": sum(ems) / len(ems), "f1": sum(f1s) / len(f1s)},
+            "dev": {"ids": [f"q{i}" for i in range(len(f1s))], "em": list(ems), "f1": list(f1s)}}
+
+
+LABELS = [0, 1, 0, 1, 1, 0]
+RIGHT, WRONG = LABELS, [1 - x for x in LABELS]
+UNAVAILABLE = {"task": "qqp", "score": None, "metrics": None, "reason": "qqp is not available offline"}
+
+
+def seeded(per_seed_predictions, task="sst2"):
+    return [glue_result(task, s, p, LABELS) for s, p in enumerate(per_seed_predictions)]
+
+
+def test_glue_seed_entry_means_per_seed_scores_and_intervals_by_hand():
+    from atb.develop import glue_seed_entry
+
+    results = {"sst2": seeded([RIGHT, WRONG]), "rte": seeded([RIGHT, RIGHT], "rte"), "qqp": [UNAVAILABLE] * 2}
+    entry = glue_seed_entry(results, n_boot=2000)
+    assert entry["seeds"] == 2 and entry["seed_values"] == [0, 1]
+    assert entry["tasks"]["sst2"] == 50.0 and entry["per_seed"]["sst2"] == [100.0, 0.0]
+    assert entry["tasks"]["rte"] == 100.0 and entry["tasks"]["qqp"] is None and "qqp" in entry["unavailable"]
+    assert entry["avg"] == 75.0 and entry["avg_over"] == ["sst2", "rte"]
+    # seeds resampled: (right, right), (right, wrong), (wrong, wrong) -> 100, 50, 0; the examples do not matter
+    assert entry["tasks_ci95"]["sst2"] == [0.0, 100.0] and entry["tasks_ci95"]["rte"] == [100.0, 100.0]
+    assert entry["tasks_ci95"]["qqp"] is None and entry["avg_ci95"] == [50.0, 100.0]
+    assert entry["metrics"]["sst2"] == {"accuracy": 50.0} and entry["metrics"]["qqp"] is None
+    legacy = {"sst2": [{k: v for k, v in r.items() if k != "dev"} for r in seeded([RIGHT, WRONG])]}
+    old = glue_seed_entry(legacy)  # results of code older than the seeds: scores but no intervals
+    assert old["tasks"]["sst2"] == 50.0 and old["tasks_ci95"]["sst2"] is None and old["avg_ci95"] is None
+
+
+def test_glue_seed_entry_reads_mnli_from_both_dev_splits():
+    from atb.develop import column_runs, glue_seed_entry
+
+    from atb.metrics import glue_metrics
+
+    def mnli(seed, matched, mismatched):
+        splits = {"validation_matched": matched, "validation_mismatched": mismatched}
+        metrics = {k: v for split, p in splits.items() for k, v in glue_metrics("mnli", p, LABELS, split).items()}
+        return {"task": "mnli", "score": metrics["accuracy_m"], "metrics": metrics, "config": {"seed": seed},
+                "dev": {split: {"predictions": p, "labels": LABELS} for split, p in splits.items()}}
+
+    results = {"mnli": [mnli(0, RIGHT, WRONG), mnli(1, RIGHT, WRONG)]}
+    assert set(column_runs(results)) == {"mnli_m", "mnli_mm"}
+    entry = glue_seed_entry(results, n_boot=200)
+    assert (entry["tasks"]["mnli_m"], entry["tasks"]["mnli_mm"]) == (100.0, 0.0) and entry["avg_over"] == ["mnli_m"]
+    assert entry["tasks_ci95"]["mnli_m"] == [100.0, 100.0] and entry["tasks_ci95"]["mnli_mm"] == [0.0, 0.0]
+
+
+def test_squad_seed_entry_resamples_questions():
+    from atb.develop import squad_seed_entry
+
+    results = {"squad_v1.1": [squad_result(0, [0.0, 100.0]), squad_result(1, [0.0, 100.0])],
+               "squad_v2.0": [{"task": "squad_v2.0", "score": None, "reason": "offline"}] * 2}
+    entry = squad_seed_entry(results, n_boot=2000)
+    assert entry["squad_v1"] == {"em": 50.0, "f1": 50.0} and entry["seeds"] == 2
+    assert entry["squad_v2"] is None and entry["unavailable"] == {"squad_v2": "offline"}
+    # two questions scored 0 and 100 by every seed: resampled means 0, 50, 100 -> the interval is [0, 100]
+    assert entry["tasks_ci95"]["squad_v1"] == {"em": [0.0, 100.0], "f1": [0.0, 100.0]}
+    assert entry["tasks_ci95"]["squad_v2"] is None and entry["per_seed"]["squad_v1"][1] == {"em": 50.0, "f1": 50.0}
+
+
+def test_rows_compare_each_model_with_its_control():
+    from atb.develop import glue_row, squad_row
+
+    model = {"arch": "2/32/128/2/32", "objective": "kd", "speedup": 20.0, "speedup_target": 25.0, "kind": "searched",
+             "method": "evolved", "model_dir": "m", "latency_ms": 1.0}
+    results = {"sst2": seeded([RIGHT, RIGHT]), "rte": seeded([RIGHT, WRONG], "rte")}
+    control = {"sst2": seeded([WRONG, WRONG]), "rte": seeded([RIGHT, WRONG], "rte")}
+    row = glue_row(model, results, control, "controls/2-32-128-2-32-init0", n_boot=500)
+    assert {k: row[k] for k in ("arch", "objective", "method", "kind", "speedup_target")} == {
+        "arch": "2/32/128/2/32", "objective": "kd", "method": "evolved", "kind": "searched", "speedup_target": 25.0}
+    assert "latency_ms" not in row and row["avg"] == 75.0 and row["seeds"] == 2
+    assert row["control"]["avg"] == 25.0 and row["control"]["model_dir"] == "controls/2-32-128-2-32-init0"
+    assert row["control"]["tasks_ci95"]["sst2"] == [0.0, 0.0]
+    vs = row["vs_control"]
+    # SST-2: +100 on every draw; RTE: the same predictions on both sides, 0 on every draw -> mean 50, no width
+    assert vs["difference"] == 50.0 and vs["ci95"] == [50.0, 50.0] and vs["n"] == 2 * 2 and vs["reason"] is None
+    assert vs["columns"] == ["sst2", "rte"] and vs["seeds"] == [0, 1]
+    squad = squad_row(model, {"squad_v1.1": [squad_result(0, [100.0, 50.0])]},
+                      {"squad_v1.1": [squad_result(0, [0.0, 50.0])]}, "c", n_boot=500)
+    assert squad["vs_control"]["difference"] == 50.0 and squad["control"]["squad_v1"]["f1"] == 25.0
+    assert squad["vs_control"]["ci95"][0] >= 0.0 and squad["vs_control"]["ci95"][1] == 100.0
+    unscored = glue_row(model, {"qqp": [UNAVAILABLE]}, {"qqp": [UNAVAILABLE]}, "c")
+    assert unscored["vs_control"]["ci95"] is None and "no pair" in unscored["vs_control"]["reason"]
+
+
+def test_comparisons_pool_their_pairs_and_share_the_dev_examples():
+    from atb.develop import LEARNED, column_runs, comparison_intervals, pooled_difference
+
+    def row(objective, method):
+        return {"objective": objective, "method": method, "speedup_target": 25.0}
+
+    rows = {"kd-evolved-25x": row("kd", "evolved"), "kd-default-rule-25x": row("kd", "default-rule"),
+            "mlm-evolved-25x": row("mlm", "evolved"), "mlm-default-rule-25x": row("mlm", "default-rule")}
+    half = [1, 0, 1, 1, 1, 0]  # right on the examples 3-5 only (LABELS: 0 1 0 | 1 1 0)
+    predictions = {"kd-evolved-25x": RIGHT, "kd-default-rule-25x": half, "mlm-evolved-25x": half,
+                   "mlm-default-rule-25x": RIGHT}
+    runs = {n: column_runs({"sst2": seeded([p, p])}) for n, p in predictions.items()}
+    controls = {n: column_runs({"sst2": seeded([WRONG, WRONG])}) for n in rows}
+    intervals = comparison_intervals(rows, runs, controls, n_boot=400)
+    claim2 = intervals["searched_vs_default_rule"]
+    assert sorted(map(tuple, claim2["pairs"])) == [("kd-evolved-25x", "kd-default-rule-25x"),
+                                                   ("mlm-evolved-25x", "mlm-default-rule-25x")]
+    # the two pairs' differences cancel example by example; resampled together they cancel on every draw
+    assert claim2["difference"] == 0.0 and claim2["ci95"] == [0.0, 0.0] and claim2["n"] == 2 * 2 * 1
+    kd_mlm = intervals["kd_vs_mlm"]
+    assert kd_mlm["pairs"] == [["kd-evolved-25x", "mlm-evolved-25x"]] and kd_mlm["difference"] == pytest.approx(50.0)
+    assert intervals["fast_vs_evolved"]["ci95"] is None and "no pairs" in intervals["fast_vs_evolved"]["reason"]
+    learned = intervals[LEARNED]  # every model against its own (always wrong) control
+    assert sorted(p[0] for p in learned["pairs"]) == sorted(rows) and learned["ci95"][0] > 0
+    # with independent resampling per pair the cancelling pairs would leave a width: the key is what removes it
+    independent = pooled_difference([("kd-evolved-25x", "kd-default-rule-25x")], runs, runs, n_boot=400)
+    assert independent["ci95"][1] - independent["ci95"][0] > 0

@@ -20,6 +20,7 @@ from atb.finetune import (
     postprocess_qa_predictions,
     tokenize_squad,
 )
+from atb.metrics import glue_score_fn
 from conftest import write_scale_config
 
 RESULT_KEYS = {"task", "metrics", "score", "train_examples", "eval_examples", "train_loss", "seconds", "config",
@@ -145,6 +146,11 @@ def test_glue_on_an_atb_checkpoint_and_on_its_plain_bert_export(tiny_model, tmp_
     check_result(result, "rte", 32, 32)
     assert 0.0 <= result["score"] <= 100.0 and result["score"] == result["metrics"]["accuracy"]
     assert json.loads((tmp_path / "out" / "rte.json").read_text()) == result
+    dev = result["dev"]["validation"]  # per-example predictions: the score can be recomputed from them
+    assert len(dev["predictions"]) == len(dev["labels"]) == 32 and set(dev["predictions"]) <= {0, 1}
+    assert glue_score_fn("rte")(np.array(dev["predictions"]), np.array(dev["labels"])) == pytest.approx(result["score"])
+    other_seed = finetune_glue(tiny_model, "rte", dataclasses.replace(cfg, seed=1), output_dir=tmp_path / "out")
+    assert (tmp_path / "out" / "rte.seed1.json").exists() and other_seed["dev"]["validation"]["labels"] == dev["labels"]
     assert finetune_glue(tiny_model, "rte", cfg)["train_loss"] == result["train_loss"]  # same seed, same run
 
     bert_dir = export(AtbBertForMaskedLM.from_pretrained(tiny_model), tmp_path / "bert")  # qkv == hidden
@@ -152,6 +158,9 @@ def test_glue_on_an_atb_checkpoint_and_on_its_plain_bert_export(tiny_model, tmp_
     stsb = finetune_glue(bert_dir, "stsb", FinetuneConfig.load("smoke", "stsb"))
     check_result(stsb, "stsb", 32, 32)
     assert set(stsb["metrics"]) == {"pearson", "spearman"} and -100 <= stsb["score"] <= 100
+    scores = np.array(stsb["dev"]["validation"]["predictions"])  # STS-B: the predicted similarity, a float
+    assert scores.dtype == float and glue_score_fn("stsb")(scores, np.array(stsb["dev"]["validation"]["labels"])) == \
+        pytest.approx(stsb["score"], abs=1e-4)
 
 
 @pytest.mark.requires_data
@@ -170,6 +179,11 @@ def test_squad_v11(tiny_model, tmp_path):
     assert result["train_features"] >= 32 and result["eval_features"] >= 32
     assert 0.0 <= result["metrics"]["em"] <= result["metrics"]["f1"] == result["score"] <= 100.0
     assert json.loads((tmp_path / "squad_v1.1.json").read_text()) == result
+    dev = result["dev"]  # each question's EM and F1, whose means are the reported ones
+    assert len(dev["ids"]) == len(dev["em"]) == len(dev["f1"]) == 32 and len(set(dev["ids"])) == 32
+    assert np.mean(dev["f1"]) == pytest.approx(result["metrics"]["f1"]) and np.mean(dev["em"]) == pytest.approx(
+        result["metrics"]["em"])
+    assert all(e in (0.0, 100.0) and e <= f + 1e-9 for e, f in zip(dev["em"], dev["f1"]))
 
 
 @pytest.mark.requires_data

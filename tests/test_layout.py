@@ -14,6 +14,10 @@ def test_paths_of_a_scale_sit_under_its_own_folders(tmp_path):
     assert mini.search_log("kd", "evolved", 25.0) == mini.runs / "search" / "kd-evolved-25x.jsonl"
     assert mini.finetune("kd-evolved-25x") == mini.runs / "develop" / "kd-evolved-25x" / "finetune"
     assert mini.failed == mini.runs / "failed" and mini.latency == mini.runs / "latency"
+    assert mini.control("4/256/480/12/192") == mini.runs / "develop" / "controls" / "4-256-480-12-192-init0"
+    assert mini.control_finetune("4/256/480/12/192", 1) == mini.develop / "controls" / "4-256-480-12-192-init1" / "finetune"
+    with pytest.raises(ValueError, match="layers/hidden"):
+        mini.control("kd-evolved-25x")
     smoke = Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs")
     mini_paths = {mini.results, mini.runs, mini.notebooks, mini.latency, mini.develop, mini.ranking("kd")}
     smoke_paths = [smoke.results, smoke.runs, smoke.notebooks, smoke.latency, smoke.develop, smoke.ranking("kd")]

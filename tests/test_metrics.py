@@ -2,14 +2,18 @@
 
 import pytest
 
+import numpy as np
+
 from atb.metrics import (
     GLUE_SCORE_METRIC,
     exact_match,
     f1,
     glue_metrics,
     glue_score,
+    glue_score_fn,
     normalize_answer,
     squad_evaluate,
+    squad_question_scores,
 )
 
 
@@ -144,6 +148,42 @@ def test_v20_null_threshold_and_best_threshold_search():
     assert result["best_f1_threshold"] == result["best_em_threshold"] == 0.1
     # a threshold above every null difference answers everything: only the answerable ones are right
     assert squad_evaluate(best_spans, refs, na_probs=null_odds, na_prob_thresh=5.0)["f1"] == 50.0
+
+
+@pytest.mark.parametrize("task", sorted(GLUE_SCORE_METRIC))
+def test_the_fast_score_function_equals_the_official_score(task):
+    """The bootstraps recompute a task's score thousands of times with glue_score_fn: it must be glue_score exactly."""
+    rng = np.random.default_rng(0)
+    split = "validation_matched" if task == "mnli" else "validation"
+    for trial in range(25):
+        if task == "stsb":
+            refs, preds = rng.uniform(0, 5, 40).round(1), rng.normal(size=40).astype(np.float32)
+        else:
+            classes = 3 if task == "mnli" else 2
+            refs, preds = rng.integers(0, classes, 40), rng.integers(0, classes, 40)
+        if trial == 0:
+            preds = np.zeros_like(preds)  # a constant prediction: MCC / Spearman are 0
+        official = glue_score(task, glue_metrics(task, preds, refs, split))
+        assert glue_score_fn(task)(preds, refs) == pytest.approx(official, abs=1e-9)
+    with pytest.raises(ValueError, match="unknown GLUE task"):
+        glue_score_fn("squad")
+
+
+def test_per_question_scores_average_to_the_official_em_and_f1():
+    refs = {"q1": ["Paris"], "q2": [], "q3": ["Rome"], "q4": [], "q5": ["the Eiffel tower"]}
+    spans = {"q1": "Paris", "q2": "London", "q3": "Rome", "q4": "x", "q5": "Eiffel"}
+    null_odds = {"q1": -1.0, "q2": 2.0, "q3": 0.1, "q4": 0.2, "q5": -0.5}
+    answerable = {q: a for q, a in refs.items() if a}
+    for references, kwargs in ((refs, {"na_probs": null_odds, "na_prob_thresh": 0.0}), (refs, {}),
+                               (answerable, {"version": "v1.1"})):
+        scores = squad_question_scores(spans, references, **kwargs)
+        official = squad_evaluate(spans, references, **kwargs)
+        assert list(scores["f1"]) == list(references)  # the references' order
+        assert np.mean(list(scores["em"].values())) == pytest.approx(official["em"])
+        assert np.mean(list(scores["f1"].values())) == pytest.approx(official["f1"])
+    thresholded = squad_question_scores(spans, refs, na_probs=null_odds)
+    assert thresholded["em"] == {"q1": 100.0, "q2": 100.0, "q3": 0.0, "q4": 100.0, "q5": 0.0}
+    assert thresholded["f1"]["q5"] == pytest.approx(100 * 2 / 3)  # "eiffel" vs "eiffel tower": P 1, R 1/2
 
 
 def test_squad_evaluate_rejects_bad_input():

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from atb.develop import GLUE_COLUMNS
+from atb.develop import COMPARISONS, GLUE_COLUMNS, LEARNED, DevelopConfig
 from atb.reproduce import ROOT, notebooks, run
 
 
@@ -48,13 +48,59 @@ def check_result_contracts(results):
     develop = json.loads((results / "04_further_training.json").read_text())
     assert develop["costs"] and all({"latency_ms", "speedup", "further_training"} <= set(m)
                                     for m in develop["models"].values())
-    glue = json.loads((results / "05_glue.json").read_text())["models"]
-    assert glue.keys() == develop["models"].keys()
+    glue_record = json.loads((results / "05_glue.json").read_text())
+    glue, seeds = glue_record["models"], DevelopConfig.load(results.name).seeds
+    assert glue.keys() == develop["models"].keys() and glue_record["seeds"] == seeds
     for entry in glue.values():
         assert set(entry["tasks"]) == set(GLUE_COLUMNS) and entry["kind"] in ("searched", "baseline")
         assert all(entry["tasks"][c] is None and entry["unavailable"][c] for c in entry["unavailable"])
-        assert entry["avg"] is not None
-    squad = json.loads((results / "06_squad.json").read_text())["models"]
-    assert all({"em", "f1"} <= set(s["squad_v1"]) and ("squad_v2" in s) for s in squad.values())
+        assert entry["avg"] is not None and entry["seeds"] == seeds
+        check_intervals(entry["tasks_ci95"], entry["tasks"])  # seed means, each with its interval
+        control = entry["control"]
+        assert set(control["tasks"]) == set(GLUE_COLUMNS) and control["avg"] is not None and control["seeds"] == seeds
+        check_intervals(control["tasks_ci95"], control["tasks"])
+        check_difference(entry["vs_control"])
+    check_comparisons(glue_record["intervals"], glue)
+    squad_record = json.loads((results / "06_squad.json").read_text())
+    squad = squad_record["models"]
+    assert squad.keys() == glue.keys() and squad_record["seeds"] == seeds
+    for s in squad.values():
+        assert {"em", "f1"} <= set(s["squad_v1"]) and ("squad_v2" in s) and s["seeds"] == seeds
+        lo, hi = s["tasks_ci95"]["squad_v1"]["f1"]
+        assert lo <= hi and {"em", "f1"} <= set(s["control"]["squad_v1"])
+        check_difference(s["vs_control"])
+    check_comparisons(squad_record["intervals"], squad)
     assert (results / "07_accuracy_latency.png").exists() and (results / "model_cards").is_dir()
     assert "| 6 |" in (results / "REPORT.md").read_text()
+    claims = json.loads((results / "report.json").read_text())["claims"]
+    assert set(claims) == {str(n) for n in range(7)}
+    assert all({"verdict", "difference", "ci95", "n", "reason"} <= set(c) for c in claims.values())
+    assert all(c["verdict"] in ("not testable", "partly", "not reproduced") for c in claims.values())  # smoke
+
+
+def check_intervals(intervals, scores):
+    """``{column: [lo, hi]}`` for every scored column (``None`` for the others), lo <= hi."""
+    assert set(intervals) == set(scores)
+    for column, score in scores.items():
+        assert (intervals[column] is None) == (score is None), column
+        if score is not None:
+            assert intervals[column][0] <= intervals[column][1]
+
+
+def check_difference(difference):
+    """A paired difference with its interval: ``{"difference", "ci95": [lo, hi], "n"}``."""
+    assert {"difference", "ci95", "n"} <= set(difference)
+    lo, hi = difference["ci95"]
+    assert lo <= hi and difference["n"] >= 1
+
+
+def check_comparisons(intervals, models):
+    assert set(intervals) == {*COMPARISONS, LEARNED}
+    assert len(intervals[LEARNED]["pairs"]) == len(models)
+    check_difference(intervals[LEARNED])
+    for interval in intervals.values():
+        assert {"difference", "ci95", "n", "pairs"} <= set(interval)
+        if interval["ci95"] is None:
+            assert interval["reason"]
+        else:
+            check_difference(interval)

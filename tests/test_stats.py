@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, matthews_corrcoef
 
-from atb.stats import (NOT_TESTABLE, REFUTED, REPRODUCED, Interval, TaskRuns, kendall_tau_interval, mean_interval,
-                       paired_bootstrap, verdict)
+from atb.stats import (NOT_TESTABLE, REFUTED, REPRODUCED, Interval, ModelRuns, TaskRuns, kendall_tau_interval,
+                       mean_interval, paired_bootstrap, score_interval, shifted, verdict)
 
 
 def runs(accuracy_a, accuracy_b, n=400, seeds=3, seed=0, metric=accuracy_score):
@@ -75,3 +75,61 @@ def test_mean_and_kendall_intervals():
     ((-3.0, -1.5), 1.0, REFUTED)])
 def test_verdict_boundaries(ci, margin, expected):
     assert verdict(Interval(sum(ci) / 2, ci, 3, 100), margin=margin) == expected
+
+
+# ----------------------------------------------------------------- shared dev examples, one model, seeds by value
+def mean_metric(predictions, labels):
+    return float(np.mean(predictions))
+
+
+def test_runs_of_one_key_share_their_resampled_examples():
+    """Two pairs on the same dev set whose differences cancel example by example: with the examples resampled once
+    for both (one key) every draw is exactly 0; resampled independently, the interval has a width."""
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    first_half, second_half = np.array([1, 1, 1, 1, 1, 1, 1, 1]), np.array([0, 0, 0, 0, 0, 0, 0, 0])
+    pair = TaskRuns(accuracy_score, [first_half], [second_half], labels, key="rte")
+    reverse = TaskRuns(accuracy_score, [second_half], [first_half], labels, key="rte")
+    shared = paired_bootstrap([pair, reverse], n_boot=300)
+    assert shared.difference == 0 and shared.ci95 == (0.0, 0.0) and shared.n == 2
+    independent = paired_bootstrap([TaskRuns(accuracy_score, pair.a, pair.b, labels),
+                                    TaskRuns(accuracy_score, reverse.a, reverse.b, labels)], n_boot=300)
+    assert independent.difference == 0 and independent.ci95[0] < 0 < independent.ci95[1]
+    one = paired_bootstrap([pair], n_boot=300)  # a keyed task alone draws exactly like a keyless one
+    assert one.ci95 == paired_bootstrap([TaskRuns(accuracy_score, pair.a, pair.b, labels)], n_boot=300).ci95
+    with pytest.raises(ValueError, match="share their dev examples"):
+        paired_bootstrap([pair, TaskRuns(accuracy_score, [first_half[:4]], [second_half[:4]], labels[:4], key="rte")])
+
+
+def test_score_interval_of_one_model_by_hand():
+    # one seed, two examples scored 0 and 100: resampled means are 0, 50, 100 with probabilities 1/4, 1/2, 1/4
+    two = score_interval([TaskRuns(mean_metric, [np.array([0.0, 100.0])], None, np.array(["q1", "q2"]))], n_boot=2000)
+    assert two.difference == 50.0 and two.ci95 == (0.0, 100.0) and two.n == 1
+    # two seeds, one always right, one always wrong: seeds resampled give 100, 50 or 0
+    labels = np.array([0, 1, 0, 1])
+    seeds = score_interval([TaskRuns(accuracy_score, [labels, 1 - labels], None, labels)], n_boot=2000)
+    assert seeds.difference == 0.5 and seeds.ci95 == (0.0, 1.0)
+    perfect = score_interval([TaskRuns(accuracy_score, [labels, labels], None, labels)], n_boot=100)
+    assert perfect.difference == 1.0 and perfect.ci95 == (1.0, 1.0)
+    with pytest.raises(ValueError, match="both models"):
+        paired_bootstrap([TaskRuns(accuracy_score, [labels], None, labels)])
+
+
+def test_model_runs_pair_by_seed_value_on_the_same_examples():
+    labels = np.array([0, 1, 1])
+    a = ModelRuns(accuracy_score, {0: np.array([0, 1, 1]), 1: np.array([0, 0, 0])}, labels)
+    b = ModelRuns(accuracy_score, {1: np.array([1, 1, 1]), 2: np.array([0, 1, 0])}, labels)
+    paired = a.against(b, key="cola")
+    assert [list(x) for x in paired.a] == [[0, 0, 0]] and [list(x) for x in paired.b] == [[1, 1, 1]]
+    assert paired.key == "cola" and a.seeds == [0, 1]
+    assert len(a.alone().a) == 2 and a.alone().b is None
+    with pytest.raises(ValueError, match="no common seeds"):
+        a.against(ModelRuns(accuracy_score, {5: labels}, labels))
+    with pytest.raises(ValueError, match="same dev examples"):
+        a.against(ModelRuns(accuracy_score, {0: labels}, 1 - labels))
+
+
+def test_shifted_interval_decides_non_inferiority():
+    worse_by_half = Interval(-0.5, (-0.9, -0.1), 6, 100)
+    assert verdict(worse_by_half) == REFUTED
+    assert verdict(shifted(worse_by_half, 1.0)) == REPRODUCED  # at most 1 point worse
+    assert shifted(worse_by_half, 1.0).difference == pytest.approx(0.5) and shifted(worse_by_half, 1.0).n == 6
