@@ -79,6 +79,10 @@ class TrainConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     seed: int = 0
+    # warm start of one-shot training (atb.warmstart): copy this pretrained BERT ("minilm-offline", a folder or a
+    # hub name) into the SuperBERT, rewired by importance unless rewire is false; ignored by further training
+    init_from: str | None = None
+    rewire: bool = True
     # further training (set by --further-train)
     arch: str | None = None
     init: str | None = None
@@ -204,10 +208,19 @@ def point_space(arch: Arch, objective: str) -> SearchSpace:
 
 
 def build_student(cfg: TrainConfig) -> tuple[SuperBert, SearchSpace]:
+    """The SuperBERT of a run and its space. One-shot training starts from random weights or, with
+    ``init_from``, from a pretrained BERT (:func:`atb.warmstart.warm_start`, importance scores from the first
+    documents of ``cfg.corpus``); further training (``arch``) loads the extracted sub-model ``init``."""
     dropout = {"hidden_dropout_prob": cfg.dropout, "attention_probs_dropout_prob": cfg.dropout}
     if cfg.arch is None:
         space = SearchSpace.preset(cfg.space, cfg.objective)
-        return SuperBert(SuperBertConfig.from_space(space, **dropout)), space
+        model = SuperBert(SuperBertConfig.from_space(space, **dropout))
+        if cfg.init_from:
+            from .warmstart import importance_sample, warm_start
+
+            batches = importance_sample(cfg.corpus, max_seq_len=cfg.max_seq_len) if cfg.rewire else None
+            warm_start(model, cfg.init_from, rewire=cfg.rewire, importance_batches=batches, seed=cfg.seed)
+        return model, space
     arch = Arch.parse(cfg.arch)
     space = point_space(arch, cfg.objective)
     model = SuperBert(SuperBertConfig.from_space(space, **dropout))
@@ -222,11 +235,18 @@ def build_student(cfg: TrainConfig) -> tuple[SuperBert, SearchSpace]:
 
 
 def build_objective(cfg: TrainConfig, student: SuperBert, device: torch.device) -> MLMObjective | KDObjective:
-    """The run's objective; for KD it loads the teacher ``cfg.teacher`` and sizes ``W_fit`` for the widest student."""
+    """The run's objective; for KD it loads the teacher ``cfg.teacher`` and sizes ``W_fit`` for the widest student
+    (a student warm-started from that very teacher gets ``W_fit`` = the permutation back to the teacher's
+    dimensions, :func:`atb.warmstart.init_fit_from_warm_start`)."""
     if cfg.objective == "kd":
         from .teacher import load_teacher
+        from .warmstart import init_fit_from_warm_start
 
-        return KDObjective(load_teacher(cfg.teacher, device=device), student.config.hidden_size).to(device)
+        objective = KDObjective(load_teacher(cfg.teacher, device=device), student.config.hidden_size)
+        record = getattr(student.config, "warm_start", None)
+        if record and record["source"] == cfg.teacher:  # a student copied from its teacher: W_fit undoes the rewiring
+            init_fit_from_warm_start(objective.fit_dense, student)
+        return objective.to(device)
     return MLMObjective(inplace_distillation=cfg.inplace_distillation)
 
 
