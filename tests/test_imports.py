@@ -23,7 +23,7 @@ PIPELINE: list[tuple[str, ...]] = [
     ("elastic", "modeling"),                                       # elastic layers, the standalone BERT
     ("superbert",),                                                # the SuperPLM
     ("extract",),                                                  # sub-model -> standalone model
-    ("objectives", "sampler", "checkpoint", "train"),              # one-shot and further training
+    ("objectives", "warmstart", "sampler", "checkpoint", "train"), # one-shot and further training
     ("latency",),                                                  # timing, sweeps, the window
     ("latency_predictor",),                                        # predictors fitted to a sweep
     ("finetune", "metrics"),                                       # GLUE / SQuAD (the paper fitness uses it)
