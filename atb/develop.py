@@ -48,7 +48,7 @@ import torch
 
 from . import config
 from .extract import export, export_card, write_card
-from .finetune import SQUAD_TASKS
+from .finetune import SQUAD_TASKS, choose_lr, chosen_budgets, run_jobs, run_seeds, seed_jobs
 from .latency_predictor import LatencyFn, predict_latency
 from .layout import Layout
 from .metrics import glue_score_fn
@@ -59,6 +59,7 @@ from .stats import Interval, ModelRuns, paired_bootstrap, score_interval
 from .train import TrainConfig
 
 DEFAULT_RULE = "default-rule"  # the method of the default-rule baselines (d_f = 4 d_m, d_qkv = d_m)
+METHOD_ORDER = ("evolved", "fast", DEFAULT_RULE)  # the models developed per objective and speedup, in table order
 METHODS = ("evolved", "fast", DEFAULT_RULE)  # the searched model, the fast method's, the default-rule baseline
 # The GLUE table's columns (issue contract): MNLI has two dev sets, the others one number each.
 GLUE_COLUMNS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "mnli_mm", "qnli", "rte", "wnli")
@@ -90,18 +91,30 @@ class DevelopConfig:
 
     steps: int = 100  # further-training steps of the searched (evolved) models and the baselines
     fast_steps: int = 33  # of AutoTinyBERT-Fast's models (the notes' 870 -> 290 GPU-hours: about 1/3)
-    baseline_layers: int = 4  # the paper's default-rule baselines all have 4 layers
+    baseline_layers: int = 4  # the paper's default-rule baselines all have 4 layers ...
+    baseline_tolerance: float = 0.1  # ... unless none is within 10 % of the pick's predicted latency: then another depth
     train: dict[str, Any] = field(default_factory=dict)  # overrides of the scale's `pretrain` for further training
     glue_tasks: list[str] = field(default_factory=lambda: ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli",
                                                            "qnli", "rte", "wnli"])
     squad_tasks: list[str] = field(default_factory=lambda: ["squad_v1.1", "squad_v2.0"])
     seeds: int = 3  # fine-tuning seeds per model and task (atb.finetune.run_seeds), controls included
+    # learning rates tried per task on a split held out of the train set (atb.finetune.choose_lr), once with one
+    # developed model for all developed models and once with its control for all controls; None: the budget's lr
+    lr_candidates: list[float] | None = None
+    workers: int = 1  # fine-tuning processes side by side (atb.finetune.run_jobs); 2 on a 2-core CPU: ~1.6x faster
+    # which models to develop per objective, among "evolved", "fast" and "default-rule" (None: all three)
+    methods: dict[str, list[str]] | None = None
     scale: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "fast_steps", "baseline_layers", "seeds"):
+        for name in ("steps", "fast_steps", "baseline_layers", "seeds", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DevelopConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for objective, methods in (self.methods or {}).items():
+            unknown = set(methods) - set(METHOD_ORDER)
+            if objective not in ("mlm", "kd") or unknown:
+                raise ValueError(f"DevelopConfig.methods: {objective!r}: {sorted(unknown) or 'not an objective'}; "
+                                 f"objectives are 'mlm' / 'kd', methods {', '.join(METHOD_ORDER)}")
 
     @classmethod
     def load(cls, scale: str | Path, **overrides) -> DevelopConfig:
@@ -171,16 +184,31 @@ def default_rule_archs(space: SearchSpace, layers: int, tolerance: float = 0.05)
 
 
 def default_rule_baseline(space: SearchSpace, latency_fn: LatencyFn, target_ms: float,
-                          layers: int) -> tuple[Arch, float]:
+                          layers: int, tolerance: float | None = None) -> tuple[Arch, float]:
     """The default-rule architecture whose predicted latency is closest (in ratio) to ``target_ms``.
 
-    ``latency_fn``: a latency predictor (``.predict(archs)``) or a function of a list of archs, in ms."""
-    archs = default_rule_archs(space, layers)
-    if not archs:
+    ``latency_fn``: a latency predictor (``.predict(archs)``) or a function of a list of archs, in ms. With
+    ``tolerance``, a baseline must lie within that fraction of ``target_ms``: when no ``layers``-layer one does
+    (e.g. at high speedups, where even the narrowest 4-layer BERT is too slow), the nearest depth that has one is
+    taken, so that a baseline is never compared with a pick at another latency (mlm-bert-50x once measured 40x
+    beside its pick's 50x)."""
+    depths = sorted(space.layers.values(), key=lambda d: (abs(d - layers), d)) if tolerance is not None else [layers]
+    if layers not in space.layers:
+        raise ValueError(f"baseline_layers={layers} is outside the space's layers {space.layers.describe()}")
+    closest: tuple[Arch, float] | None = None
+    for depth in depths:
+        archs = default_rule_archs(space, depth)
+        if not archs:
+            continue
+        latencies = [float(x) for x in predict_latency(latency_fn, archs)]
+        best = min(range(len(archs)), key=lambda i: abs(latencies[i] / target_ms - 1))
+        if closest is None:
+            closest = archs[best], latencies[best]
+        if tolerance is None or abs(latencies[best] / target_ms - 1) <= tolerance:
+            return archs[best], latencies[best]
+    if closest is None:
         raise ValueError(f"the space holds no default-rule architecture with {layers} layers")
-    latencies = [float(x) for x in predict_latency(latency_fn, archs)]
-    best = min(range(len(archs)), key=lambda i: abs(latencies[i] / target_ms - 1))
-    return archs[best], latencies[best]
+    return closest  # none within the tolerance at any depth: the closest one at ``layers``
 
 
 def plan_models(searches: Iterable[Mapping[str, Any]], spaces: Mapping[str, SearchSpace],
@@ -188,7 +216,8 @@ def plan_models(searches: Iterable[Mapping[str, Any]], spaces: Mapping[str, Sear
     """The models of notebooks 04–07 from notebook 03's search records (``results/<scale>/03_search.json``).
 
     Per objective and speedup: the ``evolved`` and ``fast`` searches' best architectures, and a default-rule
-    baseline at the evolved pick's predicted latency (at the fast pick's if no evolved search ran).
+    baseline at the evolved pick's predicted latency (at the fast pick's if no evolved search ran); ``cfg.methods``
+    keeps only the listed ones per objective (an objective it does not name gets none).
     """
     picked: dict[tuple[str, float], dict[str, DevModel]] = {}
     for s in searches:
@@ -203,10 +232,12 @@ def plan_models(searches: Iterable[Mapping[str, Any]], spaces: Mapping[str, Sear
     for (objective, speedup), by_method in sorted(picked.items()):
         reference = by_method.get("evolved") or by_method["fast"]
         arch, latency = default_rule_baseline(spaces[objective], latency_fn, reference.predicted_latency_ms,
-                                              cfg.baseline_layers)
+                                              cfg.baseline_layers, cfg.baseline_tolerance)
         baseline = DevModel(model_name(objective, DEFAULT_RULE, speedup), arch, objective, DEFAULT_RULE, speedup,
                             latency)
-        models += [*(by_method[m] for m in ("evolved", "fast") if m in by_method), baseline]
+        wanted = METHOD_ORDER if cfg.methods is None else cfg.methods.get(objective, [])
+        models += [m for m in (*(by_method[k] for k in ("evolved", "fast") if k in by_method), baseline)
+                   if m.method in wanted]
     return models
 
 
@@ -289,6 +320,60 @@ def export_control(arch: Arch | str, directory: str | Path, *, seed: int = CONTR
 def control_model(layout: Layout, arch: Arch | str, like: str | Path | None = None) -> Path:
     """The untrained control of ``arch`` in its folder of ``layout`` (``Layout.control``), exported if needed."""
     return export_control(arch, layout.control(str(arch), CONTROL_SEED), seed=CONTROL_SEED, like=like)
+
+
+def choose_learning_rates(layout: Layout, developed: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
+                          scale: str | Path, cfg: DevelopConfig) -> dict[str, Any] | None:
+    """The fine-tuning learning rates of notebooks 05-06, chosen on examples held out of each task's *train* split
+    (:func:`atb.finetune.choose_lr`; the dev split is never looked at) among ``cfg.lr_candidates``: once with the
+    first developed model, for every developed model, and once with its untrained control, for every control (a
+    random initialisation wants a larger rate than a pre-trained encoder; each group gets its own best, the rest of
+    the budget is the same). ``{"reference": name, "candidates", "developed": {task: {"lr", "scores"}}, "control":
+    {...}}``; ``None`` without candidates (every model then uses the budget's own rate)."""
+    if not cfg.lr_candidates or not developed:
+        return None
+    name, model = next(iter(developed.items()))
+    control_dir = control_model(layout, model["arch"], like=model["model_dir"])
+    dirs = {"developed": model["model_dir"], "control": control_dir}
+    return {"reference": name, "arch": model["arch"], "candidates": list(cfg.lr_candidates),
+            **{group: choose_lr(d, tasks, scale, cfg.lr_candidates, layout.lr_selection(group), workers=cfg.workers)
+               for group, d in dirs.items()}}
+
+
+def learning_rate_budgets(choice: Mapping[str, Any] | None, group: str) -> dict[str, dict[str, float]] | None:
+    """``budgets`` for :func:`atb.finetune.run_seeds` of ``group`` ("developed" / "control") from
+    :func:`choose_learning_rates` (``None``: the scale's budgets as they are)."""
+    if choice is None:
+        return None
+    return chosen_budgets(choice[group])
+
+
+def finetune_with_controls(layout: Layout, developed: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
+                           scale: str | Path, cfg: DevelopConfig, rates: Mapping[str, Any] | None = None
+                           ) -> dict[str, dict[str, Any]]:
+    """Fine-tune every developed model and its untrained control (:func:`control_model`) on ``tasks`` with
+    ``cfg.seeds`` seeds, the same budgets, and the learning rate each group was given (:func:`choose_learning_rates`).
+
+    All runs go to one pool of ``cfg.workers`` processes (:func:`atb.finetune.run_jobs`; a control shared by two
+    models of one shape runs once); each is cached, so an interrupted notebook resumes. Returns per model name
+    ``{"scores": {task: [result per seed]}, "control": {...}, "control_dir": path}`` (what
+    :func:`atb.finetune.run_seeds` returns, read back from the cache).
+    """
+    plan, jobs = {}, {}
+    for name, m in developed.items():
+        control_dir = control_model(layout, m["arch"], like=m["model_dir"])
+        sides = {"scores": (m["model_dir"], layout.finetune(name), learning_rate_budgets(rates, "developed")),
+                 "control": (control_dir, layout.control_finetune(m["arch"], CONTROL_SEED),
+                             learning_rate_budgets(rates, "control"))}
+        for model_dir, out, budgets in sides.values():
+            for job in seed_jobs(model_dir, tasks, scale, out, cfg.seeds, budgets):
+                jobs[(job.model_dir, job.task, job.seed, job.output_dir)] = job
+        plan[name] = (control_dir, sides)
+    run_jobs(list(jobs.values()), cfg.workers)
+    return {name: {"control_dir": control_dir,
+                   **{side: run_seeds(d, tasks, scale, out, seeds=cfg.seeds, budgets=budgets)
+                      for side, (d, out, budgets) in sides.items()}}
+            for name, (control_dir, sides) in plan.items()}
 
 
 # The settings a control takes from the developed model it stands beside (everything but the five sizes).

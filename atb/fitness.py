@@ -40,7 +40,7 @@ import torch
 
 from .extract import export, extract
 from .objectives import IGNORE_INDEX, KDObjective, MLMObjective
-from .space import Arch
+from .space import Arch, SearchSpace
 from .superbert import SuperBert, SuperBertConfig
 
 
@@ -98,9 +98,10 @@ class Fitness:
 # -------------------------------------------------------------------------------------- proxies
 @functools.lru_cache(maxsize=4)  # fitness objects of one process (one per speedup, say) share the sample
 def heldout_batches(corpus: str, max_examples: int, max_seq_len: int, batch_size: int,
-                    seed: int) -> list[dict[str, torch.Tensor]]:
+                    seed: int, mlm_probability: float = 0.15) -> list[dict[str, torch.Tensor]]:
     """A seeded sample of packed held-out examples, collated with fixed MLM masks (batch ``b`` masked
-    by a generator seeded from ``(seed, b)``, as :meth:`atb.train.Trainer.batch` does)."""
+    by a generator seeded from ``(seed, b)``, as :meth:`atb.train.Trainer.batch` does); unmasked text
+    with ``mlm_probability=0`` (the KD proxy, as KD trains)."""
     from .data import MLMCollator, build_pretraining_examples, load_corpus, load_tokenizer
 
     tokenizer = load_tokenizer()
@@ -109,7 +110,8 @@ def heldout_batches(corpus: str, max_examples: int, max_seq_len: int, batch_size
     rows = [examples[i] for i in chosen]
     batches = []
     for b, start in enumerate(range(0, len(rows), batch_size)):
-        collate = MLMCollator(tokenizer, generator=torch.Generator().manual_seed(seed * 1_000_003 + b))
+        collate = MLMCollator(tokenizer, mlm_probability=mlm_probability,
+                              generator=torch.Generator().manual_seed(seed * 1_000_003 + b))
         batches.append(collate(rows[start:start + batch_size]))
     return batches
 
@@ -125,8 +127,11 @@ class HeldOutFitness(Fitness):
     seed: int = 0  # of the example sample and of the masks
     device: str | None = None  # None: CUDA if available
 
+    mlm_probability: ClassVar[float] = 0.15  # the held-out text is corrupted as the objective trains on it
+
     def _batches(self, device: torch.device) -> list[dict[str, torch.Tensor]]:
-        batches = heldout_batches(self.corpus, self.max_examples, self.max_seq_len, self.batch_size, self.seed)
+        batches = heldout_batches(self.corpus, self.max_examples, self.max_seq_len, self.batch_size, self.seed,
+                                  self.mlm_probability)
         return [{k: v.to(device) for k, v in b.items()} for b in batches]  # (read-only: shared by the cache)
 
 
@@ -161,6 +166,7 @@ class HeldOutKDFitness(HeldOutFitness):
     ``final/`` (teacher and trained ``W_fit``), see the module docstring."""
 
     name: ClassVar[str] = "kd_loss"
+    mlm_probability: ClassVar[float] = 0.0  # KD distils on unmasked text (atb.train.TrainConfig.mask_probability)
     teacher: str | None = None  # None: the teacher named in final/objective.json
     hidden_term: bool = True  # include MSE(W_fit h_student, h_teacher) with the trained W_fit
 
@@ -254,3 +260,19 @@ def make_fitness(name: str, supernet_dir: str | Path, **settings) -> Fitness:
     if name not in FITNESSES:
         raise ValueError(f"unknown fitness {name!r}; choose 'proxy' or one of {sorted(FITNESSES)}")
     return FITNESSES[name](supernet_dir, **settings)
+
+
+def checkpoint_losses(supernet_dirs: dict[str, str | Path], archs: list[Arch], **settings) -> list[dict]:
+    """The held-out proxy loss of the same sub-models in several SuperPLMs of one objective, e.g. the warm start
+    before one-shot training and the trained SuperPLM (``{"warm start": ..., "trained": ...}``): one row per
+    architecture, ``{"arch": ..., <label>: loss, ...}``. A one-shot run that *raises* these losses damaged what
+    it started from; one that lowers them for small sub-models taught them something the slice did not hold."""
+    losses = {label: [make_fitness("proxy", d, **settings).evaluate(a)["loss"] for a in archs]
+              for label, d in supernet_dirs.items()}
+    return [{"arch": str(a), **{label: values[i] for label, values in losses.items()}} for i, a in enumerate(archs)]
+
+
+def probe_archs(space: SearchSpace, n_random: int = 3, seed: int = 0) -> list[Arch]:
+    """A few sub-models that span a space: its smallest, ``n_random`` seeded uniform samples, its largest."""
+    rng = random.Random(seed)
+    return list(dict.fromkeys([space.smallest(), *(space.sample(rng) for _ in range(n_random)), space.largest()]))

@@ -66,6 +66,7 @@ WINDOW_LOW, WINDOW_HIGH = 0.85, 1.1
 Implementation = Literal["atb", "transformers"]
 IMPLEMENTATIONS: tuple[str, ...] = ("atb", "transformers")
 CLOCKS: tuple[str, ...] = ("cpu", "wall")
+STATISTICS: tuple[str, ...] = ("median", "min")
 
 
 # ------------------------------------------------------------------------------------ the window
@@ -118,6 +119,11 @@ class Protocol:
     runs: int = 9  # timed runs
     pooler: bool = True
     clock: str = "cpu"  # which clock is "the latency": "cpu" (the timing thread's CPU time) or "wall"
+    # Robustness on a shared CPU (module docstring, "Noisy machines"); the defaults are the paper's plain timing.
+    statistic: str = "median"  # of the timed runs: "median" or "min" (load only ever adds time)
+    reference: str | None = None  # an architecture timed in turns with every candidate: drift is divided out
+    max_rsd: float | None = None  # re-time a candidate whose runs spread more than this (relative std) ...
+    retries: int = 0  # ... up to this many times, keeping the least spread measurement
 
     def __post_init__(self) -> None:
         for name in ("seq_len", "batch_size", "threads", "runs"):
@@ -129,6 +135,18 @@ class Protocol:
             raise ValueError(f"Protocol.clock must be one of {CLOCKS}, got {self.clock!r}")
         if self.clock == "cpu" and self.threads != 1:
             raise ValueError("Protocol.clock='cpu' times the calling thread only; with threads > 1 use 'wall'")
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"Protocol.statistic must be one of {STATISTICS}, got {self.statistic!r}")
+        if self.reference is not None:
+            Arch.parse(self.reference)  # a malformed reference fails here, naming itself
+        if self.max_rsd is not None and self.max_rsd <= 0:
+            raise ValueError(f"Protocol.max_rsd must be > 0 (or None), got {self.max_rsd}")
+        if self.retries < 0:
+            raise ValueError(f"Protocol.retries must be >= 0, got {self.retries}")
+
+    def summary(self, runs_ms: tuple[float, ...]) -> float:
+        """The protocol's statistic of timed runs (ms)."""
+        return min(runs_ms) if self.statistic == "min" else statistics.median(runs_ms)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -144,12 +162,16 @@ class Measurement:
     cpu_ms: tuple[float, ...]
     protocol: Protocol = field(default_factory=Protocol)
     implementation: str = "atb"
+    reference_wall_ms: tuple[float, ...] = ()  # the protocol's reference, timed in turns with ``arch``
+    reference_cpu_ms: tuple[float, ...] = ()
 
     @classmethod
     def from_seconds(cls, arch: Arch, seconds: dict[str, list[float]], protocol: Protocol,
-                     implementation: str = "atb") -> Measurement:
-        """From :func:`time_forward`'s ``{"wall": [...], "cpu": [...]}`` seconds."""
-        return cls(arch, *(tuple(1e3 * t for t in seconds[c]) for c in ("wall", "cpu")), protocol, implementation)
+                     implementation: str = "atb", reference: dict[str, list[float]] | None = None) -> Measurement:
+        """From :func:`time_forward`'s ``{"wall": [...], "cpu": [...]}`` seconds (and the reference's)."""
+        ms = lambda t: {c: tuple(1e3 * x for x in t[c]) for c in ("wall", "cpu")}  # noqa: E731
+        own, ref = ms(seconds), ms(reference or {"wall": [], "cpu": []})
+        return cls(arch, own["wall"], own["cpu"], protocol, implementation, ref["wall"], ref["cpu"])
 
     @property
     def runs_ms(self) -> tuple[float, ...]:
@@ -157,7 +179,24 @@ class Measurement:
 
     @property
     def latency_ms(self) -> float:
-        return statistics.median(self.runs_ms)
+        """The protocol's statistic (median or minimum) of the timed runs."""
+        return self.protocol.summary(self.runs_ms)
+
+    @property
+    def reference_ms(self) -> float:
+        """The reference's latency in the same turns (``nan`` without a reference)."""
+        runs = self.reference_cpu_ms if self.protocol.clock == "cpu" else self.reference_wall_ms
+        return self.protocol.summary(runs) if runs else math.nan
+
+    @property
+    def relative(self) -> float:
+        """Latency in units of the reference timed beside it: what a change of the machine's load cancels from."""
+        return self.latency_ms / self.reference_ms
+
+    @property
+    def rsd(self) -> float:
+        """Relative standard deviation of the timed runs (how noisy this measurement was)."""
+        return self.std_ms / self.mean_ms if self.mean_ms > 0 else 0.0
 
     @property
     def mean_ms(self) -> float:
@@ -265,10 +304,25 @@ def measure(arch: Arch, protocol: Protocol | None = None, *, implementation: Imp
     """
     arch = check_arch(arch, space)
     protocol = protocol or Protocol()
-    model = build_model(arch, implementation, protocol.pooler)
-    with num_threads(protocol.threads):
-        seconds = time_forward(model, example_inputs(protocol), protocol.warmup, protocol.runs)
-    return Measurement.from_seconds(arch, seconds, protocol, implementation)
+    models = {"model": build_model(arch, implementation, protocol.pooler)}
+    if protocol.reference is not None:
+        models["reference"] = _reference_model(protocol.reference, implementation, protocol.pooler)
+    best: Measurement | None = None
+    for _ in range(1 + (protocol.retries if protocol.max_rsd is not None else 0)):
+        with num_threads(protocol.threads):
+            times = time_interleaved(models, example_inputs(protocol), protocol.warmup, protocol.runs)
+        m = Measurement.from_seconds(arch, times["model"], protocol, implementation, times.get("reference"))
+        if best is None or m.rsd < best.rsd:
+            best = m
+        if protocol.max_rsd is None or best.rsd <= protocol.max_rsd:
+            break
+    return best
+
+
+@functools.lru_cache(maxsize=2)
+def _reference_model(reference: str, implementation: str, pooler: bool) -> torch.nn.Module:
+    """The protocol's reference network (built once per process: it is timed beside every candidate)."""
+    return build_model(Arch.parse(reference), implementation, pooler)
 
 
 class LatencyMeter:
@@ -288,9 +342,15 @@ class LatencyMeter:
     def measure(self, arch: Arch) -> Measurement:
         return measure(arch, self.protocol)
 
+    def latency_ms(self, arch: Arch) -> float:
+        """``arch``'s latency in the conditions BERT-base was timed in: with a reference, its latency relative to
+        the reference beside it times the reference's latency beside BERT-base (drift divided out)."""
+        m = self.measure(arch)
+        return m.relative * self.bert_base.reference_ms if self.protocol.reference else m.latency_ms
+
     def speedup(self, arch: Arch) -> float:
         """How many times faster than BERT-base ``arch`` runs on this machine."""
-        return self.bert_base.latency_ms / self.measure(arch).latency_ms
+        return self.bert_base.latency_ms / self.latency_ms(arch)
 
     def window(self, speedup: float) -> tuple[float, float]:
         """The feasible latency range (ms) of a speedup constraint, from the measured BERT-base."""
@@ -299,13 +359,14 @@ class LatencyMeter:
 
 # ------------------------------------------------------------------------------------ the sweeps
 # latency_ms / mean_ms / std_ms are on the protocol's clock; wall_ms and cpu_ms are the medians of both clocks.
-_TIMES = ("latency_ms", "mean_ms", "std_ms", "wall_ms", "cpu_ms")
+_TIMES = ("latency_ms", "mean_ms", "std_ms", "wall_ms", "cpu_ms", "reference_ms")
 _PROTOCOL = tuple(f.name for f in fields(Protocol))
 # The machine a row was measured on: CSV column -> machine_info() key (the thread count is the protocol's).
 _MACHINE_COLUMNS = {"cpu": "cpu", "cores": "cores", "isa": "arch", "torch": "torch"}
 CSV_FIELDS: tuple[str, ...] = ("arch", *FIELDS, *_TIMES, *_PROTOCOL, "implementation", *_MACHINE_COLUMNS)
 # The header of the sweeps of atb <= 0.1.0 (no core count, no ISA): refused, they cannot be checked.
-_LEGACY_FIELDS: tuple[str, ...] = ("arch", *FIELDS, *_TIMES, *_PROTOCOL, "implementation", "cpu", "torch")
+_LEGACY_FIELDS: tuple[str, ...] = ("arch", *FIELDS, *_TIMES[:-1], "seq_len", "batch_size", "threads", "warmup", "runs",
+                                   "pooler", "clock", "implementation", "cpu", "torch")
 # Columns that must agree between the rows already in a CSV and the sweep that reuses or resumes it.
 _SAME_RUN = (*_PROTOCOL, "implementation", *_MACHINE_COLUMNS)
 
@@ -315,7 +376,8 @@ class ForeignSweepError(ValueError):
 
 
 def _row(m: Measurement, machine: dict) -> dict:
-    times = (m.latency_ms, m.mean_ms, m.std_ms, statistics.median(m.wall_ms), statistics.median(m.cpu_ms))
+    times = (m.latency_ms, m.mean_ms, m.std_ms, statistics.median(m.wall_ms), statistics.median(m.cpu_ms),
+             m.reference_ms)
     return {"arch": str(m.arch), **m.arch.as_dict(), **{k: f"{v:.6g}" for k, v in zip(_TIMES, times)},
             **m.protocol.as_dict(), "implementation": m.implementation,
             **{column: machine[key] for column, key in _MACHINE_COLUMNS.items()}}
@@ -334,11 +396,17 @@ def _parse_row(line: str) -> dict | None:
             return None
         for name in _TIMES:
             row[name] = float(row[name])
-        for name in ("seq_len", "batch_size", "threads", "warmup", "runs", *FIELDS):
+        for name in ("seq_len", "batch_size", "threads", "warmup", "runs", "retries", *FIELDS):
             row[name] = int(row[name])
     except ValueError:
         return None
     row["pooler"] = row["pooler"] == "True"
+    for name in ("reference", "max_rsd"):  # optional settings: csv.DictWriter writes None as ""
+        row[name] = None if row[name] in ("", "None") else row[name]
+    try:
+        row["max_rsd"] = None if row["max_rsd"] is None else float(row["max_rsd"])
+    except ValueError:
+        return None
     return row
 
 
@@ -428,8 +496,43 @@ def sweep(archs: Iterable[Arch], csv_path: str | Path, protocol: Protocol | None
                          disable=not progress or not todo):
             writer.writerow(_row(measure(arch, protocol, implementation=implementation), machine))
             f.flush()
-    table = read_sweep(path).drop_duplicates("arch", keep="last").set_index("arch")
+    table = drift_corrected(read_sweep(path)).drop_duplicates("arch", keep="last").set_index("arch")
     return table.loc[[str(a) for a in archs]].reset_index()
+
+
+def drift_corrected(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a sweep with ``latency_ms`` corrected for the machine's drift, the raw value kept as
+    ``raw_latency_ms``: with a reference, ``latency = raw / reference beside it x median reference of the file``,
+    so every row is expressed in the load conditions of a typical row. Without one, unchanged."""
+    table = table.copy()
+    table["raw_latency_ms"] = table["latency_ms"]
+    reference = pd.to_numeric(table.get("reference_ms"), errors="coerce") if len(table) else None
+    if reference is not None and reference.notna().all() and len(reference):
+        table["latency_ms"] = table["raw_latency_ms"] / reference * float(reference.median())
+    return table
+
+
+def drift_report(table: pd.DataFrame) -> dict | None:
+    """How the reference timed beside every row moved over a sweep (in row order, i.e. time): its median (ms), its
+    spread (10th-90th percentile over the median), the largest ratio between two rows' references, and Spearman's ρ
+    of reference against row order (a trend: the machine got busier or quieter). ``None`` without a reference."""
+    reference = pd.to_numeric(table.get("reference_ms"), errors="coerce") if len(table) else None
+    if reference is None or reference.isna().any() or len(reference) < 2:
+        return None
+    r = reference.to_numpy(dtype=float)
+    rho = spearmanr(np.arange(len(r)), r).statistic
+    return {"n": len(r), "median_ms": float(np.median(r)),
+            "spread": float((np.percentile(r, 90) - np.percentile(r, 10)) / np.median(r)),
+            "max_over_min": float(r.max() / r.min()), "trend_spearman": None if np.isnan(rho) else float(rho)}
+
+
+def speedup_movement(first: pd.DataFrame, second: pd.DataFrame) -> dict:
+    """How much the speedup column moves between two independent timings of the zoo (:func:`zoo_speedups` tables):
+    per model the relative change of its measured speedup, and their median and largest absolute value."""
+    a, b = (t.set_index("name")["measured"] for t in (first, second))
+    change = ((b - a) / a).dropna()
+    return {"n": len(change), "median_abs": float(change.abs().median()), "max_abs": float(change.abs().max()),
+            "worst": str(change.abs().idxmax()), "per_model": {k: float(v) for k, v in change.items()}}
 
 
 def sweep_archs(settings: LatencySettings) -> list[Arch]:

@@ -399,6 +399,8 @@ def fit_predictors(archs: Sequence[Arch], latency_ms: Sequence[float], *, split:
     }
     digest = fit_inputs_digest(archs, y, split=split, seed=seed, mlp=mlp, machine=machine, protocol=protocol)
     for predictor in predictors.values():
+        # chosen on validation (best_predictor), reported on test: the test split decides nothing
+        predictor.metadata["val_metrics"] = predictor.evaluate(pick(val), y[val]) if len(val) else None
         predictor.metadata["metrics"] = predictor.evaluate(pick(test), y[test]) if len(test) else None
         predictor.metadata["split"] = {"fractions": list(split), "seed": seed, "n_train": len(train),
                                        "n_val": len(val), "n_test": len(test)}
@@ -434,20 +436,26 @@ def load_or_fit_predictors(directory: str | Path, archs: Sequence[Arch], latency
     return predictors, indices
 
 
+def choose_predictor(scores: dict[str, dict]) -> str:
+    """The name of the predictor with the lowest validation MAPE (``val_mape``) among ``{name: metrics}`` (as notebook
+    02 records them); a tie goes to the first. Raises ``ValueError`` if none has one (a record from before the
+    choice moved to the validation split, or a sweep too small to hold one: rerun notebook 02)."""
+    scored = {n: m["val_mape"] for n, m in scores.items()
+              if isinstance(m, dict) and m.get("val_mape") is not None and math.isfinite(m["val_mape"])}
+    if not scored:
+        raise ValueError("02_latency.json holds no predictor with a validation MAPE (val_mape): rerun notebook 02")
+    return min(scored, key=scored.get)
+
+
 def best_predictor(latency_record: dict, directory: str | Path) -> tuple[str, LatencyPredictor]:
     """``(name, predictor)``: the predictor of notebook 02's record (``results/<scale>/02_latency.json``) with the
-    lowest held-out MAPE, loaded from ``directory/<name>`` (``Layout(scale).latency``).
+    lowest **validation** MAPE (:func:`choose_predictor`), loaded from ``directory/<name>`` (``Layout(scale).latency``).
 
-    Predictors without a held-out MAPE (no test split, or missing) are skipped; a tie goes to the first in the
-    record's order. Raises ``ValueError`` if none is scored, :class:`ForeignMachineError` if the saved predictor
+    The test split is only reported, never used to choose. Raises ``ValueError`` if none is scored, :class:`ForeignMachineError` if the saved predictor
     was fitted on another machine than the record's, and ``ValueError`` if the record names the inputs its
     predictor was fitted to (``inputs_sha256``) and the saved one was fitted to others (refitted since).
     """
-    scored = {n: m["mape"] for n, m in latency_record["predictor"].items()
-              if isinstance(m, dict) and m.get("mape") is not None and math.isfinite(m["mape"])}
-    if not scored:
-        raise ValueError("02_latency.json holds no predictor with a held-out MAPE: rerun notebook 02")
-    name = min(scored, key=scored.get)
+    name = choose_predictor(latency_record["predictor"])
     directory = Path(directory) / name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ForeignMachineWarning)  # raised below, with the same differences

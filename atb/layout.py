@@ -114,3 +114,10 @@ class Layout:
     def control_finetune(self, arch: str, seed: int = 0) -> Path:
         """Fine-tuning results of the untrained control of ``arch``."""
         return self.control(arch, seed) / "finetune"
+
+    def lr_selection(self, group: str) -> Path:
+        """Held-out fine-tuning runs that choose the learning rates of ``group`` ("developed" or "control") with
+        one model of that group (:func:`atb.finetune.choose_lr`)."""
+        if group not in ("developed", "control"):
+            raise ValueError(f"lr_selection group must be 'developed' or 'control', got {group!r}")
+        return self.develop / "lr_selection" / group

@@ -152,6 +152,10 @@ def claim_speedups(records: dict) -> dict:
             ", ".join(f"{measured[n]:.1f}x" for n in ("KD-S1", "KD-S2", "KD-S3", "KD-S4") if n in measured) +
             f". Spearman {agreement['spearman']:.2f}; measured/paper {by_obj.get('mlm', float('nan')):.2f} (MLM), "
             f"{by_obj.get('kd', float('nan')):.2f} (KD)")
+    movement = latency.get("speedup_repeat")
+    if movement:
+        ours += (f"; timed twice, the speedups moved by {100 * movement['median_abs']:.1f} % (median), at most "
+                 f"{100 * movement['max_abs']:.1f} %")
     if agreement["spearman"] >= 0.8 and abs(agreement["mean_ratio"] - 1) <= 0.25:
         verdict = REPRODUCED
     elif agreement["spearman"] >= 0.8:
@@ -219,8 +223,11 @@ def claim_shapes(records: dict) -> dict:
     ours = (f"{shapes['n']} evolved winners: d_f/d_m {ffn['min']:.2f}-{ffn['max']:.2f} (mean {ffn['mean']:.2f}), "
             f"d_qkv/d_m {qkv['min']:.2f}-{qkv['max']:.2f}, {shapes['layers'][0]}-{shapes['layers'][1]} layers; "
             f"{shapes['efficient']} of {shapes['n']} satisfy the efficient rule")
+    gate = fitness_ranks_downstream(search)
     if search.get("scale") == "smoke":
         verdict = NOT_TESTABLE
+    elif gate is not None:
+        return _claim(3, claim, paper, ours, NOT_TESTABLE, f"Not testable: {gate}.", measure=measure, reason=gate)
     elif shapes["efficient_share"] >= 0.75:
         verdict = REPRODUCED
     elif abs(ffn["mean"] - (f_lo + f_hi) / 2) < abs(ffn["mean"] - DEFAULT_RULE_FFN_RATIO):
@@ -231,6 +238,23 @@ def claim_shapes(records: dict) -> dict:
                   f"Searched with fitness = {search.get('fitness')} (the inherited sub-model's held-out loss at "
                   "small scales), which rewards capacity more than the paper's fine-tuning fitness may.",
                   measure=measure, reason=no_interval)
+
+
+def fitness_ranks_downstream(search: dict) -> str | None:
+    """Why the search's winners say nothing about good shapes, or ``None`` if they may: the proxy-vs-paper ranking
+    study (notebook 03) must show a Kendall tau interval above 0 between the search fitness and the downstream
+    (paper) fitness of the same sub-models. A fitness that ranks sub-models unlike their fine-tuned scores finds
+    the shapes *it* rewards, not the shapes that transfer."""
+    study = (search.get("ranking") or {}).get("proxy_vs_paper") or {}
+    if len(study.get("proxy") or []) < 3:
+        return "no proxy-vs-paper ranking study shows that the search fitness ranks sub-models like fine-tuning does"
+    tau = _tau_interval(study["proxy"], study["paper"])
+    if tau is None:
+        return "Kendall tau between the search fitness and the paper fitness is undefined (a constant fitness)"
+    if tau.ci95[0] <= 0:
+        return (f"the search fitness does not rank sub-models like their fine-tuned scores (Kendall tau "
+                f"{tau.difference:.2f} [{tau.ci95[0]:+.2f}, {tau.ci95[1]:+.2f}], an interval that includes 0)")
+    return None
 
 
 def claim_kd_vs_mlm(records: dict) -> dict:
@@ -328,6 +352,33 @@ def _noise_note(scale: str, gap: float | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------------------- render
+PAPER_RECIPE = "scratch"  # the paper trains its SuperPLMs from random initialisation
+
+
+def recipe_lines(records: dict) -> list[str]:
+    """The one-shot recipe of each SuperPLM (notebook 01's ``init``), what it changes against the paper, and what the
+    one-shot step did to the held-out loss of the same sub-models (before vs after), when recorded."""
+    pre = records.get("01") or {}
+    if not any(isinstance(pre.get(o), dict) for o in ("mlm", "kd")):
+        return []
+    lines = ["## One-shot recipe", ""]
+    for objective in ("mlm", "kd"):
+        run = pre.get(objective) or {}
+        init = run.get("init", PAPER_RECIPE)
+        changed = ("as in the paper (random initialisation)" if init == PAPER_RECIPE else
+                   f"**not the paper's**: the SuperPLM starts from a pretrained BERT ({init}: the offline MiniLM, "
+                   "the space's largest architecture, copied in with importance rewiring) instead of random weights")
+        line = f"- {objective.upper()}: `{init}`, {run.get('steps', '?')} steps; {changed}."
+        effect = run.get("one_shot_effect") or []
+        if effect:
+            lower = sum(r["trained"] < r["warm start"] for r in effect)
+            line += (f" Held-out {objective.upper()} loss of {len(effect)} sub-models before -> after one-shot training: "
+                     + ", ".join(f"{r['arch']} {r['warm start']:.2f} -> {r['trained']:.2f}" for r in effect)
+                     + f" (lower for {lower} of {len(effect)}).")
+        lines.append(line)
+    return [*lines, ""]
+
+
 def _cell(text: Any) -> str:
     return str(text).replace("|", "/").replace("\n", " ")
 
@@ -353,6 +404,7 @@ def render(records: dict, results_dir: str | Path) -> str:
         *(f"| {c['number']} | {_cell(c['claim'])} | {_cell(c['paper'])} | {_cell(c['ours'])} | **{c['verdict']}** |"
           for c in claims),
         "",
+        *recipe_lines(records),
         "## Notes",
         *(f"- Claim {c['number']}: {c['note']}" for c in claims if c["note"]),
         "- Offline, MNLI, QQP and the QNLI train split are absent: GLUE averages here are over the scored tasks "

@@ -166,14 +166,16 @@ class SearchSpace:
 
         ``paper`` follows notes §2 (its step sizes are those of the SuperPLM; the paper's search
         scripts used coarser grids, see :meth:`with_steps`). ``mini`` is sized for the offline
-        MiniLM teacher (6 layers, hidden 384, 12 heads) and a 2-core CPU; ``smoke`` for tests.
+        MiniLM teacher (6 layers, hidden 384, FFN 1536, 12 heads of 32 dimensions) so that its largest
+        architecture *is* MiniLM and a warm start (:mod:`atb.warmstart`) copies all of it: the MLM space's
+        heads are MiniLM's 32-dimensional ones, not the paper's 64; ``smoke`` is for tests.
         """
         presets = {
             # name: layers, hidden, ffn, MLM (heads, head_size), KD (heads, qkv)
             "paper": (Range(1, 8), Range(128, 768, 4), Range(128, 3072, 4),
                       (Range(1, 12), 64), (12, Range(180, 768, 12))),
-            "mini": (Range(1, 4), Range(128, 384, 16), Range(128, 1536, 32),
-                     (Range(1, 6), 64), (12, Range(96, 384, 12))),
+            "mini": (Range(1, 6), Range(128, 384, 16), Range(128, 1536, 32),
+                     (Range(1, 12), 32), (12, Range(96, 384, 12))),
             "smoke": (Range(1, 2), Range(32, 64, 16), Range(32, 128, 16),
                       (Range(1, 3), 16), (12, Range(24, 48, 12))),
         }

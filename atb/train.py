@@ -53,6 +53,9 @@ from .space import Arch, Range, SearchSpace
 from .superbert import SuperBert, SuperBertConfig
 
 
+WARM_START_DIR = "warm_start"  # beside final/: the warm-started SuperBERT before one-shot training
+
+
 # ------------------------------------------------------------------------------------------- config
 @dataclass
 class TrainConfig:
@@ -62,6 +65,9 @@ class TrainConfig:
     objective: str = "mlm"  # "mlm" | "kd"
     space: str = "smoke"  # SearchSpace.preset(space, objective)
     corpus: str = "pretrain"
+    # fraction of tokens corrupted BERT-style; None: the objective's own (MLM 0.15; KD 0, the official code's
+    # `masked_lm_prob 0`: student and teacher distil on the real text they will see when fine-tuned)
+    mask_probability: float | None = None
     max_documents: int | None = None  # first N documents of the corpus (None: all)
     max_seq_len: int = 128
     batch_size: int = 32  # global, across all ranks
@@ -95,9 +101,25 @@ class TrainConfig:
             raise ValueError(f"config field 'precision' must be auto/fp32/bf16/fp16, got {self.precision!r}")
         if self.inplace_distillation and self.objective != "mlm":
             raise ValueError("config field 'inplace_distillation' is implemented for the MLM objective only")
+        if self.mask_probability is None:
+            self.mask_probability = 0.15 if self.objective == "mlm" else 0.0
+        if not 0.0 <= self.mask_probability < 1.0:
+            raise ValueError(f"config field 'mask_probability' must be in [0, 1), got {self.mask_probability}")
+        if self.objective == "mlm" and self.mask_probability == 0.0:
+            raise ValueError("config field 'mask_probability' must be > 0 for MLM: nothing would be predicted")
         for name in ("steps", "batch_size", "max_seq_len", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config field {name!r} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def recipe(self) -> str:
+        """The one-shot recipe's starting point, for records: ``"scratch"`` (the paper), ``"teacher-rewired"`` /
+        ``"teacher"`` (a warm start from the configured teacher, with / without importance rewiring) or
+        ``"<source>[-rewired]"`` for another pretrained source."""
+        if not self.init_from:
+            return "scratch"
+        source = "teacher" if self.init_from == self.teacher else str(self.init_from)
+        return f"{source}-rewired" if self.rewire else source
 
     @classmethod
     def load(cls, scale: str | Path, objective: str | None = None, **overrides) -> TrainConfig:
@@ -302,7 +324,7 @@ class Trainer:
         self.examples = load_examples(cfg, self.tokenizer)
         if len(self.examples) == 0:
             raise ValueError(f"corpus {cfg.corpus!r} produced no training examples")
-        self.collator = MLMCollator(self.tokenizer)
+        self.collator = MLMCollator(self.tokenizer, mlm_probability=cfg.mask_probability)
         self.step = 0
 
     # -- state
@@ -394,6 +416,9 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.run_dir / "config.json", dataclasses.asdict(self.cfg))
             truncate_log(log_path, self.step if resumed else 0)
+        if (self.ctx.main and self.cfg.init_from and self.cfg.arch is None and self.step == 0
+                and not (self.run_dir / WARM_START_DIR).exists()):
+            self.save_warm_start()
         stop = self.cfg.steps if max_steps is None else min(self.cfg.steps, self.step + max_steps)
         archs, last, seconds, tokens = [], None, [], 0
         bar = tqdm(total=self.cfg.steps, initial=self.step, desc=f"{self.cfg.objective} {self.cfg.scale}",
@@ -420,6 +445,17 @@ class Trainer:
         return TrainResult(self.run_dir, self.step, self.model, archs, last, tokens,
                            sum(seconds) / len(seconds) if seconds else None)
 
+    def save_warm_start(self) -> None:
+        """A one-shot run that starts from a pretrained BERT keeps its SuperBERT *before* the first step under
+        ``warm_start/`` (laid out like ``final/``), so that what one-shot training adds to the warm start, or
+        takes from it, can be measured on the same sub-models (notebook 01, ``benchmarks/warmstart_transfer.py``)."""
+        write_dir_atomic(self.run_dir / WARM_START_DIR, self._save_supernet)
+
+    def _save_supernet(self, directory: Path) -> None:
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        self.objective.save(directory)
+
     def save_final(self) -> None:
         """The trained SuperBERT (or, for further training, the exported sub-model) under ``final/``, and
         beside it the objective (``objective.json``; KD: the teacher's name and ``W_fit`` in
@@ -429,10 +465,9 @@ class Trainer:
             export(extract(self.model, Arch.parse(self.cfg.arch)), final, tokenizer=self.tokenizer,
                    card=f"Further trained from `{self.cfg.init}` for {self.cfg.steps} steps with the "
                         f"{self.cfg.objective.upper()} objective (`atb.train`).")
+            self.objective.save(final)
         else:
-            self.model.save_pretrained(final)
-            self.tokenizer.save_pretrained(final)
-        self.objective.save(final)
+            self._save_supernet(final)
 
 
 # ------------------------------------------------------------------------------- further training

@@ -427,7 +427,9 @@ def test_collator_pads_dynamically_and_is_deterministic(tokenizer):
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert not torch.equal(runs[0]["labels"], runs[2]["labels"])
     with pytest.raises(ValueError, match="mlm_probability"):
-        MLMCollator(tokenizer, mlm_probability=0.0)
+        MLMCollator(tokenizer, mlm_probability=1.0)
+    with pytest.raises(ValueError, match="mlm_probability"):
+        MLMCollator(tokenizer, mlm_probability=-0.1)
 
 
 # ------------------------------------------------------------------------------------------ the hub

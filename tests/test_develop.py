@@ -3,6 +3,7 @@ table, the config, model cards, fine-tuning resume, and further training of a ti
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -49,7 +50,7 @@ def test_default_rule_archs_follow_the_rule_within_5_percent(objective):
         assert a.layers == 4 and space.contains(a), a
         assert abs(a.ffn - 4 * a.hidden) <= 0.05 * 4 * a.hidden, a
         assert abs(a.qkv - a.hidden) <= 0.05 * a.hidden, a
-    exact = Arch(4, 256, 1024, 4, 256) if objective == "mlm" else Arch(4, 240, 960, 12, 240)
+    exact = Arch(4, 256, 1024, 8, 256) if objective == "mlm" else Arch(4, 240, 960, 12, 240)
     assert exact in archs  # an exact grid point is taken as it is
 
 
@@ -76,7 +77,7 @@ def test_default_rule_archs_reproduce_the_papers_baseline_shapes():
 
 def test_default_rule_archs_refuse_layers_outside_the_space():
     with pytest.raises(ValueError, match="baseline_layers"):
-        default_rule_archs(SearchSpace.preset("mini", "mlm"), 5)
+        default_rule_archs(SearchSpace.preset("mini", "mlm"), 7)
     with pytest.raises(ValueError, match="baseline_layers"):
         default_rule_baseline(SearchSpace.preset("smoke", "kd"), params_latency, 1.0, 4)
 
@@ -97,6 +98,18 @@ def test_default_rule_baseline_is_the_closest_latency_from_a_function_or_a_predi
     assert default_rule_baseline(space, Predictor(), 1e9, 4)[0] == max(rule, key=latency_of)  # far target: largest
 
 
+def test_a_baseline_outside_the_tolerance_is_taken_at_another_depth():
+    space = SearchSpace.preset("mini", "kd")
+    smallest_4 = min(latency_of(a) for a in default_rule_archs(space, 4))
+    target = 0.6 * smallest_4  # faster than any 4-layer BERT of the grid
+    assert default_rule_baseline(space, params_latency, target, 4)[0].layers == 4  # no tolerance: closest 4-layer
+    arch, latency = default_rule_baseline(space, params_latency, target, 4, tolerance=0.1)
+    assert arch.layers < 4 and abs(latency / target - 1) <= 0.1
+    assert arch == min(default_rule_archs(space, arch.layers), key=lambda a: abs(latency_of(a) / target - 1))
+    within = default_rule_baseline(space, params_latency, smallest_4, 4, tolerance=0.1)[0]
+    assert within.layers == 4  # inside the tolerance at 4 layers: the paper's depth is kept
+
+
 # --------------------------------------------------------------------------------------------- plan
 def search(objective, method, speedup, arch, latency=None):
     return {"objective": objective, "method": method, "speedup": speedup, "best_arch": arch,
@@ -107,17 +120,17 @@ def search(objective, method, speedup, arch, latency=None):
 def test_plan_models_picks_evolved_fast_and_a_latency_matched_baseline():
     spaces = {o: SearchSpace.preset("mini", o) for o in ("mlm", "kd")}
     # each evolved pick's predicted latency equals one rule arch's exactly; the fast picks' point elsewhere
-    targets = {("mlm", 25): "4/256/1024/4/256", ("mlm", 4.6): "4/384/1536/6/384",
+    targets = {("mlm", 25): "4/256/1024/8/256", ("mlm", 4.6): "4/384/1536/12/384",
                ("kd", 25): "4/192/768/12/192", ("kd", 4.6): "4/288/1152/12/288"}
     records = []
     for (objective, speedup), rule_arch in targets.items():
-        other = "1/128/128/1/64" if objective == "mlm" else "1/128/128/12/96"
+        other = "1/128/128/2/64" if objective == "mlm" else "1/128/128/12/96"
         records += [search(objective, "random", speedup, other),
                     search(objective, "fast", speedup, other),
-                    search(objective, "evolved", speedup, "3/320/608/4/256" if objective == "mlm" else
+                    search(objective, "evolved", speedup, "3/320/608/8/256" if objective == "mlm" else
                            "4/256/480/12/192", latency=latency_of(rule_arch))]
     records.append(search("kd", "fast", 9.0, "2/160/320/12/144", latency=latency_of("4/144/576/12/144")))
-    cfg = DevelopConfig.load("mini")
+    cfg = DevelopConfig.load("mini", methods=None)  # every method (mini itself develops four models)
     models = plan_models(records, spaces, params_latency, cfg)
 
     assert [m.name for m in models] == [
@@ -588,3 +601,75 @@ def test_comparisons_pool_their_pairs_and_share_the_dev_examples():
     # with independent resampling per pair the cancelling pairs would leave a width: the key is what removes it
     independent = pooled_difference([("kd-evolved-25x", "kd-default-rule-25x")], runs, runs, n_boot=400)
     assert independent["ci95"][1] - independent["ci95"][0] > 0
+
+
+def test_learning_rates_are_chosen_per_group_with_a_model_and_its_control(tmp_path, monkeypatch):
+    import torch
+
+    from atb import AtbBertConfig, AtbBertForMaskedLM, export
+    from atb.layout import Layout
+
+    shape = Arch.parse("2/32/128/2/32")
+    torch.manual_seed(0)
+    model_dir = export(AtbBertForMaskedLM(AtbBertConfig.from_arch(shape)), tmp_path / "dev")
+    layout = Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs")
+    developed = {"kd-evolved-2x": {"arch": str(shape), "model_dir": str(model_dir)}, "other": {"arch": "x"}}
+    calls = []
+
+    def fake_choose(model, tasks, scale, candidates, output_dir, workers=1):
+        calls.append((str(model), Path(output_dir).name))
+        best = candidates[0] if str(model) == str(model_dir) else candidates[-1]  # the control wants the larger rate
+        return {t: {"lr": best, "scores": {c: 1.0 for c in candidates}} for t in tasks}
+
+    monkeypatch.setattr(develop, "choose_lr", fake_choose)
+    cfg = develop.DevelopConfig.load("smoke", lr_candidates=[1e-4, 5e-4])
+    rates = develop.choose_learning_rates(layout, developed, ["rte"], "smoke", cfg)
+    assert rates["reference"] == "kd-evolved-2x" and rates["candidates"] == [1e-4, 5e-4]
+    assert calls[0] == (str(model_dir), "developed") and calls[1][1] == "control"
+    assert Path(calls[1][0]) == layout.control(str(shape))  # the reference's untrained control
+    assert develop.learning_rate_budgets(rates, "developed") == {"rte": {"lr": 1e-4}}
+    assert develop.learning_rate_budgets(rates, "control") == {"rte": {"lr": 5e-4}}
+    assert develop.choose_learning_rates(layout, developed, ["rte"], "smoke",
+                                         develop.DevelopConfig.load("smoke", lr_candidates=None)) is None
+    assert develop.learning_rate_budgets(None, "control") is None
+
+
+def test_develop_methods_keep_only_the_listed_models():
+    spaces = {o: SearchSpace.preset("mini", o) for o in ("mlm", "kd")}
+    records = [{"objective": o, "method": m, "speedup": 25.0, "best_arch": a, "predicted_latency_ms": 1e-3,
+                "best_fitness": -1.0} for o, a in (("mlm", "3/320/608/8/256"), ("kd", "4/256/480/12/192"))
+               for m in ("evolved", "fast")]
+    cfg = develop.DevelopConfig.load("mini", methods={"kd": ["evolved", "fast", "default-rule"], "mlm": ["evolved"]})
+    names = [m.name for m in plan_models(records, spaces, params_latency, cfg)]
+    assert names == ["kd-evolved-25x", "kd-fast-25x", "kd-default-rule-25x", "mlm-evolved-25x"]
+    everything = plan_models(records, spaces, params_latency, develop.DevelopConfig.load("mini", methods=None))
+    assert len(everything) == 6
+    with pytest.raises(ValueError, match="methods.*random"):
+        develop.DevelopConfig.load("mini", methods={"kd": ["random"]})
+    with pytest.raises(ValueError, match="methods.*'bert'"):
+        develop.DevelopConfig.load("mini", methods={"bert": ["evolved"]})
+
+
+def test_finetune_with_controls_runs_a_shared_control_once(tmp_path, monkeypatch):
+    import torch
+
+    from atb import AtbBertConfig, AtbBertForMaskedLM, export
+    from atb.layout import Layout
+
+    shape = Arch.parse("2/32/128/2/32")
+    torch.manual_seed(0)
+    dirs = [export(AtbBertForMaskedLM(AtbBertConfig.from_arch(shape)), tmp_path / f"m{i}") for i in range(2)]
+    layout = Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs")
+    developed = {f"kd-{m}-2x": {"arch": str(shape), "model_dir": str(d)} for m, d in zip(("evolved", "fast"), dirs)}
+    ran, read = [], []
+    monkeypatch.setattr(develop, "run_jobs", lambda jobs, workers: ran.extend(jobs) or [])
+    monkeypatch.setattr(develop, "run_seeds", lambda d, tasks, scale, out, seeds, budgets: read.append((d, budgets))
+                        or {t: [] for t in tasks})
+    cfg = develop.DevelopConfig.load("smoke", seeds=2)
+    rates = {"developed": {"rte": {"lr": 1e-4}}, "control": {"rte": {"lr": 5e-4}}}
+    tuned = develop.finetune_with_controls(layout, developed, ["rte"], "smoke", cfg, rates)
+    assert len(ran) == 2 * 2 + 2  # two models x two seeds, and their one shared control x two seeds
+    control_jobs = [j for j in ran if Path(j.model_dir) == layout.control(str(shape))]
+    assert len(control_jobs) == 2 and all(j.budgets == {"rte": {"lr": 5e-4}} for j in control_jobs)
+    assert all(j.budgets == {"rte": {"lr": 1e-4}} for j in ran if j not in control_jobs)
+    assert set(tuned) == set(developed) and tuned["kd-fast-2x"]["control_dir"] == layout.control(str(shape))

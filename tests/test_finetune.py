@@ -3,6 +3,7 @@ smoke-budget runs of GLUE and SQuAD on a tiny random model (those need ``ATB_DAT
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 import atb
 from atb import Arch, AtbBertConfig, AtbBertForMaskedLM, export
+from atb import finetune
 from atb.data import load_glue, load_squad, load_tokenizer
 from atb.finetune import (
     FinetuneConfig,
@@ -235,3 +237,65 @@ def test_majority_baseline_of_f1_and_correlation_tasks():
     assert majority_baseline("stsb", FinetuneConfig.load("mini", "stsb"))["score"] == 0.0  # a constant correlates with nothing
     assert majority_baseline("cola", FinetuneConfig.load("mini", "cola"))["score"] == 0.0  # MCC of a constant
     assert majority_baseline("qqp", FinetuneConfig.load("mini", "qqp"))["score"] is None
+
+
+# ------------------------------------------------------------------------- learning rate on held-out data
+@pytest.mark.requires_data
+def test_heldout_split_is_disjoint_from_training_and_never_loads_dev(tiny_model, tmp_path, monkeypatch):
+    cfg = dataclasses.replace(FinetuneConfig.load("smoke", "rte"), evaluate_on="heldout")
+    train = load_glue("rte", "train")
+    rest, heldout = finetune.heldout_split(train, cfg)
+    assert len(heldout) == 32 and len(rest) + len(heldout) == len(train)  # max_eval_examples caps it
+    assert not set(heldout["idx"]) & set(rest["idx"])
+    assert finetune.heldout_split(train, dataclasses.replace(cfg, seed=7))[1]["idx"] == heldout["idx"]  # fixed
+
+    real_load = finetune.load_glue
+    monkeypatch.setattr(finetune, "load_glue", lambda task, split: real_load(task, split) if split == "train"
+                        else pytest.fail(f"the dev split ({split}) was loaded to choose a learning rate"))
+    result = finetune_glue(tiny_model, "rte", cfg)
+    assert result["eval_examples"] == 32 and sorted(result["dev"]) == ["validation"]
+    assert result["dev"]["validation"]["labels"] == list(heldout["label"])
+    with pytest.raises(ValueError, match="evaluate_on"):
+        dataclasses.replace(cfg, evaluate_on="test")
+
+
+@pytest.mark.requires_data
+def test_choose_lr_takes_the_best_heldout_score(tiny_model, tmp_path, monkeypatch):
+    scores = {1e-4: 60.0, 3e-4: 70.0, 1e-3: 65.0}
+    seen = []
+
+    def fake_run(model_dir, tasks, scale, output_dir=None, resume=True, seed=None, budgets=None):
+        (task,) = tasks
+        seen.append((task, budgets[task]["evaluate_on"], Path(output_dir).name))
+        unavailable = task == "qnli"
+        return {task: {"score": None if unavailable else scores[budgets[task]["lr"]]}}
+
+    monkeypatch.setattr(finetune, "run", fake_run)
+    choice = finetune.choose_lr(tiny_model, ["rte", "qnli"], "smoke", list(scores), tmp_path)
+    assert choice["rte"] == {"lr": 3e-4, "scores": scores} and choice["qnli"]["lr"] is None
+    assert {e for _, e, _ in seen} == {"heldout"} and len({d for _, _, d in seen}) == 3  # one folder per rate
+    assert finetune.chosen_budgets(choice) == {"rte": {"lr": 3e-4}}
+    with pytest.raises(ValueError, match="candidate"):
+        finetune.choose_lr(tiny_model, ["rte"], "smoke", [])
+
+
+@pytest.mark.requires_data
+def test_run_seeds_applies_per_task_budgets(tiny_model, tmp_path):
+    out = finetune.run_seeds(tiny_model, ["rte"], "smoke", tmp_path, seeds=1, budgets={"rte": {"lr": 5e-4}})
+    assert out["rte"][0]["config"]["lr"] == 5e-4 and out["rte"][0]["config"]["evaluate_on"] == "dev"
+
+
+@pytest.mark.slow
+@pytest.mark.requires_data
+def test_jobs_in_two_processes_give_what_one_process_gives(tiny_model, tmp_path):
+    jobs = finetune.seed_jobs(tiny_model, ["rte", "stsb"], "smoke", tmp_path / "two", seeds=2)
+    assert [(j.task, j.seed) for j in jobs] == [("rte", 0), ("rte", 1), ("stsb", 0), ("stsb", 1)]
+    two = finetune.run_jobs(jobs, workers=2)
+    one = finetune.run_jobs(finetune.seed_jobs(tiny_model, ["rte", "stsb"], "smoke", tmp_path / "one", seeds=2))
+    # seeded runs: the process does not matter, up to float summation order (1 thread there, 2 here)
+    assert [r["dev"] for r in two[:2]] == [r["dev"] for r in one[:2]]  # RTE: the predicted classes
+    for a, b in zip(two[2:], one[2:]):  # STS-B: predicted similarities
+        assert a["dev"]["validation"]["predictions"] == pytest.approx(b["dev"]["validation"]["predictions"], rel=1e-3)
+    assert [r["train_loss"] for r in two] == pytest.approx([r["train_loss"] for r in one], rel=1e-5)
+    cached = finetune.run_seeds(tiny_model, ["rte", "stsb"], "smoke", tmp_path / "two", seeds=2)
+    assert [r["seconds"] for t in ("rte", "stsb") for r in cached[t]] == [r["seconds"] for r in two]  # read back

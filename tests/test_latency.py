@@ -9,6 +9,7 @@ import types
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -127,12 +128,12 @@ def test_speedup_is_relative_to_a_measured_bert_base(monkeypatch):
     calls = []
     monkeypatch.setattr(latency, "build_model", lambda arch, implementation, pooler: arch)
 
-    def fake_timer(model, inputs, warmup, runs):  # "model" is the arch: 1 ms per layer and 100 hidden units
-        calls.append(model)
-        seconds = model.layers * model.hidden / 100 / 1e3
-        return {"wall": [2 * seconds] * runs, "cpu": [seconds] * runs}  # a busy machine: wall = 2 x CPU
+    def fake_timer(models, inputs, warmup, runs):  # "model" is the arch: 1 ms per layer and 100 hidden units
+        calls.append(models["model"])
+        seconds = {n: m.layers * m.hidden / 100 / 1e3 for n, m in models.items()}
+        return {n: {"wall": [2 * t] * runs, "cpu": [t] * runs} for n, t in seconds.items()}  # busy: wall = 2 x CPU
 
-    monkeypatch.setattr(latency, "time_forward", fake_timer)
+    monkeypatch.setattr(latency, "time_interleaved", fake_timer)
     meter = LatencyMeter(FAST)
     kd_s4 = zoo.ZOO["KD-S4"].arch
     assert meter.speedup(kd_s4) == pytest.approx((12 * 768) / (4 * 256))
@@ -141,6 +142,79 @@ def test_speedup_is_relative_to_a_measured_bert_base(monkeypatch):
     bert_base_ms = 12 * 768 / 100
     assert meter.bert_base.latency_ms == pytest.approx(bert_base_ms)
     assert meter.window(10.0) == pytest.approx((0.85 * bert_base_ms / 10, 1.1 * bert_base_ms / 10))
+
+
+def _drifting_timer(factors: list[float]):
+    """A machine that gets slower call after call (``factors``), for the model and the reference timed beside it
+    alike, with one noisy run per call: each time the model and reference are timed, ``load`` multiplies both."""
+    calls = iter(factors)
+
+    def timer(models, inputs, warmup, runs):
+        load = next(calls)
+        out = {}
+        for name, m in models.items():
+            base = m.layers * m.hidden / 100 / 1e3 * load
+            cpu = [base * (1.5 if i == 0 else 1.0) for i in range(runs)]  # the first run hit a busy moment
+            out[name] = {"wall": cpu, "cpu": cpu}
+        return out
+    return timer
+
+
+def test_a_reference_timed_beside_each_candidate_divides_out_the_drift(monkeypatch):
+    monkeypatch.setattr(latency, "build_model", lambda arch, implementation, pooler: arch)
+    latency._reference_model.cache_clear()
+    true_speedup = (12 * 768) / (4 * 256)
+    kd_s4 = zoo.ZOO["KD-S4"].arch
+    plain = Protocol(runs=3, warmup=0)
+    monkeypatch.setattr(latency, "time_interleaved", _drifting_timer([1.0, 1.3]))  # BERT-base, then KD-S4 30 % slower
+    drifted = LatencyMeter(plain).speedup(kd_s4)
+    assert drifted == pytest.approx(true_speedup / 1.3)  # without a reference the busier hour shows up as a speedup
+    robust = Protocol(runs=3, warmup=0, statistic="min", reference="4/256/1024/4/256")
+    monkeypatch.setattr(latency, "time_interleaved", _drifting_timer([1.0, 1.3]))
+    meter = LatencyMeter(robust)
+    assert meter.speedup(kd_s4) == pytest.approx(true_speedup)
+    assert meter.bert_base.latency_ms == pytest.approx(12 * 768 / 100)  # min ignores the busy first run
+
+
+def test_noisy_measurements_are_retimed_and_the_least_spread_one_kept(monkeypatch):
+    monkeypatch.setattr(latency, "build_model", lambda arch, implementation, pooler: arch)
+    spreads = iter([[1.0, 2.0, 1.0], [1.0, 1.2, 1.0], [1.0, 1.01, 1.0]])
+    seen = []
+
+    def timer(models, inputs, warmup, runs):
+        runs_s = [1e-3 * x for x in next(spreads)]
+        seen.append(runs_s)
+        return {"model": {"wall": runs_s, "cpu": runs_s}}
+
+    monkeypatch.setattr(latency, "time_interleaved", timer)
+    m = latency.measure(zoo.BERT_BASE, Protocol(runs=3, warmup=0, max_rsd=0.05, retries=1))
+    assert len(seen) == 2 and m.cpu_ms == pytest.approx((1.0, 1.2, 1.0))  # one retry allowed: the better of two
+    with pytest.raises(ValueError, match="statistic"):
+        Protocol(statistic="mean")
+    with pytest.raises(ValueError, match="not-an-arch|L/d_m"):
+        Protocol(reference="not-an-arch")
+
+
+def test_drift_correction_and_report_of_a_sweep():
+    table = pd.DataFrame({"arch": ["a", "b", "c", "d"], "latency_ms": [10.0, 22.0, 36.0, 8.0],
+                          "reference_ms": [5.0, 5.5, 6.0, 4.0]})
+    corrected = latency.drift_corrected(table)
+    assert corrected["raw_latency_ms"].tolist() == [10.0, 22.0, 36.0, 8.0]
+    assert corrected["latency_ms"].tolist() == pytest.approx([10 / 5 * 5.25, 22 / 5.5 * 5.25, 36 / 6 * 5.25,
+                                                              8 / 4 * 5.25])
+    report = latency.drift_report(table)
+    assert report["max_over_min"] == pytest.approx(1.5) and report["median_ms"] == pytest.approx(5.25)
+    no_reference = table.assign(reference_ms=float("nan"))
+    assert latency.drift_report(no_reference) is None
+    assert latency.drift_corrected(no_reference)["latency_ms"].tolist() == [10.0, 22.0, 36.0, 8.0]
+
+
+def test_speedup_movement_between_two_timings():
+    first = pd.DataFrame({"name": ["x", "y"], "measured": [10.0, 20.0]})
+    second = pd.DataFrame({"name": ["x", "y"], "measured": [11.0, 19.0]})
+    moved = latency.speedup_movement(first, second)
+    assert moved["max_abs"] == pytest.approx(0.1) and moved["worst"] == "x"
+    assert moved["median_abs"] == pytest.approx(0.075)
 
 
 def test_zoo_speedups_and_their_agreement_with_the_paper(monkeypatch):
@@ -278,7 +352,9 @@ def test_sweep_architectures_follow_the_settings():
     assert len(archs) == len(set(archs)) == 2 * settings.sweep_per_objective
     assert archs == latency.sweep_archs(settings)  # seeded
     mini = LatencySettings.load("mini")
-    assert mini.protocol == Protocol() and mini.split == (0.8, 0.1, 0.1) and mini.include_zoo
+    assert mini.split == (0.8, 0.1, 0.1) and mini.include_zoo
+    # the paper's protocol, made robust to a shared CPU (minimum, a reference beside each candidate, re-timing)
+    assert mini.protocol == Protocol(statistic="min", reference="4/256/1024/4/256", max_rsd=0.05, retries=2)
 
 
 def test_settings_reject_unknown_keys(tmp_path):
@@ -386,19 +462,21 @@ OTHER_CPU = {"cpu": "Some Other CPU"}
 
 
 @pytest.mark.parametrize("entries, machine, expected", [
-    ({"mlp": {"mape": 3.0}, "analytic": {"mape": 2.0}}, {}, "analytic"),  # the lowest held-out MAPE
-    ({"mlp": {"mape": 2.0}, "analytic": {"mape": 3.0}}, {}, "mlp"),
-    ({"mlp": {"mape": 2.0}, "analytic": {"mape": 2.0}}, {}, "mlp"),  # a tie: the first in the record
-    ({"analytic": {"mape": 2.0}, "mlp": {"mape": 2.0}}, {}, "analytic"),
-    ({"mlp": {"n_train": 5}, "analytic": {"mape": 9.0}}, {}, "analytic"),  # no MAPE: skipped
-    ({"mlp": {"mape": None}, "analytic": {"mape": 9.0}}, {}, "analytic"),  # no test split: skipped
-    ({"mlp": {"mape": float("nan")}, "analytic": {"mape": 9.0}}, {}, "analytic"),
-    ({"mlp": {"mape": 1.0, "inputs_sha256": "digest-of-mlp"}}, {}, "mlp"),  # fitted to what the record says
-    ({"mlp": {}, "analytic": {"mape": None}}, {}, (ValueError, "no predictor with a held-out MAPE")),
-    ({}, {}, (ValueError, "no predictor with a held-out MAPE")),
-    ({"mlp": {"mape": 1.0}}, OTHER_CPU, (ForeignMachineError, "another machine.*Some Other CPU")),
-    ({"mlp": {"mape": 1.0}}, {"cores": 1024}, (ForeignMachineError, "cores")),
-    ({"mlp": {"mape": 1.0, "inputs_sha256": "stale"}}, {}, (ValueError, "other inputs")),
+    ({"mlp": {"val_mape": 3.0}, "analytic": {"val_mape": 2.0}}, {}, "analytic"),  # the lowest validation MAPE
+    ({"mlp": {"val_mape": 2.0}, "analytic": {"val_mape": 3.0}}, {}, "mlp"),
+    ({"mlp": {"val_mape": 2.0}, "analytic": {"val_mape": 2.0}}, {}, "mlp"),  # a tie: the first in the record
+    ({"analytic": {"val_mape": 2.0}, "mlp": {"val_mape": 2.0}}, {}, "analytic"),
+    ({"mlp": {"n_train": 5}, "analytic": {"val_mape": 9.0}}, {}, "analytic"),  # no MAPE: skipped
+    ({"mlp": {"val_mape": None}, "analytic": {"val_mape": 9.0}}, {}, "analytic"),  # no test split: skipped
+    ({"mlp": {"val_mape": float("nan")}, "analytic": {"val_mape": 9.0}}, {}, "analytic"),
+    ({"mlp": {"val_mape": 1.0, "inputs_sha256": "digest-of-mlp"}}, {}, "mlp"),  # fitted to what the record says
+    ({"mlp": {"val_mape": 9.0, "mape": 1.0}, "analytic": {"val_mape": 2.0, "mape": 5.0}}, {}, "analytic"),  # test: never
+    ({"mlp": {"mape": 1.0}}, {}, (ValueError, "no predictor with a validation MAPE")),  # an old record: rerun 02
+    ({"mlp": {}, "analytic": {"val_mape": None}}, {}, (ValueError, "no predictor with a validation MAPE")),
+    ({}, {}, (ValueError, "no predictor with a validation MAPE")),
+    ({"mlp": {"val_mape": 1.0}}, OTHER_CPU, (ForeignMachineError, "another machine.*Some Other CPU")),
+    ({"mlp": {"val_mape": 1.0}}, {"cores": 1024}, (ForeignMachineError, "cores")),
+    ({"mlp": {"val_mape": 1.0, "inputs_sha256": "stale"}}, {}, (ValueError, "other inputs")),
 ])
 def test_best_predictor(tmp_path, entries, machine, expected):
     record = {"predictor": entries, "machine": {**_saved_predictors(tmp_path), **machine}}

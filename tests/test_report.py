@@ -106,7 +106,11 @@ def _search(archs: list[str], tau: float = 0.6, p: float = 0.01) -> dict:
     return {"scale": "mini", "fitness": "proxy",
             "searches": [{"method": "evolved", "best_arch": a} for a in archs] + [{"method": "random", "best_arch": "4/128/1536/2/128"}],
             "kendall": {"inherited_vs_trained": tau, "proxy_vs_paper": 0.1},
-            "ranking": {"inherited_vs_trained": {"p_value": p, "n": 10, "steps": 40}}}
+            "ranking": {"inherited_vs_trained": {"p_value": p, "n": 10, "steps": 40}, "proxy_vs_paper": AGREEING}}
+
+
+# A search fitness that ranks 10 sub-models exactly like their fine-tuned scores (claim 3's prerequisite)
+AGREEING = {"proxy": list(range(10)), "paper": [50.0 + i for i in range(10)]}
 
 
 def test_shapes_verdict_counts_efficient_winners_only():
@@ -209,7 +213,7 @@ def search_records(evolved: list[str], others: tuple[tuple[str, str], ...] = ((R
     record = {"scale": scale, "fitness": "proxy", "searches": searches}
     if tau is not None:
         record["kendall"] = {"inherited_vs_trained": tau, "proxy_vs_paper": 0.1}
-        record["ranking"] = {"inherited_vs_trained": {"p_value": p, "n": 10, "steps": 40}}
+        record["ranking"] = {"inherited_vs_trained": {"p_value": p, "n": 10, "steps": 40}, "proxy_vs_paper": AGREEING}
     return {"03": record}
 
 
@@ -257,3 +261,28 @@ def test_shape_verdicts(evolved, others, scale, verdict):
         assert f"{efficient} of {len(evolved)} satisfy the efficient rule" in claim["ours"]
     else:
         assert claim["ours"] == "no evolved search ran"
+
+
+@pytest.mark.parametrize("study,why", [
+    (None, "no proxy-vs-paper ranking study"),
+    ({"proxy": [0, 1], "paper": [1, 0]}, "no proxy-vs-paper ranking study"),  # fewer than 3 architectures
+    ({"proxy": list(range(10)), "paper": [50.0, 52, 51, 49, 53, 50.5, 48, 52.5, 49.5, 51.5]},
+     "does not rank sub-models like their fine-tuned scores"),  # an interval that includes 0
+    ({"proxy": list(range(10)), "paper": [1.0] * 10}, "undefined"),
+])
+def test_shapes_are_not_testable_while_the_fitness_does_not_rank_like_fine_tuning(study, why):
+    records = {"03": _search(["4/256/448/4/256"] * 4)}
+    records["03"]["ranking"]["proxy_vs_paper"] = study
+    claim = report.claim_shapes(records)
+    assert claim["verdict"] == report.NOT_TESTABLE and why in claim["reason"]
+    records["03"]["ranking"]["proxy_vs_paper"] = AGREEING
+    assert report.claim_shapes(records)["verdict"] == report.REPRODUCED
+
+
+def test_the_report_names_the_one_shot_recipe_and_its_effect():
+    records = {"01": {"scale": "mini", "mlm": {"steps": 250, "init": "teacher-rewired", "one_shot_effect": [
+        {"arch": "1/128/128/1/32", "warm start": 10.3, "trained": 8.2}]}, "kd": {"steps": 600, "init": "scratch"}}}
+    text = "\n".join(report.recipe_lines(records))
+    assert "MLM: `teacher-rewired`, 250 steps; **not the paper's**" in text and "10.30 -> 8.20 (lower for 1 of 1)" in text
+    assert "KD: `scratch`, 600 steps; as in the paper" in text
+    assert report.recipe_lines({}) == []

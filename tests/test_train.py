@@ -234,3 +234,26 @@ def test_inplace_distillation_targets_are_the_largest_sub_models_detached_softma
         torch.testing.assert_close(targets, soft)
         torch.testing.assert_close(loss, F.cross_entropy(student, soft))  # torch's soft-label cross-entropy
         assert not torch.allclose(loss, F.cross_entropy(student, labels))  # not the labels' loss
+
+
+def test_kd_distils_on_unmasked_text_and_mlm_masks():
+    """The official code distils with `masked_lm_prob 0`: student and teacher see the real text."""
+    from atb.data import MLMCollator, load_tokenizer
+    from atb.fitness import HeldOutKDFitness, HeldOutMLMFitness
+
+    assert TrainConfig(scale="smoke", objective="kd").mask_probability == 0.0
+    assert TrainConfig(scale="smoke", objective="mlm").mask_probability == 0.15
+    assert TrainConfig(scale="smoke", objective="kd", mask_probability=0.15).mask_probability == 0.15  # on request
+    with pytest.raises(ValueError, match="mask_probability.*MLM"):
+        TrainConfig(scale="smoke", objective="mlm", mask_probability=0.0)
+    with pytest.raises(ValueError, match="mask_probability"):
+        TrainConfig(scale="smoke", objective="kd", mask_probability=1.0)
+    tokenizer = load_tokenizer()
+    examples = [{"input_ids": tokenizer("the cat sat on the mat and looked at the dog")["input_ids"]}] * 4
+    g = torch.Generator().manual_seed(0)
+    unmasked = MLMCollator(tokenizer, mlm_probability=0.0, generator=g)(examples)
+    assert torch.equal(unmasked["input_ids"], MLMCollator(tokenizer).pad(examples)["input_ids"])
+    assert (unmasked["labels"] == -100).all()
+    masked = MLMCollator(tokenizer, mlm_probability=0.5, generator=torch.Generator().manual_seed(0))(examples)
+    assert (masked["labels"] != -100).any()
+    assert HeldOutKDFitness.mlm_probability == 0.0 and HeldOutMLMFitness.mlm_probability == 0.15

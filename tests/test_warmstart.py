@@ -35,6 +35,7 @@ pytestmark = pytest.mark.skipif(not os.environ.get("ATB_DATA_DIR"), reason="need
 TOL = 1e-5
 # The spaces whose largest architecture is MiniLM itself (6/384/1536/12/384): the KD space of the feasibility run,
 # and an MLM space with MiniLM's head size (32) instead of the paper's 64.
+# The mini scale's spaces (SearchSpace.preset("mini", ...)): the largest architecture is MiniLM itself.
 KD_SPACE = SearchSpace("kd", Range(1, 6), Range(128, 384, 16), Range(128, 1536, 32), Range(12, 12), Range(96, 384, 12))
 MLM_SPACE = SearchSpace("mlm", Range(1, 6), Range(128, 384, 16), Range(128, 1536, 32), Range(1, 12), Range(32, 384, 32),
                         head_size=32)
@@ -267,10 +268,11 @@ def test_shallow_attention_loss_against_the_last_layer_rewards_breaking_the_laye
     (dataclasses.replace(KD_SPACE, ffn=Range(128, 2048, 32)), "ffn=2048"),
     (dataclasses.replace(KD_SPACE, qkv=Range(96, 480, 12)), "qkv=480"),
     (SearchSpace("kd", Range(1, 4), Range(128, 384, 16), Range(128, 1536, 32), Range(8, 8), Range(96, 256, 8)), "heads=8"),
-    (SearchSpace.preset("mini", "mlm"), "head_size=64"),
+    (dataclasses.replace(MLM_SPACE, heads=Range(1, 6), qkv=Range(64, 384, 64), head_size=64), "head_size=64"),
     (dataclasses.replace(MLM_SPACE, heads=Range(1, 16), qkv=Range(32, 512, 32)), "heads=16"),
 ])
 def test_a_space_that_does_not_fit_the_source_is_refused_naming_the_field(minilm, space, field):
+    assert SearchSpace.preset("mini", "kd") == KD_SPACE and SearchSpace.preset("mini", "mlm") == MLM_SPACE
     with pytest.raises(ValueError, match=field):
         warm_start(SuperBert(SuperBertConfig.from_space(space)), minilm, rewire=False)
 
@@ -326,3 +328,27 @@ def test_init_from_warm_starts_one_shot_training_and_sets_w_fit(minilm, tmp_path
 
     further, _ = build_student(dataclasses.replace(cfg, arch="1/32/32/12/24"))  # further training: not warm-started
     assert getattr(further.config, "warm_start", None) is None
+
+
+@pytest.mark.requires_data
+def test_a_warm_started_run_keeps_its_supernet_before_one_shot_training(minilm, tmp_path):
+    from atb.fitness import checkpoint_losses, probe_archs
+    from atb.train import WARM_START_DIR, train
+
+    cfg = TrainConfig(**{**SMOKE_KD, "max_seq_len": 32}, init_from="minilm-offline", steps=2, batch_size=2,
+                      max_documents=8, warmup_steps=1, corpus="wikitext-2-valid")
+    assert cfg.recipe == "teacher-rewired" and dataclasses.replace(cfg, rewire=False).recipe == "teacher"
+    assert TrainConfig(**SMOKE_KD).recipe == "scratch"
+    torch.manual_seed(0)
+    result = train(cfg, tmp_path / "run")
+    warm = tmp_path / "run" / WARM_START_DIR
+    assert (warm / "objective.json").exists() and (warm / "objective.safetensors").exists()
+    before = SuperBert.from_pretrained(warm)
+    assert before.config.warm_start["source"] == "minilm-offline"
+    after = result.model.state_dict()
+    assert any(not torch.equal(v, after[k]) for k, v in before.state_dict().items())  # trained since
+    space = SearchSpace.preset("smoke", "kd")
+    rows = checkpoint_losses({"warm start": warm, "trained": tmp_path / "run" / "final"}, probe_archs(space, 1),
+                             max_examples=4, max_seq_len=32, batch_size=4)
+    assert [r["arch"] for r in rows] == [str(space.smallest()), str(probe_archs(space, 1)[1]), str(space.largest())][
+        :len(rows)] and all(r["warm start"] > 0 and r["trained"] > 0 for r in rows)

@@ -28,6 +28,10 @@ class MLMCollator:
     model cannot tell which inputs are corrupted, so it must model every position).  ``labels`` is
     the original id at selected positions and -100 elsewhere.
 
+    ``mlm_probability=0`` leaves the text as it is (every label -100): the inputs of knowledge distillation,
+    which the official AutoTinyBERT code feeds unmasked (``masked_lm_prob 0``), so that the student and
+    the teacher see real text, as they will when fine-tuned.
+
     ``generator`` (optional) makes the masks reproducible; ``None`` uses torch's global RNG (which is
     what you want with ``DataLoader(num_workers > 0)``: each worker process would otherwise copy the
     same generator state and mask identically).
@@ -39,8 +43,8 @@ class MLMCollator:
     generator: torch.Generator | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise ValueError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if not 0.0 <= self.mlm_probability < 1.0:
+            raise ValueError(f"mlm_probability must be in [0, 1), got {self.mlm_probability}")
         if self.tokenizer.mask_token_id is None or self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer needs a [MASK] and a [PAD] token for MLM")
         self._special_ids = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long)
@@ -62,6 +66,8 @@ class MLMCollator:
 
     def mask_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(corrupted input ids, labels) of a padded batch; ``input_ids`` itself is not modified."""
+        if self.mlm_probability == 0.0:
+            return input_ids.clone(), torch.full_like(input_ids, IGNORE_INDEX)
         g = self.generator
         maskable = (attention_mask == 1) & ~torch.isin(input_ids, self._special_ids)
         probability = torch.full(input_ids.shape, self.mlm_probability) * maskable
