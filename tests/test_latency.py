@@ -200,8 +200,9 @@ def test_drift_correction_and_report_of_a_sweep():
                           "reference_ms": [5.0, 5.5, 6.0, 4.0]})
     corrected = latency.drift_corrected(table)
     assert corrected["raw_latency_ms"].tolist() == [10.0, 22.0, 36.0, 8.0]
-    assert corrected["latency_ms"].tolist() == pytest.approx([10 / 5 * 5.25, 22 / 5.5 * 5.25, 36 / 6 * 5.25,
-                                                              8 / 4 * 5.25])
+    assert corrected["latency_ms"].tolist() == pytest.approx([10.0, 22 / 5.5 * 5, 36 / 6 * 5, 8 / 4 * 5])
+    # appending rows never changes the corrected latency of the rows already there (BERT-base, read first)
+    assert latency.drift_corrected(table.iloc[:2])["latency_ms"].tolist() == corrected["latency_ms"].tolist()[:2]
     report = latency.drift_report(table)
     assert report["max_over_min"] == pytest.approx(1.5) and report["median_ms"] == pytest.approx(5.25)
     no_reference = table.assign(reference_ms=float("nan"))
@@ -281,8 +282,10 @@ def counting_measure(monkeypatch, drift: float = 0.0) -> list[Arch]:
         m = fake_measurement(arch, protocol)
         factor = 1 + drift * len(timed)
         timed.append(arch)
+        reference = tuple(factor * 1.0 for _ in m.cpu_ms) if m.protocol.reference else ()  # drifts alike
         return dataclasses.replace(m, wall_ms=tuple(factor * t for t in m.wall_ms),
-                                   cpu_ms=tuple(factor * t for t in m.cpu_ms))
+                                   cpu_ms=tuple(factor * t for t in m.cpu_ms),
+                                   reference_wall_ms=reference, reference_cpu_ms=reference)
 
     monkeypatch.setattr(latency, "measure", fake)
     return timed
@@ -508,12 +511,15 @@ def latency_study(directory, settings: LatencySettings, *, retime: bool = False,
                             for n, p in predictors.items() for o, space in spaces.items()}}
 
 
-def test_the_same_sweep_gives_the_same_predictors_and_constraints(tmp_path, monkeypatch):
+@pytest.mark.parametrize("reference", [None, "1/32/32/2/32"])  # with a reference, drift is divided out
+def test_the_same_sweep_gives_the_same_predictors_and_constraints(tmp_path, monkeypatch, reference):
     """Two runs into the same folder: the second times nothing and fits nothing, and derives exactly the same
     BERT-base latency, predictions and smoke speedup constraints; a forced refit predicts bitwise the same.
-    The smoke settings, with a narrower MLP (256 instead of 2000 units) to keep the test fast."""
+    The smoke settings, with a narrower MLP (256 instead of 2000 units) to keep the test fast. With a reference,
+    BERT-base is read before the sweep appends its rows, and must stay on the sweep's scale."""
     settings = LatencySettings.load("smoke")
-    settings = dataclasses.replace(settings, mlp={**settings.mlp, "hidden": 256})
+    settings = dataclasses.replace(settings, mlp={**settings.mlp, "hidden": 256},
+                                   protocol=dataclasses.replace(settings.protocol, reference=reference))
     assert SearchConfig.load("smoke").speedup_quantiles  # smoke's constraints come from the predictor
     timed = counting_measure(monkeypatch, drift=0.01)  # a drifting machine: any re-timing would show
     fits = []
