@@ -89,17 +89,19 @@ def test_records_without_seeds_or_controls_are_not_testable_with_the_reason():
 
 
 def test_the_committed_mini_records_render(tmp_path):
-    """results/mini/ predates seeds and controls: the report renders and says why those claims have no verdict."""
+    """results/mini/: the report renders from the committed records, and every claim has a verdict from an interval
+    or a stated reason (claim 1 has no interval: one timing per model)."""
     for record in (ROOT / "results" / "mini").glob("*.json"):
         (tmp_path / record.name).write_text(record.read_text())
     text = report.write_report(tmp_path).read_text()
     summary = json.loads((tmp_path / "report.json").read_text())
     assert set(summary["claims"]) == {"0", "1", "2", "3", "4", "5", "6"} and summary["scale"] == "mini"
-    for number in ("0", "2", "4", "5"):
-        assert summary["claims"][number]["verdict"] == report.NOT_TESTABLE
-        assert summary["claims"][number]["reason"] == report.NO_INTERVALS
-    assert summary["claims"]["6"]["ci95"] is not None and summary["claims"]["1"]["ci95"] is None
-    assert summary["claims"]["1"]["reason"] and "| 0 |" in text and "| 6 |" in text
+    for number, claim in summary["claims"].items():
+        assert (claim["ci95"] is not None) or claim["reason"], number
+    for number in ("0", "2", "4", "5"):  # decided from the seeds-and-controls intervals of notebooks 05-06
+        assert summary["claims"][number]["ci95"] is not None and summary["claims"][number]["n"] >= 15
+    assert summary["claims"]["1"]["ci95"] is None and summary["claims"]["1"]["reason"]
+    assert "| 0 |" in text and "| 6 |" in text and "## One-shot recipe" in text and "`teacher-rewired`" in text
 
 
 def _search(archs: list[str], tau: float = 0.6, p: float = 0.01) -> dict:
