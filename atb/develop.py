@@ -236,7 +236,7 @@ def plan_models(searches: Iterable[Mapping[str, Any]], spaces: Mapping[str, Sear
         baseline = DevModel(model_name(objective, DEFAULT_RULE, speedup), arch, objective, DEFAULT_RULE, speedup,
                             latency)
         wanted = METHOD_ORDER if cfg.methods is None else cfg.methods.get(objective, [])
-        models += [m for m in (*(by_method[k] for k in ("evolved", "fast") if k in by_method), baseline)
+        models += [m for m in (*(by_method[k] for k in METHOD_ORDER if k in by_method), baseline)
                    if m.method in wanted]
     return models
 

@@ -32,6 +32,7 @@ import argparse
 import collections
 import dataclasses
 import json
+import operator
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -552,11 +553,7 @@ def run_jobs(jobs: Sequence[Job], workers: int = 1) -> list[dict]:
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_one_worker_thread, initargs=(threads,)) as pool:
-        return list(tqdm(pool.map(_call, jobs), total=len(jobs), desc=f"fine-tuning ({workers} processes)"))
-
-
-def _call(job: Job) -> dict:
-    return job()
+        return list(tqdm(pool.map(operator.call, jobs), total=len(jobs), desc=f"fine-tuning ({workers} processes)"))
 
 
 def choose_lr(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, candidates: Sequence[float],
