@@ -97,7 +97,11 @@ class DevelopConfig:
     glue_tasks: list[str] = field(default_factory=lambda: ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli",
                                                            "qnli", "rte", "wnli"])
     squad_tasks: list[str] = field(default_factory=lambda: ["squad_v1.1", "squad_v2.0"])
-    seeds: int = 3  # fine-tuning seeds per model and task (atb.finetune.run_seeds), controls included
+    seeds: int = 3  # fine-tuning seeds per model and task (atb.finetune.run_seeds)
+    # fewer seeds for the untrained controls (None: ``seeds``; they are paired with the models' seeds they share) and
+    # for SQuAD (None: ``seeds``), where a small scale's budget cannot afford them all
+    control_seeds: int | None = None
+    squad_seeds: int | None = None
     # learning rates tried per task on a split held out of the train set (atb.finetune.choose_lr), once with one
     # developed model for all developed models and once with its control for all controls; None: the budget's lr
     lr_candidates: list[float] | None = None
@@ -107,14 +111,20 @@ class DevelopConfig:
     scale: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "fast_steps", "baseline_layers", "seeds", "workers"):
-            if getattr(self, name) < 1:
+        for name in ("steps", "fast_steps", "baseline_layers", "seeds", "workers", "control_seeds", "squad_seeds"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"DevelopConfig.{name} must be >= 1, got {getattr(self, name)}")
         for objective, methods in (self.methods or {}).items():
             unknown = set(methods) - set(METHOD_ORDER)
             if objective not in ("mlm", "kd") or unknown:
                 raise ValueError(f"DevelopConfig.methods: {objective!r}: {sorted(unknown) or 'not an objective'}; "
                                  f"objectives are 'mlm' / 'kd', methods {', '.join(METHOD_ORDER)}")
+
+    def seed_counts(self, tasks: Sequence[str]) -> tuple[int, int]:
+        """(fine-tuning seeds of each developed model, of each untrained control) on ``tasks`` (GLUE or SQuAD):
+        the controls run the first of the models' seeds."""
+        n = (self.squad_seeds or self.seeds) if any(t in SQUAD_TASKS for t in tasks) else self.seeds
+        return n, min(n, self.control_seeds or n)
 
     @classmethod
     def load(cls, scale: str | Path, **overrides) -> DevelopConfig:
@@ -351,28 +361,30 @@ def learning_rate_budgets(choice: Mapping[str, Any] | None, group: str) -> dict[
 def finetune_with_controls(layout: Layout, developed: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
                            scale: str | Path, cfg: DevelopConfig, rates: Mapping[str, Any] | None = None
                            ) -> dict[str, dict[str, Any]]:
-    """Fine-tune every developed model and its untrained control (:func:`control_model`) on ``tasks`` with
-    ``cfg.seeds`` seeds, the same budgets, and the learning rate each group was given (:func:`choose_learning_rates`).
+    """Fine-tune every developed model and its untrained control (:func:`control_model`) on ``tasks`` with the seeds
+    of :meth:`DevelopConfig.seed_counts`, the same budgets, and the learning rate each group was given
+    (:func:`choose_learning_rates`).
 
     All runs go to one pool of ``cfg.workers`` processes (:func:`atb.finetune.run_jobs`; a control shared by two
     models of one shape runs once); each is cached, so an interrupted notebook resumes. Returns per model name
     ``{"scores": {task: [result per seed]}, "control": {...}, "control_dir": path}`` (what
     :func:`atb.finetune.run_seeds` returns, read back from the cache).
     """
+    n_seeds, n_control = cfg.seed_counts(tasks)
     plan, jobs = {}, {}
     for name, m in developed.items():
         control_dir = control_model(layout, m["arch"], like=m["model_dir"])
-        sides = {"scores": (m["model_dir"], layout.finetune(name), learning_rate_budgets(rates, "developed")),
+        sides = {"scores": (m["model_dir"], layout.finetune(name), learning_rate_budgets(rates, "developed"), n_seeds),
                  "control": (control_dir, layout.control_finetune(m["arch"], CONTROL_SEED),
-                             learning_rate_budgets(rates, "control"))}
-        for model_dir, out, budgets in sides.values():
-            for job in seed_jobs(model_dir, tasks, scale, out, cfg.seeds, budgets):
+                             learning_rate_budgets(rates, "control"), n_control)}
+        for model_dir, out, budgets, n in sides.values():
+            for job in seed_jobs(model_dir, tasks, scale, out, n, budgets):
                 jobs[(job.model_dir, job.task, job.seed, job.output_dir)] = job
         plan[name] = (control_dir, sides)
     run_jobs(list(jobs.values()), cfg.workers)
     return {name: {"control_dir": control_dir,
-                   **{side: run_seeds(d, tasks, scale, out, seeds=cfg.seeds, budgets=budgets)
-                      for side, (d, out, budgets) in sides.items()}}
+                   **{side: run_seeds(d, tasks, scale, out, seeds=n, budgets=budgets)
+                      for side, (d, out, budgets, n) in sides.items()}}
             for name, (control_dir, sides) in plan.items()}
 
 

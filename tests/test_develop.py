@@ -665,7 +665,7 @@ def test_finetune_with_controls_runs_a_shared_control_once(tmp_path, monkeypatch
     monkeypatch.setattr(develop, "run_jobs", lambda jobs, workers: ran.extend(jobs) or [])
     monkeypatch.setattr(develop, "run_seeds", lambda d, tasks, scale, out, seeds, budgets: read.append((d, budgets))
                         or {t: [] for t in tasks})
-    cfg = develop.DevelopConfig.load("smoke", seeds=2)
+    cfg = develop.DevelopConfig.load("smoke", seeds=2, control_seeds=None)
     rates = {"developed": {"rte": {"lr": 1e-4}}, "control": {"rte": {"lr": 5e-4}}}
     tuned = develop.finetune_with_controls(layout, developed, ["rte"], "smoke", cfg, rates)
     assert len(ran) == 2 * 2 + 2  # two models x two seeds, and their one shared control x two seeds
@@ -673,3 +673,34 @@ def test_finetune_with_controls_runs_a_shared_control_once(tmp_path, monkeypatch
     assert len(control_jobs) == 2 and all(j.budgets == {"rte": {"lr": 5e-4}} for j in control_jobs)
     assert all(j.budgets == {"rte": {"lr": 1e-4}} for j in ran if j not in control_jobs)
     assert set(tuned) == set(developed) and tuned["kd-fast-2x"]["control_dir"] == layout.control(str(shape))
+
+
+def test_seed_counts_give_controls_and_squad_fewer_seeds():
+    cfg = develop.DevelopConfig(seeds=3, control_seeds=2, squad_seeds=1)
+    assert cfg.seed_counts(["sst2", "rte"]) == (3, 2)
+    assert cfg.seed_counts(["squad_v1.1"]) == (1, 1)  # never more control seeds than model seeds
+    assert develop.DevelopConfig(seeds=3).seed_counts(["squad_v1.1"]) == (3, 3)
+    with pytest.raises(ValueError, match="control_seeds"):
+        develop.DevelopConfig(control_seeds=0)
+
+
+def test_controls_run_the_first_of_the_models_seeds(tmp_path, monkeypatch):
+    import torch
+
+    from atb import AtbBertConfig, AtbBertForMaskedLM, export
+    from atb.layout import Layout
+
+    shape = Arch.parse("2/32/128/2/32")
+    torch.manual_seed(0)
+    model_dir = export(AtbBertForMaskedLM(AtbBertConfig.from_arch(shape)), tmp_path / "m")
+    layout = Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs")
+    ran, read = [], {}
+    monkeypatch.setattr(develop, "run_jobs", lambda jobs, workers: ran.extend(jobs) or [])
+    monkeypatch.setattr(develop, "run_seeds", lambda d, tasks, scale, out, seeds, budgets: read.update({d: seeds})
+                        or {t: [] for t in tasks})
+    cfg = develop.DevelopConfig.load("smoke", seeds=3, control_seeds=2)
+    develop.finetune_with_controls(layout, {"kd-evolved-2x": {"arch": str(shape), "model_dir": str(model_dir)}},
+                                   ["rte"], "smoke", cfg)
+    control = [j.seed for j in ran if Path(j.model_dir) == layout.control(str(shape))]
+    assert sorted(control) == [0, 1] and sorted(j.seed for j in ran if j.seed is not None) == [0, 0, 1, 1, 2]
+    assert read == {str(model_dir): 3, layout.control(str(shape)): 2}

@@ -49,23 +49,26 @@ def check_result_contracts(results):
     assert develop["costs"] and all({"latency_ms", "speedup", "further_training"} <= set(m)
                                     for m in develop["models"].values())
     glue_record = json.loads((results / "05_glue.json").read_text())
-    glue, seeds = glue_record["models"], DevelopConfig.load(results.name).seeds
+    cfg = DevelopConfig.load(results.name)
+    glue, (seeds, control_seeds) = glue_record["models"], cfg.seed_counts(cfg.glue_tasks)
     assert glue.keys() == develop["models"].keys() and glue_record["seeds"] == seeds
+    assert glue_record["control_seeds"] == control_seeds
     for entry in glue.values():
         assert set(entry["tasks"]) == set(GLUE_COLUMNS) and entry["kind"] in ("searched", "baseline")
         assert all(entry["tasks"][c] is None and entry["unavailable"][c] for c in entry["unavailable"])
         assert entry["avg"] is not None and entry["seeds"] == seeds
         check_intervals(entry["tasks_ci95"], entry["tasks"])  # seed means, each with its interval
         control = entry["control"]
-        assert set(control["tasks"]) == set(GLUE_COLUMNS) and control["avg"] is not None and control["seeds"] == seeds
+        assert set(control["tasks"]) == set(GLUE_COLUMNS) and control["avg"] is not None and control["seeds"] == control_seeds
         check_intervals(control["tasks_ci95"], control["tasks"])
         check_difference(entry["vs_control"])
     check_comparisons(glue_record["intervals"], glue)
     squad_record = json.loads((results / "06_squad.json").read_text())
-    squad = squad_record["models"]
+    squad, (seeds, control_seeds) = squad_record["models"], cfg.seed_counts(cfg.squad_tasks)
     assert squad.keys() == glue.keys() and squad_record["seeds"] == seeds
     for s in squad.values():
         assert {"em", "f1"} <= set(s["squad_v1"]) and ("squad_v2" in s) and s["seeds"] == seeds
+        assert s["control"]["seeds"] == control_seeds
         lo, hi = s["tasks_ci95"]["squad_v1"]["f1"]
         assert lo <= hi and {"em", "f1"} <= set(s["control"]["squad_v1"])
         check_difference(s["vs_control"])
