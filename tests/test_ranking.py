@@ -114,7 +114,9 @@ def test_proxy_vs_paper_caches_each_arch_and_refuses_a_different_study(tmp_path)
 # ------------------------------------------------------------------------------------------ config
 def test_ranking_config_per_scale_and_search_config_unaffected(tmp_path):
     smoke, mini = RankingConfig.load("smoke"), RankingConfig.load("mini")
-    assert 3 <= smoke.archs <= 4 and smoke.steps <= 3 and mini.archs == 10
+    assert 3 <= smoke.archs <= 4 and smoke.steps <= 3 and mini.archs == 8
+    # mini's paper fitness: MNLI (SST-2 offline) only, the ranking's own budget merged over the search's
+    assert mini.paper_settings()["tasks"] == ["mnli"] and mini.paper_settings()["budgets"]["sst2"]["batch_size"] == 32
     for scale in ("base", "paper"):
         assert RankingConfig.load(scale).archs >= 10 and RankingConfig.load(scale).steps >= 1000
         SearchConfig.load(scale)  # the ranking block does not disturb the search's own loader
