@@ -18,6 +18,8 @@ from .extract import export, extract, from_bert, to_bert
 
 register_auto_classes()
 
+from . import efficientbert  # noqa: E402  (registers atb-efficientbert with the Auto classes too)
+
 __all__ = [
     "Arch", "Range", "SearchSpace",
     "SuperBert", "SuperBertConfig", "SuperBertOutput",

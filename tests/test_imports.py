@@ -30,6 +30,7 @@ PIPELINE: list[tuple[str, ...]] = [
     ("search", "fitness"),                                         # latency-constrained search
     ("ranking",),                                                  # Kendall-tau studies of the fitness
     ("develop",),                                                  # extraction + further training of the picks
+    ("efficientbert",),                                            # EfficientBERT: FFN expressions on the same pipeline
     ("report",),                                                   # REPORT.md from the records
     ("reproduce",),                                                # the notebook runner
 ]

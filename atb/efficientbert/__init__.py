@@ -1,0 +1,24 @@
+"""EfficientBERT (Dong et al., Findings of EMNLP 2021) on atb's pipeline: the FFN searched as a math expression.
+
+* ``expression``: the search space (expressions, sizes, validity, canonical hashing, mutation);
+* ``ffn``: the elastic expression FFN a supernet layer holds, and the standalone one cut out of it;
+* ``modeling``: the standalone EfficientBERT, registered with the ``transformers`` Auto classes on import.
+"""
+
+from .expression import BERT_FFN, PUBLISHED, Expr, LayerFFN, function_hash, is_valid, mutate, parse, problems
+from .ffn import ExpressionFFN
+from .modeling import (
+    EfficientBertConfig,
+    EfficientBertForSequenceClassification,
+    EfficientBertModel,
+    published_config,
+    register_auto_classes,
+)
+
+register_auto_classes()
+
+__all__ = [
+    "BERT_FFN", "PUBLISHED", "Expr", "LayerFFN", "function_hash", "is_valid", "mutate", "parse", "problems",
+    "ExpressionFFN", "EfficientBertConfig", "EfficientBertModel", "EfficientBertForSequenceClassification",
+    "published_config",
+]
