@@ -393,10 +393,12 @@ class AtbBertForMaskedLM(AtbBertPreTrainedModel):
 class AtbBertForSequenceClassification(AtbBertPreTrainedModel):
     """Pooler + dropout + linear classifier (regression when ``num_labels == 1``), as in BERT."""
 
+    bert_class: type[PreTrainedModel] = AtbBertModel  # the encoder under the head (a subclass may swap it)
+
     def __init__(self, config: AtbBertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.bert = AtbBertModel(config)
+        self.bert = self.bert_class(config)
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(p)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)

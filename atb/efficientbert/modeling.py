@@ -19,10 +19,17 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-from ..modeling import AtbBertAttention, AtbBertConfig, AtbBertOutput, AtbBertPooler, attention_mask_to_bool
+from ..modeling import (
+    AtbBertAttention,
+    AtbBertConfig,
+    AtbBertForSequenceClassification,
+    AtbBertOutput,
+    AtbBertPooler,
+    AtbBertPreTrainedModel,
+    attention_mask_to_bool,
+)
 from .expression import BERT_FFN, PUBLISHED, LayerFFN, parse, problems
 from .ffn import ExpressionFFN
 
@@ -99,13 +106,8 @@ class EfficientBertLayer(nn.Module):
         return self.ffn(x), scores
 
 
-class EfficientBertPreTrainedModel(PreTrainedModel):
+class EfficientBertPreTrainedModel(AtbBertPreTrainedModel):
     config_class = EfficientBertConfig
-    base_model_prefix = "bert"
-
-    @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)  # normal(0, initializer_range) Linear/Embedding, LayerNorm 1/0
 
 
 class EfficientBertModel(EfficientBertPreTrainedModel):
@@ -134,28 +136,12 @@ class EfficientBertModel(EfficientBertPreTrainedModel):
         return AtbBertOutput(last_hidden_state=x, pooler_output=pooled, attention_scores=scores)
 
 
-class EfficientBertForSequenceClassification(EfficientBertPreTrainedModel):
-    """Pooler + dropout + linear classifier (regression when ``num_labels == 1``), as in BERT."""
+class EfficientBertForSequenceClassification(AtbBertForSequenceClassification):
+    """``atb-bert``'s classification head (pooler, dropout, linear; regression when ``num_labels == 1``) on an
+    EfficientBERT encoder."""
 
-    def __init__(self, config: EfficientBertConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.bert = EfficientBertModel(config)
-        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(p)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
-
-    def forward(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                **unused) -> SequenceClassifierOutput:
-        out = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        logits = self.classifier(self.dropout(out.pooler_output))
-        loss = None
-        if labels is not None:
-            loss = (F.mse_loss(logits.squeeze(-1), labels.float()) if self.num_labels == 1
-                    else F.cross_entropy(logits, labels.long()))
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+    config_class = EfficientBertConfig
+    bert_class = EfficientBertModel
 
 
 def register_auto_classes() -> None:
