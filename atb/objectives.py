@@ -9,7 +9,11 @@ objects: the fitness of a sub-model *is* its training loss on held-out text.
   their loss is the cross-entropy against its detached softmax (:func:`soft_cross_entropy`).
 * :class:`KDObjective` — **task-agnostic distillation of the last layer**: it runs the frozen teacher and
   returns ``MSE(student attention scores, teacher attention scores)`` (pre-softmax, pairs of real tokens
-  only) ``+ MSE(W_fit · h_student, h_teacher)`` (real tokens only). No MLM term.
+  only) ``+ MSE(W_fit · h_student, h_teacher)`` (real tokens only). No MLM term. With
+  ``hidden_norm="teacher-variance"`` (an option for training from scratch, not the paper) the hidden term is
+  divided by the teacher's mean per-dimension variance, i.e. it becomes the fraction of the teacher's hidden
+  variance the student leaves unexplained (1 for a student that predicts the mean): the plain MSE of a
+  LayerNorm output is ~3 % of the loss beside the attention scores, so from scratch the student hardly learns it.
 
 ``W_fit`` maps the student's hidden size to the teacher's. It belongs to the *objective*, never to the
 model: it is trained with the student, saved beside the SuperPLM (``objective.safetensors``, read back by
@@ -47,6 +51,8 @@ if TYPE_CHECKING:  # the objectives only call the student; superbert.py imports 
 OBJECTIVE_JSON = "objective.json"  # beside a SuperPLM's weights: which objective, which teacher
 OBJECTIVE_WEIGHTS = "objective.safetensors"  # beside a SuperPLM's weights: the objective's trained state (W_fit)
 
+HIDDEN_NORMS = ("none", "teacher-variance")  # KD hidden term: the paper's plain MSE, or divided by the teacher's variance
+
 Batch = dict[str, torch.Tensor]  # input_ids, token_type_ids, attention_mask, labels (as MLMCollator makes them)
 
 
@@ -65,6 +71,16 @@ def masked_mse(student: torch.Tensor, teacher: torch.Tensor, keep: torch.Tensor,
     keep = keep.expand_as(student)
     diff = torch.where(keep, student - teacher, torch.zeros((), dtype=student.dtype, device=student.device))
     return diff.pow(2).sum() / (keep.sum().clamp(min=1) if count is None else max(count, 1))
+
+
+def teacher_variance(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean over dimensions of the per-dimension variance of ``hidden`` ``[B, T, d]`` over the real tokens,
+    detached (a normaliser, not a target). With data parallelism it is each rank's shard's: the ranks' losses
+    then add up to one process's only up to this estimate."""
+    real = hidden.detach()[attention_mask.bool()]
+    if real.shape[0] < 2:
+        return torch.ones((), dtype=hidden.dtype, device=hidden.device)
+    return real.var(dim=0, unbiased=False).mean().clamp(min=1e-12)
 
 
 def real_pairs(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -137,10 +153,13 @@ class KDObjective(nn.Module):
 
     name = "kd"
 
-    def __init__(self, teacher: Teacher, max_student_hidden: int):
+    def __init__(self, teacher: Teacher, max_student_hidden: int, hidden_norm: str = "none"):
         super().__init__()
+        if hidden_norm not in HIDDEN_NORMS:
+            raise ValueError(f"KD hidden_norm must be one of {HIDDEN_NORMS}, got {hidden_norm!r}")
         object.__setattr__(self, "teacher", teacher)  # frozen, on its own device; not part of the state
         self.fit_dense = ElasticLinear(max_student_hidden, teacher.hidden_size)
+        self.hidden_norm = hidden_norm
 
     def targets(self, batch: Batch) -> TeacherOutput:
         """The teacher's last hidden state and pre-softmax attention scores (no grad, eval mode)."""
@@ -176,6 +195,8 @@ class KDObjective(nn.Module):
         self.fit_dense.set_active(student_hidden.shape[-1], teacher_hidden.shape[-1])
         attention = masked_mse(student_scores, teacher_scores, real_pairs(attention_mask), pairs)
         hidden = masked_mse(self.fit_dense(student_hidden), teacher_hidden, attention_mask.bool()[..., None], tokens)
+        if self.hidden_norm == "teacher-variance":
+            hidden = hidden / teacher_variance(teacher_hidden, attention_mask)
         return KDOutput(loss=attention + hidden, attention=attention, hidden=hidden)
 
     # -- beside the SuperPLM
@@ -188,6 +209,7 @@ class KDObjective(nn.Module):
         write_json_atomic(directory / OBJECTIVE_JSON, {
             "objective": self.name, "teacher": self.teacher.name, "teacher_hidden": self.fit_dense.out_features,
             "max_student_hidden": self.fit_dense.in_features, "weights": OBJECTIVE_WEIGHTS,
+            "hidden_norm": self.hidden_norm,
         })
 
     @classmethod
@@ -217,7 +239,8 @@ class KDObjective(nn.Module):
             from .superbert import SuperBertConfig  # the widest student of the SuperPLM in ``directory``
 
             max_student_hidden = SuperBertConfig.from_pretrained(directory).hidden_size
-        objective = cls(loaded_teacher, max_student_hidden).to(loaded_teacher.device)
+        objective = cls(loaded_teacher, max_student_hidden,
+                        hidden_norm=record.get("hidden_norm", "none")).to(loaded_teacher.device)
         if state is not None:
             objective.load_state_dict(state)
         return objective

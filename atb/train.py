@@ -82,6 +82,9 @@ class TrainConfig:
     sampler: str = "uniform"  # "uniform" (the paper) | "sandwich"
     sampler_k: int | None = None
     inplace_distillation: bool = False
+    # KD's hidden term: "none" (the paper's MSE) | "teacher-variance" (divided by the teacher's hidden variance, so
+    # that it weighs as much as the attention term; recipe 2b of issue #12, from scratch)
+    kd_hidden_norm: str = "none"
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     seed: int = 0
@@ -101,6 +104,8 @@ class TrainConfig:
             raise ValueError(f"config field 'precision' must be auto/fp32/bf16/fp16, got {self.precision!r}")
         if self.inplace_distillation and self.objective != "mlm":
             raise ValueError("config field 'inplace_distillation' is implemented for the MLM objective only")
+        if self.kd_hidden_norm != "none" and self.objective != "kd":
+            raise ValueError("config field 'kd_hidden_norm' applies to the KD objective only")
         if self.mask_probability is None:
             self.mask_probability = 0.15 if self.objective == "mlm" else 0.0
         if not 0.0 <= self.mask_probability < 1.0:
@@ -115,11 +120,14 @@ class TrainConfig:
     def recipe(self) -> str:
         """The one-shot recipe's starting point, for records: ``"scratch"`` (the paper), ``"teacher-rewired"`` /
         ``"teacher"`` (a warm start from the configured teacher, with / without importance rewiring) or
-        ``"<source>[-rewired]"`` for another pretrained source."""
+        ``"<source>[-rewired]"`` for another pretrained source; ``+hidden-variance`` when KD's hidden term is
+        normalised by the teacher's variance."""
         if not self.init_from:
-            return "scratch"
-        source = "teacher" if self.init_from == self.teacher else str(self.init_from)
-        return f"{source}-rewired" if self.rewire else source
+            start = "scratch"
+        else:
+            source = "teacher" if self.init_from == self.teacher else str(self.init_from)
+            start = f"{source}-rewired" if self.rewire else source
+        return start + ("+hidden-variance" if self.kd_hidden_norm == "teacher-variance" else "")
 
     @classmethod
     def load(cls, scale: str | Path, objective: str | None = None, **overrides) -> TrainConfig:
@@ -264,7 +272,8 @@ def build_objective(cfg: TrainConfig, student: SuperBert, device: torch.device) 
         from .teacher import load_teacher
         from .warmstart import init_fit_from_warm_start
 
-        objective = KDObjective(load_teacher(cfg.teacher, device=device), student.config.hidden_size)
+        objective = KDObjective(load_teacher(cfg.teacher, device=device), student.config.hidden_size,
+                                hidden_norm=cfg.kd_hidden_norm)
         record = getattr(student.config, "warm_start", None)
         if record and record["source"] == cfg.teacher:  # a student copied from its teacher: W_fit undoes the rewiring
             init_fit_from_warm_start(objective.fit_dense, student)

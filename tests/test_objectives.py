@@ -126,6 +126,37 @@ def test_kd_loss_trains_the_projection_for_a_narrower_student():
     assert student_h.grad is not None
 
 
+def test_kd_hidden_term_normalised_by_the_teacher_variance_is_the_unexplained_fraction():
+    """recipe 2b (#12): predicting the teacher's per-dimension mean scores 1 whatever the teacher's scale; the
+    plain term scales with the teacher's variance, the normalised one does not; padding does not count."""
+    torch.manual_seed(0)
+    teacher = tiny_teacher(hidden=16, heads=4)
+    plain, normed = KDObjective(teacher, 16), KDObjective(teacher, 16, hidden_norm="teacher-variance")
+    normed.load_state_dict(plain.state_dict())
+    for objective in (plain, normed):
+        with torch.no_grad():
+            objective.fit_dense.weight.zero_()
+            objective.fit_dense.bias.zero_()
+    mask = torch.ones(2, 6)
+    mask[1, 4:] = 0
+    scores = torch.randn(2, 4, 6, 6)
+    teacher_h = torch.randn(2, 6, 16) * 7.0
+    teacher_h[1, 4:] = 1e6  # padding
+    real = teacher_h[mask.bool()]
+    with torch.no_grad():
+        normed.fit_dense.bias.copy_(real.mean(0))
+        plain.fit_dense.bias.copy_(real.mean(0))
+    student_h = torch.randn(2, 6, 16)
+    out = normed.loss(student_h, scores, teacher_h, scores, mask)
+    torch.testing.assert_close(out.hidden, torch.tensor(1.0))
+    assert out.attention == 0.0
+    assert plain.loss(student_h, scores, teacher_h, scores, mask).hidden > 30  # ~ the variance, 49
+    scaled = normed.loss(student_h, scores, teacher_h * 3, scores, mask)  # bias no longer the mean: > 1
+    assert scaled.hidden > 1.0
+    with pytest.raises(ValueError, match="hidden_norm"):
+        KDObjective(teacher, 16, hidden_norm="layer")
+
+
 def test_kd_loss_rejects_mismatched_heads():
     objective = KDObjective(tiny_teacher(hidden=8, heads=4), 8)
     with pytest.raises(ValueError, match="number of heads"):
@@ -161,6 +192,9 @@ def test_kd_objective_saves_and_loads_w_fit_and_the_teacher_name(tmp_path):
     objective.save(tmp_path / "final")
     record = read_objective(tmp_path / "final")
     assert record["objective"] == "kd" and record["teacher"] == teacher.name and record["max_student_hidden"] == 64
+    assert record["hidden_norm"] == "none"
+    KDObjective(teacher, 64, hidden_norm="teacher-variance").save(tmp_path / "normed")
+    assert KDObjective.load(tmp_path / "normed").hidden_norm == "teacher-variance"  # the fitness scores alike
     assert set(load_file(tmp_path / "final" / OBJECTIVE_WEIGHTS)) == {"fit_dense.weight", "fit_dense.bias"}
     copy_objective(tmp_path / "final", tmp_path / "superbert")  # e.g. beside the same weights in another form
     loaded = KDObjective.load(tmp_path / "superbert")

@@ -339,6 +339,9 @@ def test_a_warm_started_run_keeps_its_supernet_before_one_shot_training(minilm, 
                       max_documents=8, warmup_steps=1, corpus="wikitext-2-valid")
     assert cfg.recipe == "teacher-rewired" and dataclasses.replace(cfg, rewire=False).recipe == "teacher"
     assert TrainConfig(**SMOKE_KD).recipe == "scratch"
+    assert TrainConfig(**SMOKE_KD, kd_hidden_norm="teacher-variance").recipe == "scratch+hidden-variance"
+    with pytest.raises(ValueError, match="kd_hidden_norm"):
+        TrainConfig(**{**SMOKE_KD, "objective": "mlm"}, kd_hidden_norm="teacher-variance")
     torch.manual_seed(0)
     result = train(cfg, tmp_path / "run")
     warm = tmp_path / "run" / WARM_START_DIR
