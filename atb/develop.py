@@ -363,7 +363,8 @@ def finetune_with_controls(layout: Layout, developed: Mapping[str, Mapping[str, 
                            ) -> dict[str, dict[str, Any]]:
     """Fine-tune every developed model and its untrained control (:func:`control_model`) on ``tasks`` with the seeds
     of :meth:`DevelopConfig.seed_counts`, the same budgets, and the learning rate each group was given
-    (:func:`choose_learning_rates`).
+    (:func:`choose_learning_rates`). A model whose record names ``control_dir`` (and ``finetune_dir``) brings its
+    own untrained control (fine-tuned into ``control_dir/finetune``) and output folder.
 
     All runs go to one pool of ``cfg.workers`` processes (:func:`atb.finetune.run_jobs`; a control shared by two
     models of one shape runs once); each is cached, so an interrupted notebook resumes. Returns per model name
@@ -373,10 +374,14 @@ def finetune_with_controls(layout: Layout, developed: Mapping[str, Mapping[str, 
     n_seeds, n_control = cfg.seed_counts(tasks)
     plan, jobs = {}, {}
     for name, m in developed.items():
-        control_dir = control_model(layout, m["arch"], like=m["model_dir"])
-        sides = {"scores": (m["model_dir"], layout.finetune(name), learning_rate_budgets(rates, "developed"), n_seeds),
-                 "control": (control_dir, layout.control_finetune(m["arch"], CONTROL_SEED),
-                             learning_rate_budgets(rates, "control"), n_control)}
+        if "control_dir" in m:  # a model that brings its own control (EfficientBERT: not an atb-bert shape)
+            control_dir, control_out = Path(m["control_dir"]), Path(m["control_dir"]) / "finetune"
+        else:
+            control_dir = control_model(layout, m["arch"], like=m["model_dir"])
+            control_out = layout.control_finetune(m["arch"], CONTROL_SEED)
+        sides = {"scores": (m["model_dir"], Path(m.get("finetune_dir") or layout.finetune(name)),
+                            learning_rate_budgets(rates, "developed"), n_seeds),
+                 "control": (control_dir, control_out, learning_rate_budgets(rates, "control"), n_control)}
         for model_dir, out, budgets, n in sides.values():
             for job in seed_jobs(model_dir, tasks, scale, out, n, budgets):
                 jobs[(job.model_dir, job.task, job.seed, job.output_dir)] = job

@@ -115,6 +115,11 @@ class Layout:
         """Fine-tuning results of the untrained control of ``arch``."""
         return self.control(arch, seed) / "finetune"
 
+    @property
+    def efficientbert(self) -> Path:
+        """Notebook 08's runs: the supernet's warm start and warm-up, the search logs, the developed models."""
+        return self.runs / "efficientbert"
+
     def lr_selection(self, group: str) -> Path:
         """Held-out fine-tuning runs that choose the learning rates of ``group`` ("developed" or "control") with
         one model of that group (:func:`atb.finetune.choose_lr`)."""

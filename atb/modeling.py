@@ -427,9 +427,11 @@ class AtbBertForSequenceClassification(AtbBertPreTrainedModel):
 class AtbBertForQuestionAnswering(AtbBertPreTrainedModel):
     """Extractive QA: a start and an end logit per token, taken from the last layer's states."""
 
+    bert_class: type[PreTrainedModel] = AtbBertModel  # the encoder under the head (a subclass may swap it)
+
     def __init__(self, config: AtbBertConfig):
         super().__init__(config)
-        self.bert = AtbBertModel(config, add_pooling_layer=False)
+        self.bert = self.bert_class(config, add_pooling_layer=False)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 

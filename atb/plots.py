@@ -49,7 +49,7 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 
-METHOD_MARKERS = {"evolved": "o", "fast": "^", "default-rule": "s"}
+METHOD_MARKERS = {"evolved": "o", "fast": "^", "default-rule": "s", "searched": "D", "plain-gelu": "P"}
 
 
 def plot_with_controls(ax, points: pd.DataFrame, y: str, *, control: str | None = None, lo: str | None = None,

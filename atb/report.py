@@ -54,7 +54,7 @@ PARTLY, NOT_REPRODUCED = "partly", "not reproduced"  # the threshold rules of cl
 NO_INTERVALS = "no seeds / controls in these records (rerun at this scale)"
 FAST_TOLERANCE = 1.0  # claim 5: "nearly the same quality" = at most this many GLUE points below the full method
 FIGURES = ("01_loss_curves.png", "02_latency_speedup.png", "02_latency_predictor.png", "03_search_history.png",
-           "03_search_shapes.png", "04_development_cost.png", "07_accuracy_latency.png")
+           "03_search_shapes.png", "04_development_cost.png", "07_accuracy_latency.png", "08_accuracy_latency.png")
 
 
 def load_records(results_dir: str | Path) -> dict[str, dict]:
@@ -331,8 +331,78 @@ def _tau_interval(x: list[float], y: list[float]) -> stats.Interval | None:
     return tau if all(math.isfinite(v) for v in (tau.difference, *tau.ci95)) else None
 
 
+# --------------------------------------------------------------------------------------- EfficientBERT
+EFFICIENTBERT_PAPER = {"params_ratio": 6.9, "speedup": 4.4}  # EfficientBERT, Table 1 (also in 08's record)
+RATIO_TOLERANCE = 0.25  # a measured ratio within 25 % of the paper's agrees (claim 1's rule)
+
+
+def _efficientbert(records: dict) -> dict | None:
+    return records.get("08")
+
+
+def _ratio_claim(number: int, claim: str, key: str, what: str, records: dict) -> dict:
+    """A published EfficientBERT ratio against BERT-base (parameters or speed), measured once on this machine: no
+    interval; ``reproduced`` within :data:`RATIO_TOLERANCE` of the paper's, ``partly`` when larger than that (the same
+    direction, a larger margin), ``not reproduced`` when smaller."""
+    paper_value = EFFICIENTBERT_PAPER[key]
+    paper = f"{paper_value}x {what} than BERT-base"
+    record = _efficientbert(records)
+    reason = "one measurement of the published model's shape (no seeds to resample): decided by the ratio rule"
+    if not record:
+        return _claim(number, claim, paper, "notebook 08 has not run", NOT_TESTABLE, measure=key,
+                      reason="notebook 08 has not run")
+    published = record["published"]
+    measured = published[key]
+    ours = f"{measured:.1f}x (measured here: {published['params'] / 1e6:.1f} M parameters, {published['latency_ms']:.1f} ms " \
+           f"vs BERT-base {published['bert_base_ms']:.1f} ms)"
+    ratio = measured / paper_value
+    verdict = (REPRODUCED if abs(ratio - 1) <= RATIO_TOLERANCE else PARTLY if ratio > 1 else NOT_REPRODUCED)
+    note = (f"Measured {ratio:.2f}x the paper's ratio: this CPU and PyTorch run the narrow model relatively faster "
+            "than the paper's setting." if verdict == PARTLY else "")
+    return _claim(number, claim, paper, ours, verdict, note, measure=key, reason=reason)
+
+
+def claim_efficientbert_size(records: dict) -> dict:
+    return _ratio_claim(7, "EfficientBERT: the published model is 6.9x smaller than BERT-base", "params_ratio",
+                        "fewer parameters", records)
+
+
+def claim_efficientbert_speed(records: dict) -> dict:
+    return _ratio_claim(8, "EfficientBERT: the published model is 4.4x faster than BERT-base (CPU)", "speedup",
+                        "faster", records)
+
+
+def claim_efficientbert_search(records: dict) -> dict:
+    """Decided from notebook 08's paired interval (searched minus plain-gelu, GLUE average), gated like claims 2/4/5:
+    both models must beat their untrained controls, or the difference does not measure what they learned."""
+    claim = "EfficientBERT: the searched FFN expressions beat BERT's plain gelu FFN at equal size"
+    paper = "searched FFNs above BERT's FFN of the same size (EfficientBERT, Table 2)"
+    record = _efficientbert(records)
+    if not record:
+        return _claim(9, claim, paper, "notebook 08 has not run", NOT_TESTABLE, measure=GLUE_MEASURE,
+                      reason="notebook 08 has not run")
+    versus = (record.get("searched_vs_gelu") or {}).get("glue")
+    parts = [_interval_text(versus, "searched minus plain-gelu, GLUE avg")]
+    parts += [f"{name} vs its control {m['vs_control']['difference']:+.1f}" for name, m in record["models"].items()
+              if (m.get("vs_control") or {}).get("difference") is not None]
+    if _scale(records) == "smoke":
+        verdict, reason = NOT_TESTABLE, "the smoke scale's toy models only show that the pipeline runs"
+    elif versus is None or versus.get("ci95") is None:
+        verdict, reason = NOT_TESTABLE, (versus or {}).get("reason") or "no scored pair"
+    elif not all((m.get("vs_control") or {}).get("ci95") and m["vs_control"]["ci95"][0] > 0
+                 for m in record["models"].values()):
+        verdict, reason = NOT_TESTABLE, ("the EfficientBERT models do not both beat untrained models of their "
+                                         "configuration, so their difference does not measure what they learned")
+    else:
+        verdict, reason = stats.verdict(_as_interval(versus)), None
+    note = (f"Not testable: {reason}. " if reason else "") + _noise_note(_scale(records))
+    return _claim(9, claim, paper, "; ".join(parts), verdict, note.strip(), interval=versus, measure=GLUE_MEASURE,
+                  reason=reason)
+
+
 CLAIMS: tuple[Callable[[dict], dict], ...] = (claim_learned, claim_speedups, claim_searched_vs_baseline, claim_shapes,
-                                              claim_kd_vs_mlm, claim_fast, claim_ranking)
+                                              claim_kd_vs_mlm, claim_fast, claim_ranking, claim_efficientbert_size,
+                                              claim_efficientbert_speed, claim_efficientbert_search)
 
 
 def _scale(records: dict) -> str:
@@ -389,7 +459,7 @@ def render(records: dict, results_dir: str | Path) -> str:
     claims = [f(records) for f in CLAIMS]
     run = records.get("reproduce", {})
     lines = [
-        "# AutoTinyBERT reproduction: claims report",
+        "# AutoTinyBERT reproduction (with EfficientBERT): claims report",
         "",
         f"Generated by `python -m atb.report` from the records in `results/{_scale(records)}/` (do not edit by "
         f"hand). Scale: **{_scale(records)}**; commit `{(run.get('commit') or 'unknown')[:12]}`.",

@@ -64,6 +64,7 @@ def check_config(scale: str | Path) -> dict:
     from .search import SearchConfig
     from .train import TrainConfig
     from .data import GLUE_TASKS
+    from .efficientbert.study import EfficientBertStudyConfig
 
     file = config.load(scale)
     search, ranking, develop = SearchConfig.load(scale), RankingConfig.load(scale), DevelopConfig.load(scale)
@@ -85,6 +86,7 @@ def check_config(scale: str | Path) -> dict:
         "develop": develop,
         "develop_train": {(obj, m): develop.train_config_for(obj, m) for obj in objectives for m in ("evolved", "fast")},
         "finetune": {task: FinetuneConfig.load(scale, task) for task in (*GLUE_TASKS, *SQUAD_TASKS)},
+        "efficientbert": EfficientBertStudyConfig.load(scale),
     }
 
 

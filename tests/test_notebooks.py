@@ -75,8 +75,9 @@ def check_result_contracts(results):
     check_comparisons(squad_record["intervals"], squad)
     assert (results / "07_accuracy_latency.png").exists() and (results / "model_cards").is_dir()
     assert "| 6 |" in (results / "REPORT.md").read_text()
+    check_efficientbert_contract(json.loads((results / "08_efficientbert.json").read_text()), cfg)
     claims = json.loads((results / "report.json").read_text())["claims"]
-    assert set(claims) == {str(n) for n in range(7)}
+    assert set(claims) == {str(n) for n in range(10)}
     assert all({"verdict", "difference", "ci95", "n", "reason"} <= set(c) for c in claims.values())
     assert all(c["verdict"] in ("not testable", "partly", "not reproduced") for c in claims.values())  # smoke
 
@@ -107,3 +108,24 @@ def check_comparisons(intervals, models):
             assert interval["reason"]
         else:
             check_difference(interval)
+
+
+def check_efficientbert_contract(record, cfg):
+    """08_efficientbert.json (issue #13): the published model's ratios beside the paper's, three search stages with
+    their best expressions, and each developed model with its expressions, speedup, GLUE tasks and control."""
+    published = record["published"]
+    assert {"params", "params_ratio", "speedup"} <= set(published)
+    assert published["paper"] == {"params_ratio": 6.9, "speedup": 4.4}
+    stages = record["search"]["stages"]
+    assert [s["stage"] for s in stages] == [1, 2, 3]
+    for s in stages:
+        assert {"expressions", "fitness"} <= set(s["best"]) and s["history"] and s["cpu_seconds"] >= 0
+    assert len(stages[0]["best"]["expressions"]) == len(stages[2]["best"]["expressions"])  # one FFN per layer
+    assert set(record["models"]) == {"efficientbert-searched", "efficientbert-gelu"}
+    seeds, control_seeds = cfg.seed_counts(cfg.glue_tasks)
+    for m in record["models"].values():
+        assert {"expressions", "speedup", "tasks", "avg", "control"} <= set(m) and m["speedup"] > 0
+        assert set(m["tasks"]) == set(GLUE_COLUMNS) and m["avg"] is not None and m["seeds"] == seeds
+        assert m["control"]["avg"] is not None and m["control"]["seeds"] == control_seeds
+        check_difference(m["vs_control"])
+    check_difference(record["searched_vs_gelu"]["glue"])

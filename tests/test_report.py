@@ -95,7 +95,7 @@ def test_the_committed_mini_records_render(tmp_path):
         (tmp_path / record.name).write_text(record.read_text())
     text = report.write_report(tmp_path).read_text()
     summary = json.loads((tmp_path / "report.json").read_text())
-    assert set(summary["claims"]) == {"0", "1", "2", "3", "4", "5", "6"} and summary["scale"] == "mini"
+    assert set(summary["claims"]) == {str(n) for n in range(10)} and summary["scale"] == "mini"
     for number, claim in summary["claims"].items():
         assert (claim["ci95"] is not None) or claim["reason"], number
     for number in ("0", "2", "4", "5"):  # decided from the seeds-and-controls intervals of notebooks 05-06
@@ -184,7 +184,7 @@ def test_write_report_from_records(tmp_path):
     summary = json.loads((tmp_path / "report.json").read_text())
     assert summary["commit"] == "abc123" and summary["scale"] == "mini"
     claims = summary["claims"]
-    assert set(claims) == {str(n) for n in range(7)}
+    assert set(claims) == {str(n) for n in range(10)}
     assert all(set(c) >= {"verdict", "difference", "ci95", "n", "reason"} for c in claims.values())
     assert claims["0"]["verdict"] == claims["2"]["verdict"] == report.REPRODUCED and claims["2"]["ci95"] == [0.5, 3.0]
     assert claims["2"]["n"] == 30 and claims["2"]["reason"] is None
@@ -288,3 +288,31 @@ def test_the_report_names_the_one_shot_recipe_and_its_effect():
     assert "MLM: `teacher-rewired`, 250 steps; **not the paper's**" in text and "10.30 -> 8.20 (lower for 1 of 1)" in text
     assert "KD: `scratch`, 600 steps; as in the paper" in text
     assert report.recipe_lines({}) == []
+
+
+def _efficientbert_record(params_ratio=7.0, speedup=6.5, versus=(0.5, 2.0), controls=((1.0, 3.0), (0.2, 4.0)),
+                          scale="mini"):
+    models = {name: {"vs_control": {"difference": sum(ci) / 2, "ci95": list(ci), "n": 10}}
+              for name, ci in zip(("efficientbert-searched", "efficientbert-gelu"), controls)}
+    return {"scale": scale, "models": models,
+            "published": {"params": 15.6e6, "params_ratio": params_ratio, "speedup": speedup, "latency_ms": 40.0,
+                          "bert_base_ms": 260.0},
+            "searched_vs_gelu": {"glue": {"difference": sum(versus) / 2, "ci95": list(versus), "n": 30}}}
+
+
+@pytest.mark.parametrize("record, expected", [
+    (None, (NT, NT, NT)),
+    (_efficientbert_record(), (R, P, R)),                                  # 6.5x speed: faster than the paper's 4.4x
+    (_efficientbert_record(params_ratio=3.0, speedup=4.0, versus=(-2.0, -0.5)), (NR, R, report.REFUTED)),
+    (_efficientbert_record(versus=(-0.5, 2.0)), (R, P, NT)),               # the interval includes 0
+    (_efficientbert_record(controls=((1.0, 3.0), (-1.0, 4.0))), (R, P, NT)),  # the baseline did not learn
+    (_efficientbert_record(scale="smoke"), (R, P, NT)),
+])
+def test_efficientbert_claims(record, expected):
+    records = {} if record is None else {"08": record}
+    claims = [report.claim_efficientbert_size(records), report.claim_efficientbert_speed(records),
+              report.claim_efficientbert_search(records)]
+    assert tuple(c["verdict"] for c in claims) == expected
+    assert [c["number"] for c in claims] == [7, 8, 9]
+    for c in claims:
+        assert c["reason"] or c["ci95"] is not None  # a verdict from an interval, or why there is none

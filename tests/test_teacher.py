@@ -79,9 +79,13 @@ def test_the_paper_scales_distil_from_the_paper_teacher():
         return [t for v in node for t in teachers(v)] if isinstance(node, list) else []
 
     configs = Path(__file__).resolve().parents[1] / "configs"
-    for scale, expected in [("smoke", OFFLINE_TEACHER), ("mini", OFFLINE_TEACHER), ("base", PAPER_TEACHER),
-                            ("paper", PAPER_TEACHER)]:
-        assert set(teachers(yaml.safe_load((configs / f"{scale}.yaml").read_text()))) == {expected}, scale
+    for scale, expected, efficientbert in [("smoke", OFFLINE_TEACHER, OFFLINE_TEACHER),
+                                           ("mini", OFFLINE_TEACHER, OFFLINE_TEACHER),
+                                           ("base", PAPER_TEACHER, "bert-base-uncased"),  # EfficientBERT's teacher
+                                           ("paper", PAPER_TEACHER, "bert-base-uncased")]:
+        settings = yaml.safe_load((configs / f"{scale}.yaml").read_text())
+        assert set(teachers({k: v for k, v in settings.items() if k != "efficientbert"})) == {expected}, scale
+        assert (settings["efficientbert"].get("teacher") or OFFLINE_TEACHER) == efficientbert, scale
     assert PAPER_TEACHER == "google/electra-base-discriminator"
 
 

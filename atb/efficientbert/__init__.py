@@ -2,13 +2,19 @@
 
 * ``expression``: the search space (expressions, sizes, validity, canonical hashing, mutation);
 * ``ffn``: the elastic expression FFN a supernet layer holds, and the standalone one cut out of it;
-* ``modeling``: the standalone EfficientBERT, registered with the ``transformers`` Auto classes on import.
+* ``modeling``: the standalone EfficientBERT, registered with the ``transformers`` Auto classes on import;
+* ``supernet``: the weight-sharing supernet (every candidate a sub-network; ``extract`` cuts it out), its warm start;
+* ``distill``: warm-up distillation (layer-wise KD on random candidates, resumable) and the KD proxy fitness;
+* ``search``: the three-stage search (LaNAS-style sampler or evolution) under a parameter range, resumable;
+* ``study``: notebook 08's steps (warm start, warm-up, search, development with untrained controls);
+* ``published``: the published model's size and speed beside BERT-base.
 """
 
 from .expression import BERT_FFN, PUBLISHED, Expr, LayerFFN, function_hash, is_valid, mutate, parse, problems
 from .ffn import ExpressionFFN
 from .modeling import (
     EfficientBertConfig,
+    EfficientBertForQuestionAnswering,
     EfficientBertForSequenceClassification,
     EfficientBertModel,
     published_config,
@@ -20,5 +26,5 @@ register_auto_classes()
 __all__ = [
     "BERT_FFN", "PUBLISHED", "Expr", "LayerFFN", "function_hash", "is_valid", "mutate", "parse", "problems",
     "ExpressionFFN", "EfficientBertConfig", "EfficientBertModel", "EfficientBertForSequenceClassification",
-    "published_config",
+    "EfficientBertForQuestionAnswering", "published_config",
 ]

@@ -19,11 +19,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModel, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 
 from ..modeling import (
     AtbBertAttention,
     AtbBertConfig,
+    AtbBertForQuestionAnswering,
     AtbBertForSequenceClassification,
     AtbBertOutput,
     AtbBertPooler,
@@ -93,17 +94,20 @@ class EfficientBertEmbeddings(nn.Module):
 
 class EfficientBertLayer(nn.Module):
     """BERT's attention block, then the layer's expression FFN (its stacked blocks carry their own residual and
-    LayerNorm)."""
+    LayerNorm): fixed to ``ffn`` in a standalone model, elastic (``config.max_stacks`` blocks, told the FFN with each
+    call) in the supernet when ``ffn`` is None."""
 
-    def __init__(self, config: EfficientBertConfig, ffn: LayerFFN):
+    def __init__(self, config: EfficientBertConfig, ffn: LayerFFN | None):
         super().__init__()
         self.attention = AtbBertAttention(config)
-        self.ffn = ExpressionFFN(config.hidden_size, config.intermediate_size, ffn.stacks,
+        stacks = ffn.stacks if ffn is not None else config.max_stacks
+        self.ffn = ExpressionFFN(config.hidden_size, config.intermediate_size, stacks,
                                  config.hidden_dropout_prob, config.layer_norm_eps, fixed=ffn)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, output_scores: bool):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, output_scores: bool,
+                layer_ffn: LayerFFN | None = None):
         x, scores = self.attention(x, mask, output_scores)
-        return self.ffn(x), scores
+        return self.ffn(x, layer_ffn), scores
 
 
 class EfficientBertPreTrainedModel(AtbBertPreTrainedModel):
@@ -144,9 +148,17 @@ class EfficientBertForSequenceClassification(AtbBertForSequenceClassification):
     bert_class = EfficientBertModel
 
 
+class EfficientBertForQuestionAnswering(AtbBertForQuestionAnswering):
+    """``atb-bert``'s extractive QA head (a start and an end logit per token) on an EfficientBERT encoder."""
+
+    config_class = EfficientBertConfig
+    bert_class = EfficientBertModel
+
+
 def register_auto_classes() -> None:
     """Make ``AutoModel*.from_pretrained`` load ``atb-efficientbert`` checkpoints (idempotent)."""
     AutoConfig.register(EfficientBertConfig.model_type, EfficientBertConfig, exist_ok=True)
     AutoModel.register(EfficientBertConfig, EfficientBertModel, exist_ok=True)
     AutoModelForSequenceClassification.register(EfficientBertConfig, EfficientBertForSequenceClassification,
                                                 exist_ok=True)
+    AutoModelForQuestionAnswering.register(EfficientBertConfig, EfficientBertForQuestionAnswering, exist_ok=True)

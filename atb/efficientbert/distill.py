@@ -1,0 +1,226 @@
+"""EfficientBERT's warm-up distillation: the supernet distilled from the teacher once, with random candidates.
+
+Every candidate of the search starts from the supernet's weights, so those weights must be good for *many*
+expressions at once. The warm-up trains them by knowledge distillation on pre-training text, drawing a
+candidate per step (``sample(step)``, given by the search: stage 1's random expressions and sizes, stage 3's
+sizes), as the official ``ffn_search.py`` trains its supernet.
+
+The loss is the official ``calc_distil_losses`` (pre-training part): layer-wise, student layer ``l`` against teacher
+layer ``(l + 1) * L_t / L_s``:
+
+* **attention**: the MSE of the pre-softmax attention scores of every layer (pairs of real tokens);
+* **hidden** ("ffn loss"): the MSE of the embeddings' output and of every layer's output.
+
+The student and the teacher see unmasked text (``mask 0``, as AutoTinyBERT's KD). Hidden states are compared
+directly: at mini the supernet has the teacher's width (a warm start from it); a narrower student needs
+``fit`` projections, which :class:`LayerwiseKD` holds and trains with it.
+
+:func:`warmup_distill` is resumable: checkpoints (atomic, verified: :mod:`atb.checkpoint`) hold the weights,
+the optimizer, the schedule and the RNG, and a rerun continues from the latest; batches and candidates are
+functions of the step alone.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from ..checkpoint import load_latest, save_checkpoint
+from ..objectives import masked_mse, real_pairs
+from ..records import write_dir_atomic, write_json_atomic
+from ..teacher import Teacher, TeacherOutput
+from .supernet import Candidate, EfficientBertSuperNet, SuperNetOutput
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class KDTerms:
+    """``loss = attention + hidden`` (sums over layers of per-layer means)."""
+
+    loss: torch.Tensor
+    attention: torch.Tensor
+    hidden: torch.Tensor
+
+
+class LayerwiseKD(nn.Module):
+    """The layer-wise distillation loss; holds ``fit`` projections (student hidden -> teacher hidden) only when the
+    widths differ. The teacher is held, not registered: the state is the projections alone."""
+
+    def __init__(self, teacher: Teacher, student_layers: int, student_hidden: int):
+        super().__init__()
+        object.__setattr__(self, "teacher", teacher)
+        if teacher.num_layers % student_layers:
+            raise ValueError(f"layer-wise KD maps every student layer to a teacher layer: the teacher's "
+                             f"{teacher.num_layers} layers are not a multiple of the student's {student_layers}")
+        self.interval = teacher.num_layers // student_layers
+        self.fit = (nn.Identity() if student_hidden == teacher.hidden_size
+                    else nn.Linear(student_hidden, teacher.hidden_size))
+
+    def targets(self, batch: Batch) -> TeacherOutput:
+        return self.teacher(batch["input_ids"], attention_mask=batch["attention_mask"],
+                            token_type_ids=batch["token_type_ids"], all_layers=True)
+
+    def forward(self, student: SuperNetOutput, teacher: TeacherOutput, attention_mask: torch.Tensor) -> KDTerms:
+        real, pairs = attention_mask.bool()[..., None], real_pairs(attention_mask)
+        hidden = masked_mse(self.fit(student.hidden_states[0]).float(), teacher.hidden_states[0].float(), real)
+        attention = hidden.new_zeros(())
+        for layer, (state, scores) in enumerate(zip(student.hidden_states[1:], student.attention_scores)):
+            t = (layer + 1) * self.interval  # the teacher layer this student layer learns from
+            hidden = hidden + masked_mse(self.fit(state).float(), teacher.hidden_states[t].float(), real)
+            attention = attention + masked_mse(scores.float(), teacher.all_attention_scores[t - 1].float(), pairs)
+        return KDTerms(loss=attention + hidden, attention=attention, hidden=hidden)
+
+
+def candidate_loss(supernet: EfficientBertSuperNet, kd: LayerwiseKD, batch: Batch, candidate: Candidate,
+                   targets: TeacherOutput | None = None) -> KDTerms:
+    """The layer-wise KD loss of ``candidate`` run with the supernet's weights on ``batch``."""
+    targets = kd.targets(batch) if targets is None else targets
+    out = supernet(batch["input_ids"], ffns=candidate, attention_mask=batch["attention_mask"],
+                   token_type_ids=batch["token_type_ids"], output_all=True)
+    return kd(out, targets, batch["attention_mask"])
+
+
+# ------------------------------------------------------------------------------------------------ warm-up
+@dataclass
+class WarmupConfig:
+    """The warm-up distillation's budget (section ``efficientbert.warmup`` of a scale's config)."""
+
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 1e-4
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    corpus: str = "pretrain"
+    max_documents: int | None = 2000
+    max_seq_len: int = 128
+    checkpoint_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "max_seq_len", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"efficientbert.warmup field {name!r} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"efficientbert.warmup field 'lr' must be > 0, got {self.lr}")
+
+
+def pretraining_batches(cfg: WarmupConfig):
+    """``batch(step)``: the step's batch of unmasked packed pre-training text, a function of ``(seed, step)``."""
+    from ..data import MLMCollator, build_pretraining_examples, load_corpus, load_tokenizer
+    from ..train import batch_indices
+
+    tokenizer = load_tokenizer()
+    examples = build_pretraining_examples(load_corpus(cfg.corpus, max_documents=cfg.max_documents), tokenizer,
+                                          max_seq_len=cfg.max_seq_len)
+    collate = MLMCollator(tokenizer, mlm_probability=0.0)
+    return lambda step: collate([examples[i] for i in batch_indices(step, cfg.batch_size, len(examples), cfg.seed)])
+
+
+def warmup_distill(supernet: EfficientBertSuperNet, teacher: Teacher, sample: Callable[[int], Candidate],
+                   cfg: WarmupConfig, run_dir: str | Path, *, batch: Callable[[int], Batch] | None = None,
+                   max_steps: int | None = None) -> dict:
+    """Distil ``supernet`` (in place) from ``teacher`` for ``cfg.steps`` steps, candidate ``sample(step)`` at each;
+    resumes from ``run_dir/checkpoints`` and writes ``run_dir/final`` (the supernet, ``save_pretrained``) and
+    ``log.jsonl`` (step, candidate, loss terms, seconds). ``max_steps``: stop after that many steps in this call
+    (a test of resuming). Returns ``{"steps", "loss_first", "loss_last", "seconds"}``."""
+    run_dir = Path(run_dir)
+    batch = batch or pretraining_batches(cfg)
+    kd = LayerwiseKD(teacher, supernet.config.num_hidden_layers, supernet.config.hidden_size)
+    params = [p for p in [*supernet.parameters(), *kd.parameters()] if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    step = 0
+    ckpt = load_latest(run_dir / "checkpoints")
+    if ckpt is not None:
+        supernet.load_state_dict(ckpt.tensors["model"])
+        kd.load_state_dict(ckpt.tensors.get("fit", {}))
+        optimizer.load_state_dict(ckpt.trainer["optimizer"])
+        scheduler.load_state_dict(ckpt.trainer["scheduler"])
+        torch.set_rng_state(ckpt.trainer["rng"])
+        step = ckpt.trainer["step"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "config.json", asdict(cfg))
+    log = run_dir / "log.jsonl"
+    kept = [line for line in log.read_text().splitlines() if line.strip()][:step] if log.exists() else []
+    log.write_text("".join(line + "\n" for line in kept))
+    stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
+    supernet.train()
+    start = time.perf_counter()
+    with tqdm(total=cfg.steps, initial=step, desc="EfficientBERT warm-up KD") as bar, open(log, "a") as f:
+        while step < stop:
+            t0 = time.perf_counter()
+            candidate = sample(step)
+            terms = candidate_loss(supernet, kd, batch(step), candidate)
+            terms.loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            f.write(json.dumps({"step": step, "candidate": [str(c) for c in candidate],
+                                "loss": terms.loss.item(), "attention": terms.attention.item(),
+                                "hidden": terms.hidden.item(), "seconds": time.perf_counter() - t0}) + "\n")
+            f.flush()
+            bar.update(1)
+            bar.set_postfix(loss=f"{terms.loss.item():.3f}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                tensors = {"model": supernet.state_dict()}
+                if list(kd.state_dict()):
+                    tensors["fit"] = kd.state_dict()
+                save_checkpoint(run_dir / "checkpoints", step, tensors,
+                                {"step": step, "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}, keep=1)
+    supernet.eval()
+    if step == cfg.steps and not (run_dir / "final").exists():
+        write_dir_atomic(run_dir / "final", supernet.save_pretrained)
+    losses = [json.loads(line)["loss"] for line in log.read_text().splitlines() if line.strip()]
+    head, tail = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10):]
+    return {"steps": step, "loss_first": sum(head) / len(head) if head else None,
+            "loss_last": sum(tail) / len(tail) if tail else None, "seconds": time.perf_counter() - start}
+
+
+# ------------------------------------------------------------------------------------------------ fitness
+@dataclass
+class KDProxyFitness:
+    """Fitness = -(layer-wise KD loss) of a candidate with the supernet's inherited weights on held-out text: the
+    AutoTinyBERT-style proxy, cheap and deterministic (the paper's fitness, a short distillation and fine-tuning per
+    candidate, costs minutes each). Teacher targets are computed once."""
+
+    supernet: EfficientBertSuperNet
+    teacher: Teacher
+    batches: Sequence[Batch]
+    name: str = "supernet"  # which supernet (its folder): search logs of another supernet are not resumed
+    settings: dict | None = None  # how the held-out batches were drawn, for the same reason
+
+    def describe(self) -> dict:
+        return {"name": "kd-proxy", "supernet": self.name, "teacher": self.teacher.name, "settings": self.settings,
+                "batches": len(self.batches)}
+
+    def __post_init__(self) -> None:
+        self.supernet.eval()
+        self.kd = LayerwiseKD(self.teacher, self.supernet.config.num_hidden_layers, self.supernet.config.hidden_size)
+        self.targets = [self.kd.targets(b) for b in self.batches]
+
+    @torch.no_grad()
+    def __call__(self, candidate: Candidate) -> float:
+        total = sum(candidate_loss(self.supernet, self.kd, b, candidate, t).loss.item()
+                    for b, t in zip(self.batches, self.targets))
+        return -total / len(self.batches)
+
+
+def random_sampler(draw: Callable[[random.Random], Candidate], seed: int) -> Callable[[int], Candidate]:
+    """``sample(step)`` from ``draw(rng)``, with the rng seeded from ``(seed, step)``: resumable."""
+    return lambda step: draw(random.Random(seed * 1_000_003 + step))
