@@ -385,6 +385,10 @@ def claim_efficientbert_search(records: dict) -> dict:
     parts = [_interval_text(versus, "searched minus plain-gelu, GLUE avg")]
     parts += [f"{name} vs its control {m['vs_control']['difference']:+.1f}" for name, m in record["models"].items()
               if (m.get("vs_control") or {}).get("difference") is not None]
+    pick = (record.get("search") or {}).get("developed_pick") or {}
+    if pick.get("best_is_start"):
+        parts.append("the search's best candidate on its proxy was its start, the plain-gelu model itself; "
+                     "'searched' is its best new candidate")
     if _scale(records) == "smoke":
         verdict, reason = NOT_TESTABLE, "the smoke scale's toy models only show that the pipeline runs"
     elif versus is None or versus.get("ci95") is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,24 @@ def search(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBer
                       layout.efficientbert / "search")
 
 
+def developed_pick(result: SearchResult, start: Candidate) -> dict:
+    """Which candidate notebook 08 develops as "searched": the search's best, unless that is its start (the plain-gelu
+    model, which is developed anyway as the baseline). Then the best *new* candidate of any stage, so that the
+    searched-vs-gelu comparison tests whether the search's best expression also wins downstream; the record says
+    so (``best_is_start``)."""
+    best = result.best
+    if best.candidate != tuple(start):
+        return {"candidate": best.candidate, "stage": result.stages[-1].stage, "fitness": best.fitness,
+                "best_is_start": False}
+    stage, pick = max(((s.stage, e) for s in result.stages for e in s.history
+                       if e.in_range and e.candidate != tuple(start)),
+                      key=lambda pair: pair[1].fitness, default=(None, None))
+    if pick is None:
+        return {"candidate": best.candidate, "stage": None, "fitness": best.fitness, "best_is_start": True}
+    return {"candidate": pick.candidate, "stage": stage, "fitness": pick.fitness, "best_is_start": True,
+            "start_fitness": best.fitness}
+
+
 # ------------------------------------------------------------------------------------------------ develop
 def export_efficientbert(model: EfficientBertModel, directory: Path, card: str) -> Path:
     """``save_pretrained`` + the tokenizer + a README, atomically."""
@@ -170,6 +189,12 @@ def develop(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBe
     """Further distillation of ``candidate`` from the warmed-up supernet (``further_steps``, the warm-up's budget
     otherwise), its export, and its untrained control. Returns the model's record (notebook 05's fields)."""
     root = layout.efficientbert / "models" / name
+    expressions = [str(f) for f in candidate]
+    marker = root / "candidate.json"
+    if marker.exists() and json.loads(marker.read_text())["expressions"] != expressions:
+        shutil.rmtree(root)  # another candidate's training, export and fine-tuning: not this model's
+    root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, {"expressions": expressions})
     point = copy.deepcopy(supernet)
     warm = cfg.warmup_config()
     further = WarmupConfig(**{**asdict(warm), "steps": cfg.further_steps,
