@@ -356,6 +356,9 @@ def _ratio_claim(number: int, claim: str, key: str, what: str, records: dict) ->
     ours = f"{measured:.1f}x (measured here: {published['params'] / 1e6:.1f} M parameters, {published['latency_ms']:.1f} ms " \
            f"vs BERT-base {published['bert_base_ms']:.1f} ms)"
     ratio = measured / paper_value
+    if _scale(records) == "smoke":  # its latency protocol times 2 runs: like every smoke number, it decides nothing
+        return _claim(number, claim, paper, ours, NOT_TESTABLE, measure=key,
+                      reason="the smoke scale only shows that the pipeline runs")
     verdict = (REPRODUCED if abs(ratio - 1) <= RATIO_TOLERANCE else PARTLY if ratio > 1 else NOT_REPRODUCED)
     note = (f"Measured {ratio:.2f}x the paper's ratio: this CPU and PyTorch run the narrow model relatively faster "
             "than the paper's setting." if verdict == PARTLY else "")
