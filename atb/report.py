@@ -43,6 +43,7 @@ from typing import Any
 
 from . import stats
 from .develop import GLUE_MEASURE, LEARNED, MIN_ABOVE_CHANCE, SQUAD_MEASURE
+from .efficientbert.published import PAPER as EFFICIENTBERT_PAPER
 from .layout import SCALES, Layout
 from .records import write_json_atomic, write_text_atomic
 from .search import shape_summary
@@ -332,7 +333,6 @@ def _tau_interval(x: list[float], y: list[float]) -> stats.Interval | None:
 
 
 # --------------------------------------------------------------------------------------- EfficientBERT
-EFFICIENTBERT_PAPER = {"params_ratio": 6.9, "speedup": 4.4}  # EfficientBERT, Table 1 (also in 08's record)
 RATIO_TOLERANCE = 0.25  # a measured ratio within 25 % of the paper's agrees (claim 1's rule)
 
 
@@ -344,7 +344,7 @@ def _ratio_claim(number: int, claim: str, key: str, what: str, records: dict) ->
     """A published EfficientBERT ratio against BERT-base (parameters or speed), measured once on this machine: no
     interval; ``reproduced`` within :data:`RATIO_TOLERANCE` of the paper's, ``partly`` when larger than that (the same
     direction, a larger margin), ``not reproduced`` when smaller."""
-    paper_value = EFFICIENTBERT_PAPER[key]
+    paper_value = EFFICIENTBERT_PAPER[key]  # EfficientBERT, Table 1
     paper = f"{paper_value}x {what} than BERT-base"
     record = _efficientbert(records)
     reason = "one measurement of the published model's shape (no seeds to resample): decided by the ratio rule"

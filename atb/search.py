@@ -359,8 +359,9 @@ class Evaluation(NamedTuple):
     cpu_seconds: float  # time.process_time of the process that ran it
 
 
-def evaluate(fitness, arch: Arch) -> Evaluation:
-    """Score ``arch``; fitness objects of :mod:`atb.fitness` also report details through ``evaluate``."""
+def evaluate(fitness, arch: Any, label: str | None = None) -> Evaluation:
+    """Score ``arch`` (an ``Arch``, or any candidate: EfficientBERT's search uses this too; ``label`` names it in
+    errors, default ``str(arch)``); fitness objects of :mod:`atb.fitness` also report details through ``evaluate``."""
     wall, cpu = time.perf_counter(), time.process_time()
     if hasattr(fitness, "evaluate"):
         details = dict(fitness.evaluate(arch))
@@ -369,7 +370,7 @@ def evaluate(fitness, arch: Arch) -> Evaluation:
         value, details = fitness(arch), {}
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"fitness of {arch} is {value}: a search needs finite fitness values")
+        raise ValueError(f"fitness of {label or arch} is {value}: a search needs finite fitness values")
     return Evaluation(value, details, time.perf_counter() - wall, time.process_time() - cpu)
 
 

@@ -282,11 +282,12 @@ def build_objective(cfg: TrainConfig, student: SuperBert, device: torch.device) 
 
 
 def parameter_groups(modules: list[torch.nn.Module], weight_decay: float) -> list[dict]:
-    """BERT's AdamW groups: no weight decay on biases and LayerNorm weights."""
+    """BERT's AdamW groups: no weight decay on biases and LayerNorm weights, i.e. on the 1-D parameters (so a
+    LayerNorm is recognised whatever its name: EfficientBERT's blocks call theirs ``norm``)."""
     decay, no_decay = [], []
     for module in modules:
-        for name, p in module.named_parameters():
-            (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
+        for p in module.parameters():
+            (no_decay if p.ndim < 2 else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

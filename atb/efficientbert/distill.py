@@ -38,6 +38,7 @@ from ..checkpoint import load_latest, save_checkpoint
 from ..objectives import masked_mse, real_pairs
 from ..records import write_dir_atomic, write_json_atomic
 from ..teacher import Teacher, TeacherOutput
+from ..train import batch_indices, parameter_groups, truncate_log
 from .supernet import Candidate, EfficientBertSuperNet, SuperNetOutput
 
 Batch = dict[str, torch.Tensor]
@@ -118,7 +119,6 @@ class WarmupConfig:
 def pretraining_batches(cfg: WarmupConfig):
     """``batch(step)``: the step's batch of unmasked packed pre-training text, a function of ``(seed, step)``."""
     from ..data import MLMCollator, build_pretraining_examples, load_corpus, load_tokenizer
-    from ..train import batch_indices
 
     tokenizer = load_tokenizer()
     examples = build_pretraining_examples(load_corpus(cfg.corpus, max_documents=cfg.max_documents), tokenizer,
@@ -137,10 +137,8 @@ def warmup_distill(supernet: EfficientBertSuperNet, teacher: Teacher, sample: Ca
     run_dir = Path(run_dir)
     batch = batch or pretraining_batches(cfg)
     kd = LayerwiseKD(teacher, supernet.config.num_hidden_layers, supernet.config.hidden_size)
-    params = [p for p in [*supernet.parameters(), *kd.parameters()] if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
+    params = [*supernet.parameters(), *kd.parameters()]
+    optimizer = torch.optim.AdamW(parameter_groups([supernet, kd], cfg.weight_decay), lr=cfg.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
     step = 0
     ckpt = load_latest(run_dir / "checkpoints")
@@ -154,8 +152,7 @@ def warmup_distill(supernet: EfficientBertSuperNet, teacher: Teacher, sample: Ca
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", asdict(cfg))
     log = run_dir / "log.jsonl"
-    kept = [line for line in log.read_text().splitlines() if line.strip()][:step] if log.exists() else []
-    log.write_text("".join(line + "\n" for line in kept))
+    truncate_log(log, step)  # a resumed run re-logs the steps after its checkpoint
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
     supernet.train()
     start = time.perf_counter()

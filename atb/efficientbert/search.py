@@ -63,7 +63,6 @@ import bisect
 import json
 import math
 import random
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -76,7 +75,7 @@ from sklearn.linear_model import LogisticRegression
 
 from ..records import write_json_atomic, write_text_atomic
 from ..sampler import step_rng
-from ..search import describe_fitness, read_search_log, roulette
+from ..search import describe_fitness, evaluate, read_search_log, roulette
 from .expression import (
     ACTIVATIONS, BINARY, INPUT, LINEAR, MAX_HEIGHT, MIN_HEIGHT, RATIOS, STACKS, Expr, LayerFFN, function_hash,
     mutate, parse, problems,
@@ -228,21 +227,6 @@ class Evaluated:
     def from_record(cls, r: dict) -> Evaluated:
         return cls(parse_candidate(r["expressions"]), r["fitness"], r["params"], r["hash"], r["round"], r["index"],
                    r["source"], r["in_range"], r["seconds"], r["cpu_seconds"], r.get("details") or {})
-
-
-def _evaluate(fitness: Fitness, candidate: Candidate) -> tuple[float, dict, float, float]:
-    """``(fitness, details, seconds, cpu_seconds)``; fitness objects with ``evaluate`` (as :mod:`atb.fitness`'s)
-    report details besides the value."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    if hasattr(fitness, "evaluate"):
-        details = dict(fitness.evaluate(candidate))
-        value = details.pop("fitness")
-    else:
-        value, details = fitness(candidate), {}
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"fitness of [{format_candidate(candidate)}] is {value}: a search needs finite values")
-    return value, details, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -553,7 +537,7 @@ def run_stage(stage: int, start: Sequence[LayerFFN], fitness: Fitness, params_fn
                 state.history.append(Evaluated.from_record(record))
                 replayed += 1
                 continue
-            value, details, seconds, cpu = _evaluate(fitness, candidate)
+            value, details, seconds, cpu = evaluate(fitness, candidate, label=f"[{format_candidate(candidate)}]")
             params = _count(params_fn(candidate))
             evaluated = Evaluated(candidate, value, params, state.hash(candidate), round_, index, source,
                                   cfg.in_range(params), seconds, cpu, details)

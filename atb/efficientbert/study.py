@@ -36,7 +36,7 @@ from ..layout import Layout
 from ..records import write_dir_atomic, write_json_atomic
 from ..teacher import load_teacher
 from .distill import KDProxyFitness, WarmupConfig, warmup_distill
-from .expression import BERT_FFN, parse
+from .expression import BERT_FFN
 from .modeling import EfficientBertModel
 from .search import ExpressionSearchConfig, SearchResult, random_proposal, run_search
 from .supernet import Candidate, EfficientBertSuperNet, candidate_params, supernet_config, uniform_candidate, \
@@ -218,14 +218,6 @@ def develop(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBe
             "params": candidate_params(supernet.config, candidate),
             "model_dir": str(model_dir), "control_dir": str(control_dir), "finetune_dir": str(root / "finetune"),
             "further_training": {**record, "steps": cfg.further_steps}}
-
-
-def candidate_from(strings: list[str]) -> Candidate:
-    return tuple(parse(s) for s in strings)
-
-
-def read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def save_record(layout: Layout, record: dict) -> Path:
