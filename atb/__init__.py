@@ -18,7 +18,7 @@ from .extract import export, extract, from_bert, to_bert
 
 register_auto_classes()
 
-from . import efficientbert  # noqa: E402  (registers atb-efficientbert with the Auto classes too)
+from . import autobert_zero, efficientbert  # noqa: E402, F401  (register atb-autobert-zero, atb-efficientbert too)
 
 __all__ = [
     "Arch", "Range", "SearchSpace",

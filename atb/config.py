@@ -38,7 +38,7 @@ import yaml
 from .layout import ROOT
 
 CONFIG_DIR = ROOT / "configs"
-SECTIONS = ("pretrain", "latency", "search", "ranking", "develop", "finetune", "efficientbert")
+SECTIONS = ("pretrain", "latency", "search", "ranking", "develop", "finetune", "efficientbert", "autobert_zero")
 
 T = TypeVar("T")
 

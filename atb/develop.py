@@ -393,6 +393,19 @@ def finetune_with_controls(layout: Layout, developed: Mapping[str, Mapping[str, 
             for name, (control_dir, sides) in plan.items()}
 
 
+def finetune_and_compare(layout: Layout, models: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
+                         scale: str | Path, cfg: DevelopConfig, rates: Mapping[str, Any] | None, row: Callable,
+                         measure: str, pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, dict], dict]:
+    """Fine-tune ``models`` and their controls (:func:`finetune_with_controls`), make each model's row with ``row``
+    (:func:`glue_row` or :func:`squad_row`), and compare the named ``pairs`` of models on ``measure``
+    (:func:`pooled_difference`): notebooks 08 and 09 compare two developed models this way. Returns ``(rows,
+    comparison)``."""
+    tuned = finetune_with_controls(layout, models, tasks, scale, cfg, rates)
+    rows = {n: row(m, tuned[n]["scores"], tuned[n]["control"], tuned[n]["control_dir"]) for n, m in models.items()}
+    runs = {n: column_runs(tuned[n]["scores"]) for n in models}
+    return rows, pooled_difference(pairs, runs, runs, measure)
+
+
 # The settings a control takes from the developed model it stands beside (everything but the five sizes).
 _CONTROL_SETTINGS = ("vocab_size", "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
                      "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "pad_token_id")

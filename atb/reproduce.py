@@ -64,6 +64,7 @@ def check_config(scale: str | Path) -> dict:
     from .search import SearchConfig
     from .train import TrainConfig
     from .data import GLUE_TASKS
+    from .autobert_zero.study import AutoBertZeroStudyConfig
     from .efficientbert.study import EfficientBertStudyConfig
 
     file = config.load(scale)
@@ -87,6 +88,7 @@ def check_config(scale: str | Path) -> dict:
         "develop_train": {(obj, m): develop.train_config_for(obj, m) for obj in objectives for m in ("evolved", "fast")},
         "finetune": {task: FinetuneConfig.load(scale, task) for task in (*GLUE_TASKS, *SQUAD_TASKS)},
         "efficientbert": EfficientBertStudyConfig.load(scale),
+        "autobert_zero": AutoBertZeroStudyConfig.load(scale),
     }
 
 

@@ -31,6 +31,8 @@ PIPELINE: list[tuple[str, ...]] = [
     ("ranking",),                                                  # Kendall-tau studies of the fitness
     ("develop",),                                                  # extraction + further training of the picks
     ("efficientbert",),                                            # EfficientBERT: FFN expressions on the same pipeline
+    ("autobert_zero",),                                            # AutoBERT-Zero: graphs, BIWS, OP-NAS (reuses 08's KD)
+    ("comparison",),                                               # the three systems in one table (notebook 10)
     ("report",),                                                   # REPORT.md from the records
     ("reproduce",),                                                # the notebook runner
 ]

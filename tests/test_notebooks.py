@@ -11,6 +11,7 @@ import pytest
 
 from atb.develop import COMPARISONS, GLUE_COLUMNS, LEARNED, DevelopConfig
 from atb.reproduce import ROOT, notebooks, run
+from test_comparison import check_comparison_contract
 
 
 def tree_hashes(path: Path) -> dict[str, str]:
@@ -76,8 +77,10 @@ def check_result_contracts(results):
     assert (results / "07_accuracy_latency.png").exists() and (results / "model_cards").is_dir()
     assert "| 6 |" in (results / "REPORT.md").read_text()
     check_efficientbert_contract(json.loads((results / "08_efficientbert.json").read_text()), cfg)
+    check_autobert_zero_contract(json.loads((results / "09_autobert_zero.json").read_text()), cfg)
+    check_comparison_contract(json.loads((results / "10_comparison.json").read_text()))
     claims = json.loads((results / "report.json").read_text())["claims"]
-    assert set(claims) == {str(n) for n in range(10)}
+    assert set(claims) == {str(n) for n in range(12)}
     assert all({"verdict", "difference", "ci95", "n", "reason"} <= set(c) for c in claims.values())
     assert all(c["verdict"] in ("not testable", "partly", "not reproduced") for c in claims.values())  # smoke
 
@@ -129,3 +132,23 @@ def check_efficientbert_contract(record, cfg):
         assert m["control"]["avg"] is not None and m["control"]["seeds"] == control_seeds
         check_difference(m["vs_control"])
     check_difference(record["searched_vs_gelu"]["glue"])
+
+
+def check_autobert_zero_contract(record, cfg):
+    """09_autobert_zero.json (issue #14): the published pattern's size and speed, the search's best layers and fitness,
+    its history and op priorities, random mutation at equal cost, and every developed model with its control."""
+    assert {"params", "speedup"} <= set(record["published"]) and record["published"]["speedup"] > 0
+    search = record["search"]
+    assert {"layers", "fitness"} <= set(search["best"]) and search["history"] and search["cpu_seconds"] >= 0
+    assert search["op_priority"] and {"best_fitness", "cpu_seconds"} <= set(search["random_mutation"])
+    runs = search["runs"]
+    assert {r["evaluated"] for r in runs if r["mutation"] == "op-priority"} == \
+        {r["evaluated"] for r in runs if r["mutation"] == "random"}  # equal search cost
+    assert {"autobert-zero-searched", "autobert-zero-standard"} <= set(record["models"])
+    seeds, control_seeds = cfg.seed_counts(cfg.glue_tasks)
+    for m in record["models"].values():
+        assert {"layers", "speedup", "tasks", "avg", "control"} <= set(m) and m["speedup"] > 0
+        assert set(m["tasks"]) == set(GLUE_COLUMNS) and m["avg"] is not None and m["seeds"] == seeds
+        assert m["control"]["avg"] is not None and m["control"]["seeds"] == control_seeds
+        check_difference(m["vs_control"])
+    check_difference(record["searched_vs_standard"]["glue"])

@@ -95,7 +95,7 @@ def test_the_committed_mini_records_render(tmp_path):
         (tmp_path / record.name).write_text(record.read_text())
     text = report.write_report(tmp_path).read_text()
     summary = json.loads((tmp_path / "report.json").read_text())
-    assert set(summary["claims"]) == {str(n) for n in range(10)} and summary["scale"] == "mini"
+    assert set(summary["claims"]) == {str(n) for n in range(12)} and summary["scale"] == "mini"
     for number, claim in summary["claims"].items():
         assert (claim["ci95"] is not None) or claim["reason"], number
     for number in ("0", "2", "4", "5"):  # decided from the seeds-and-controls intervals of notebooks 05-06
@@ -184,7 +184,7 @@ def test_write_report_from_records(tmp_path):
     summary = json.loads((tmp_path / "report.json").read_text())
     assert summary["commit"] == "abc123" and summary["scale"] == "mini"
     claims = summary["claims"]
-    assert set(claims) == {str(n) for n in range(10)}
+    assert set(claims) == {str(n) for n in range(12)}
     assert all(set(c) >= {"verdict", "difference", "ci95", "n", "reason"} for c in claims.values())
     assert claims["0"]["verdict"] == claims["2"]["verdict"] == report.REPRODUCED and claims["2"]["ci95"] == [0.5, 3.0]
     assert claims["2"]["n"] == 30 and claims["2"]["reason"] is None
@@ -316,3 +316,37 @@ def test_efficientbert_claims(record, expected):
     assert [c["number"] for c in claims] == [7, 8, 9]
     for c in claims:
         assert c["reason"] or c["ci95"] is not None  # a verdict from an interval, or why there is none
+
+
+def _autobert_zero_record(versus=(0.5, 3.0), controls=((2.0, 6.0), (1.0, 5.0)), opnas=(0.01, 0.05), scale="mini"):
+    """A notebook-09 record: the searched-minus-standard interval, each model against its control, OP-NAS minus
+    random mutation over search seeds."""
+    names = ("autobert-zero-searched", "autobert-zero-standard")
+    models = {name: {"vs_control": {"difference": sum(ci) / 2, "ci95": list(ci), "n": 10}, "speedup": 1.1}
+              for name, ci in zip(names, controls)}
+    interval = None if opnas is None else list(opnas)
+    return {"scale": scale, "models": models,
+            "searched_vs_standard": {"glue": {"difference": sum(versus) / 2, "ci95": list(versus), "n": 30,
+                                              "pairs": [list(names)]}},
+            "search": {"cpu_seconds": 10.0, "random_mutation": {"cpu_seconds": 9.0, "best_fitness": -1.0},
+                       "opnas_vs_random": {"difference": None if opnas is None else sum(opnas) / 2, "ci95": interval,
+                                           "n": 5, "seeds": [0, 1, 2, 3, 4],
+                                           "reason": None if opnas else "fewer than 2 search seeds"}}}
+
+
+@pytest.mark.parametrize("record, expected", [
+    (None, (NT, NT)),
+    (_autobert_zero_record(), (R, R)),
+    (_autobert_zero_record(versus=(-3.0, -0.5), opnas=(-0.05, -0.01)), (report.REFUTED, report.REFUTED)),
+    (_autobert_zero_record(versus=(-0.5, 2.0), opnas=(-0.01, 0.02)), (NT, NT)),      # the intervals include 0
+    (_autobert_zero_record(controls=((1.0, 3.0), (-1.0, 4.0))), (NT, R)),          # the baseline did not learn
+    (_autobert_zero_record(opnas=None), (R, NT)),                                   # one search seed: no interval
+    (_autobert_zero_record(scale="smoke"), (NT, NT)),                               # smoke decides nothing
+])
+def test_autobert_zero_claims(record, expected):
+    records = {} if record is None else {"09": record}
+    claims = [report.claim_autobert_zero_hybrid(records), report.claim_opnas(records)]
+    assert tuple(c["verdict"] for c in claims) == expected
+    assert [c["number"] for c in claims] == [10, 11]
+    for c in claims:
+        assert c["reason"] or c["ci95"] is not None

@@ -133,3 +133,19 @@ def test_shifted_interval_decides_non_inferiority():
     assert verdict(worse_by_half) == REFUTED
     assert verdict(shifted(worse_by_half, 1.0)) == REPRODUCED  # at most 1 point worse
     assert shifted(worse_by_half, 1.0).difference == pytest.approx(0.5) and shifted(worse_by_half, 1.0).n == 6
+
+
+def test_t_interval_is_the_student_t_interval_and_wider_than_the_bootstrap_for_few_values():
+    from scipy import stats as scipy_stats
+
+    from atb.stats import t_interval
+
+    values = [0.5, 1.5, 1.0]
+    t = t_interval(values)
+    expected = scipy_stats.t.interval(0.95, 2, loc=1.0, scale=scipy_stats.sem(values))
+    assert t.difference == 1.0 and t.n == 3 and np.allclose(t.ci95, expected)
+    boot = mean_interval(values)
+    assert t.ci95[0] < boot.ci95[0] and t.ci95[1] > boot.ci95[1]
+    assert t_interval([2.0, 2.0]).ci95 == (2.0, 2.0)
+    with pytest.raises(ValueError, match="at least two"):
+        t_interval([1.0])

@@ -55,7 +55,9 @@ class KDTerms:
 
 class LayerwiseKD(nn.Module):
     """The layer-wise distillation loss; holds ``fit`` projections (student hidden -> teacher hidden) only when the
-    widths differ. The teacher is held, not registered: the state is the projections alone."""
+    widths differ. The teacher is held, not registered: the state is the projections alone. A student without BERT's
+    attention scores (``attention_scores`` None: AutoBERT-Zero's graphs and convolutions, :mod:`atb.autobert_zero`)
+    is distilled on the hidden term alone."""
 
     def __init__(self, teacher: Teacher, student_layers: int, student_hidden: int):
         super().__init__()
@@ -75,10 +77,12 @@ class LayerwiseKD(nn.Module):
         real, pairs = attention_mask.bool()[..., None], real_pairs(attention_mask)
         hidden = masked_mse(self.fit(student.hidden_states[0]).float(), teacher.hidden_states[0].float(), real)
         attention = hidden.new_zeros(())
-        for layer, (state, scores) in enumerate(zip(student.hidden_states[1:], student.attention_scores)):
+        scores = student.attention_scores or (None,) * (len(student.hidden_states) - 1)
+        for layer, (state, score) in enumerate(zip(student.hidden_states[1:], scores)):
             t = (layer + 1) * self.interval  # the teacher layer this student layer learns from
             hidden = hidden + masked_mse(self.fit(state).float(), teacher.hidden_states[t].float(), real)
-            attention = attention + masked_mse(scores.float(), teacher.all_attention_scores[t - 1].float(), pairs)
+            if score is not None:
+                attention = attention + masked_mse(score.float(), teacher.all_attention_scores[t - 1].float(), pairs)
         return KDTerms(loss=attention + hidden, attention=attention, hidden=hidden)
 
 
@@ -86,7 +90,7 @@ def candidate_loss(supernet: EfficientBertSuperNet, kd: LayerwiseKD, batch: Batc
                    targets: TeacherOutput | None = None) -> KDTerms:
     """The layer-wise KD loss of ``candidate`` run with the supernet's weights on ``batch``."""
     targets = kd.targets(batch) if targets is None else targets
-    out = supernet(batch["input_ids"], ffns=candidate, attention_mask=batch["attention_mask"],
+    out = supernet(batch["input_ids"], candidate, attention_mask=batch["attention_mask"],
                    token_type_ids=batch["token_type_ids"], output_all=True)
     return kd(out, targets, batch["attention_mask"])
 
@@ -132,7 +136,7 @@ def warmup_distill(supernet: EfficientBertSuperNet, teacher: Teacher, sample: Ca
                    max_steps: int | None = None) -> dict:
     """Distil ``supernet`` (in place) from ``teacher`` for ``cfg.steps`` steps, candidate ``sample(step)`` at each;
     resumes from ``run_dir/checkpoints`` and writes ``run_dir/final`` (the supernet, ``save_pretrained``) and
-    ``log.jsonl`` (step, candidate, loss terms, seconds). ``max_steps``: stop after that many steps in this call
+    ``log.jsonl`` (step, candidate, loss terms, wall and process CPU seconds). ``max_steps``: stop after that many steps in this call
     (a test of resuming). Returns ``{"steps", "loss_first", "loss_last", "seconds"}``."""
     run_dir = Path(run_dir)
     batch = batch or pretraining_batches(cfg)
@@ -158,7 +162,7 @@ def warmup_distill(supernet: EfficientBertSuperNet, teacher: Teacher, sample: Ca
     start = time.perf_counter()
     with tqdm(total=cfg.steps, initial=step, desc="EfficientBERT warm-up KD") as bar, open(log, "a") as f:
         while step < stop:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             candidate = sample(step)
             terms = candidate_loss(supernet, kd, batch(step), candidate)
             terms.loss.backward()
@@ -169,7 +173,8 @@ def warmup_distill(supernet: EfficientBertSuperNet, teacher: Teacher, sample: Ca
             step += 1
             f.write(json.dumps({"step": step, "candidate": [str(c) for c in candidate],
                                 "loss": terms.loss.item(), "attention": terms.attention.item(),
-                                "hidden": terms.hidden.item(), "seconds": time.perf_counter() - t0}) + "\n")
+                                "hidden": terms.hidden.item(), "seconds": time.perf_counter() - t0,
+                                "cpu_seconds": time.process_time() - c0}) + "\n")
             f.flush()
             bar.update(1)
             bar.set_postfix(loss=f"{terms.loss.item():.3f}")

@@ -37,7 +37,6 @@ from ..records import write_dir_atomic, write_json_atomic
 from ..teacher import load_teacher
 from .distill import KDProxyFitness, WarmupConfig, warmup_distill
 from .expression import BERT_FFN
-from .modeling import EfficientBertModel
 from .search import ExpressionSearchConfig, SearchResult, random_proposal, run_search
 from .supernet import Candidate, EfficientBertSuperNet, candidate_params, supernet_config, uniform_candidate, \
     warm_start_from_bert
@@ -171,53 +170,68 @@ def developed_pick(result: SearchResult, start: Candidate) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ develop
-def export_efficientbert(model: EfficientBertModel, directory: Path, card: str) -> Path:
-    """``save_pretrained`` + the tokenizer + a README, atomically."""
+def export_with_tokenizer(model, directory: Path, readme: str) -> Path:
+    """``save_pretrained`` + the tokenizer + ``README.md`` (``readme``), atomically."""
     from ..data import load_tokenizer
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         load_tokenizer().save_pretrained(tmp)
-        expressions = "\n".join(f"{i + 1}. `{e}`" for i, e in enumerate(model.config.ffn_expressions))
-        (tmp / "README.md").write_text(f"# {directory.parent.name}\n\n{card}\n\nFFN per layer:\n\n{expressions}\n")
+        (tmp / "README.md").write_text(readme)
 
     return write_dir_atomic(directory, write)
 
 
-def develop(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBertSuperNet, name: str,
-            candidate: Candidate) -> dict:
-    """Further distillation of ``candidate`` from the warmed-up supernet (``further_steps``, the warm-up's budget
-    otherwise), its export, and its untrained control. Returns the model's record (notebook 05's fields)."""
-    root = layout.efficientbert / "models" / name
-    expressions = [str(f) for f in candidate]
+def develop_candidate(supernet, candidate, root: Path, *, teacher: str, warm: WarmupConfig, further_steps: int,
+                      card: str, layers: str) -> dict:
+    """Develop one candidate of a weight-sharing supernet (EfficientBERT's here, AutoBERT-Zero's in
+    :mod:`atb.autobert_zero.study`; each has ``extract`` and ``candidate_config``): further distillation of a copy of
+    the supernet on this candidate alone (``further_steps``, the warm-up's settings otherwise; resumable in
+    ``root/train``), the standalone model cut out of it (``root/final``), and its **untrained control**: the same
+    config at random initialisation (``root/control``, seed :data:`CONTROL_SEED`). ``card`` / ``layers``: the model
+    card's text and its list of layers (markdown). A folder holding another candidate's work is cleared first.
+    Returns ``{"model_dir", "control_dir", "finetune_dir", "further_training"}``."""
+    names = [str(c) for c in candidate]
     marker = root / "candidate.json"
-    if marker.exists() and json.loads(marker.read_text())["expressions"] != expressions:
+    written = json.loads(marker.read_text()) if marker.exists() else None
+    if written is not None and written.get("layers", written.get("expressions")) != names:  # (08's older key)
         shutil.rmtree(root)  # another candidate's training, export and fine-tuning: not this model's
     root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(marker, {"expressions": expressions})
+    write_json_atomic(marker, {"layers": names})
     point = copy.deepcopy(supernet)
-    warm = cfg.warmup_config()
-    further = WarmupConfig(**{**asdict(warm), "steps": cfg.further_steps,
-                              "warmup_steps": max(1, cfg.further_steps // 10),
-                              "checkpoint_every": max(1, cfg.further_steps // 2)})
-    record = warmup_distill(point, load_teacher(cfg.teacher), lambda step: candidate, further, root / "train")
+    further = WarmupConfig(**{**asdict(warm), "steps": further_steps, "warmup_steps": max(1, further_steps // 10),
+                              "checkpoint_every": max(1, further_steps // 2)})
+    record = warmup_distill(point, load_teacher(teacher), lambda step: candidate, further, root / "train")
     model_dir, control_dir = root / "final", root / "control"
+    title = f"# {root.name}\n\n"
     if not (model_dir / "config.json").exists():
-        export_efficientbert(point.extract(candidate).eval(), model_dir,
-                             f"EfficientBERT {name}: cut out of the warmed-up supernet and further distilled for "
-                             f"{cfg.further_steps} steps (atb notebook 08).")
+        export_with_tokenizer(point.extract(candidate).eval(), model_dir, f"{title}{card}\n\n{layers}\n")
     if not (control_dir / "config.json").exists():
+        model_class = type(point.extract(candidate))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(CONTROL_SEED)
-            control = EfficientBertModel(point.candidate_config(candidate)).eval()
-        export_efficientbert(control, control_dir, "**Untrained control**: this FFN configuration at random "
-                             "initialisation, never pre-trained; fine-tuned like the developed model. Not a model "
-                             "to use.")
-    return {"name": name, "arch": "; ".join(str(f) for f in candidate), "expressions": [str(f) for f in candidate],
+            control = model_class(point.candidate_config(candidate)).eval()
+        export_with_tokenizer(control, control_dir, f"{title}**Untrained control**: this configuration at random "
+                              "initialisation, never pre-trained; fine-tuned like the developed model. Not a model to "
+                              f"use.\n\n{layers}\n")
+    return {"model_dir": str(model_dir), "control_dir": str(control_dir), "finetune_dir": str(root / "finetune"),
+            "further_training": {**record, "steps": further_steps}}
+
+
+def develop(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBertSuperNet, name: str,
+            candidate: Candidate) -> dict:
+    """Further distillation of ``candidate`` from the warmed-up supernet, its export and its untrained control
+    (:func:`develop_candidate`). Returns the model's record (notebook 05's fields)."""
+    expressions = [str(f) for f in candidate]
+    developed = develop_candidate(
+        supernet, candidate, layout.efficientbert / "models" / name, teacher=cfg.teacher,
+        warm=cfg.warmup_config(), further_steps=cfg.further_steps,
+        card=f"EfficientBERT {name}: cut out of the warmed-up supernet and further distilled for {cfg.further_steps} "
+             "steps (atb notebook 08).",
+        layers="FFN per layer:\n\n" + "\n".join(f"{i + 1}. `{e}`" for i, e in enumerate(expressions)))
+    return {"name": name, "arch": "; ".join(expressions), "expressions": expressions,
             "objective": "kd", "method": METHODS[name], "kind": "efficientbert",
-            "params": candidate_params(supernet.config, candidate),
-            "model_dir": str(model_dir), "control_dir": str(control_dir), "finetune_dir": str(root / "finetune"),
-            "further_training": {**record, "steps": cfg.further_steps}}
+            "params": candidate_params(supernet.config, candidate), **developed}
 
 
 def save_record(layout: Layout, record: dict) -> Path:

@@ -71,7 +71,7 @@ class EfficientBertSuperNet(EfficientBertPreTrainedModel):
         if len(ffns) != len(self.layer):
             raise ValueError(f"a candidate names {len(ffns)} layer FFNs; the supernet has {len(self.layer)} layers")
 
-    def forward(self, input_ids: torch.Tensor, *, ffns: Sequence[LayerFFN], attention_mask: torch.Tensor | None = None,
+    def forward(self, input_ids: torch.Tensor, ffns: Sequence[LayerFFN], *, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, output_all: bool = False) -> SuperNetOutput:
         """Run the candidate ``ffns`` with the shared weights."""
         self.check(ffns)
