@@ -1,0 +1,75 @@
+"""Notebook 09's study logic: which candidate is developed as "searched", OP-NAS vs random mutation over seeds,
+the search curves and development costs."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from atb.autobert_zero import study
+from atb.autobert_zero.space import candidate_strings, standard_candidate
+
+START = candidate_strings(standard_candidate(2))
+HYBRID = ["conv:3", START[1]]
+OTHER = ["conv:9", "conv:3"]
+
+
+def evaluation(index, layers, fitness, feasible=True):
+    return SimpleNamespace(index=index, layers=layers, fitness=fitness, feasible=feasible, latency_ms=1.0)
+
+
+def outcome(histories):
+    """``{(rule, seed): [(layers, fitness, feasible), ...]}`` -> a SearchOutcome of fake runs."""
+    runs = {}
+    for key, entries in histories.items():
+        history = [evaluation(i, *e) for i, e in enumerate(entries)]
+        best = max((e for e in history if e.feasible), key=lambda e: e.fitness)
+        runs[key] = SimpleNamespace(history=history, best=best, cpu_seconds=float(len(history)), op_priority={})
+    return study.SearchOutcome(runs, standard_candidate(2), 2.0, 2.0, latency=None)
+
+
+def test_the_searched_model_is_the_best_candidate_or_the_best_new_one():
+    found = outcome({("op-priority", 0): [(START, -2.0, True), (HYBRID, -1.0, True)],
+                     ("op-priority", 1): [(START, -2.0, True), (OTHER, -3.0, True)]})
+    assert study.developed_pick(found) == {"layers": HYBRID, "fitness": -1.0, "seed": 0, "best_is_start": False}
+    start_wins = outcome({("op-priority", 0): [(START, -1.0, True), (HYBRID, -2.0, True), (OTHER, -0.5, False)],
+                          ("op-priority", 1): [(START, -1.0, True), (OTHER, -3.0, True)]})
+    pick = study.developed_pick(start_wins)  # the infeasible -0.5 is not developed
+    assert pick["best_is_start"] and pick["layers"] == HYBRID and pick["fitness"] == -2.0
+    assert pick["start_fitness"] == -1.0
+
+
+def test_opnas_vs_random_is_paired_by_seed_with_a_t_interval():
+    found = outcome({("op-priority", 0): [(START, -1.0, True)], ("op-priority", 1): [(START, -0.5, True)],
+                     ("op-priority", 2): [(START, -0.8, True)],
+                     ("random", 0): [(START, -1.5, True)], ("random", 1): [(START, -0.7, True)],
+                     ("random", 2): [(START, -1.0, True)]})
+    versus = study.opnas_vs_random(found)
+    assert versus["seeds"] == [0, 1, 2] and versus["per_seed"] == pytest.approx([0.5, 0.2, 0.2])
+    assert versus["difference"] == pytest.approx(0.3) and versus["ci95"][0] < 0.3 < versus["ci95"][1]
+    one = outcome({("op-priority", 0): [(START, -1.0, True)], ("random", 0): [(START, -1.5, True)]})
+    assert study.opnas_vs_random(one)["ci95"] is None and study.opnas_vs_random(one)["reason"]
+
+
+def test_search_curves_track_the_best_feasible_fitness_so_far():
+    found = outcome({("op-priority", 0): [(START, -2.0, True), (OTHER, -0.1, False), (HYBRID, -1.0, True)]})
+    curve = study.search_curves(found)
+    assert curve["best fitness so far"].tolist() == [-2.0, -2.0, -1.0]
+    assert curve["evaluations"].tolist() == [1, 2, 3]
+
+
+def test_development_cost_counts_the_search_only_for_the_searched_model(tmp_path):
+    train = tmp_path / "models" / "m" / "train"
+    train.mkdir(parents=True)
+    (train / "log.jsonl").write_text('{"step": 1, "seconds": 1.0, "cpu_seconds": 2.0}\n'
+                                     '{"step": 2, "seconds": 1.0, "cpu_seconds": 3.0}\n')
+    found = outcome({("op-priority", 0): [(START, -2.0, True), (HYBRID, -1.0, True)]})
+    pick = study.developed_pick(found)
+    model_dir = str(train.parent / "final")
+    assert study.development_cpu_seconds({"name": study.SEARCHED, "model_dir": model_dir}, found, pick) == 7.0
+    assert study.development_cpu_seconds({"name": study.STANDARD, "model_dir": model_dir}, found, pick) == 5.0
+    (train / "log.jsonl").write_text('{"step": 1, "seconds": 1.0}\n')  # a log without CPU seconds: unknown
+    assert study.development_cpu_seconds({"name": study.STANDARD, "model_dir": model_dir}, found, pick) is None
+
+
+def test_describe_layers_prints_formulas_and_kernels():
+    assert study.describe_layers(HYBRID) == ["conv k=3", "softmax(Q · Kᵀ / √d) · V"]
