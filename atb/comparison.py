@@ -186,17 +186,22 @@ def efficientbert_rows(record: Mapping[str, Any]) -> list[dict]:
 
 
 def autobert_zero_rows(record: Mapping[str, Any]) -> list[dict]:
-    """AutoBERT-Zero's developed models (notebook 09), whose record gives each model's development cost."""
+    """AutoBERT-Zero's developed models (notebook 09), whose record gives each model's own development cost (the
+    OP-NAS run it came from, for the searched model, and its further distillation); the BIWS supernet's warm-up,
+    shared by every model, is listed separately."""
+    warmup = _number((record.get("warmup") or {}).get("cpu_seconds"))
     rows = []
     for name, m in record["models"].items():
         squad = m.get("squad") or {}
         cost = _number(m.get("development_cpu_seconds"))
-        note = ("as recorded by notebook 09 (development_cpu_seconds)" if cost is not None else
+        note = (("its OP-NAS run + further distillation" if m.get("method") == "searched" else
+                 "further distillation only (no search)") if cost is not None else
                 "notebook 09 recorded no development_cpu_seconds for this model")
+        note += f"; the warmed-up BIWS supernet (shared by {len(record['models'])} models) is listed separately"
         row = _row("autobert-zero", name, m, squad_v1_f1=_f1(squad), method=m.get("method") or "searched",
                    arch="; ".join(str(layer) for layer in m.get("layers") or []),
                    bert_base_ms=_number(m.get("bert_base_ms") or record.get("bert_base_ms")),
-                   **_cost({"development": cost}, None, len(record["models"]), note))
+                   **_cost({"development": cost}, warmup, len(record["models"]), note))
         rows += _with_control(row, m.get("control"), squad.get("control"))
     return rows
 

@@ -395,15 +395,18 @@ def finetune_with_controls(layout: Layout, developed: Mapping[str, Mapping[str, 
 
 def finetune_and_compare(layout: Layout, models: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
                          scale: str | Path, cfg: DevelopConfig, rates: Mapping[str, Any] | None, row: Callable,
-                         measure: str, pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, dict], dict]:
+                         measure: str, comparisons: Mapping[str, Sequence[tuple[str, str]]]
+                         ) -> tuple[dict[str, dict], dict[str, dict]]:
     """Fine-tune ``models`` and their controls (:func:`finetune_with_controls`), make each model's row with ``row``
-    (:func:`glue_row` or :func:`squad_row`), and compare the named ``pairs`` of models on ``measure``
-    (:func:`pooled_difference`): notebooks 08 and 09 compare two developed models this way. Returns ``(rows,
-    comparison)``."""
+    (:func:`glue_row` or :func:`squad_row`), and compare models on ``measure``: per name of ``comparisons``, one
+    :func:`pooled_difference` over its pairs ``(a, b)`` of model names (pairs naming a model not developed are
+    left out). Notebooks 08 and 09 compare their developed models this way. Returns ``(rows, {name: interval})``."""
     tuned = finetune_with_controls(layout, models, tasks, scale, cfg, rates)
     rows = {n: row(m, tuned[n]["scores"], tuned[n]["control"], tuned[n]["control_dir"]) for n, m in models.items()}
     runs = {n: column_runs(tuned[n]["scores"]) for n in models}
-    return rows, pooled_difference(pairs, runs, runs, measure)
+    return rows, {name: pooled_difference([(a, b) for a, b in pairs if a in models and b in models], runs, runs,
+                                          measure)
+                  for name, pairs in comparisons.items()}
 
 
 # The settings a control takes from the developed model it stands beside (everything but the five sizes).

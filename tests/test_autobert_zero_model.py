@@ -15,7 +15,8 @@ from atb.autobert_zero.graph import STANDARD, parse
 from atb.autobert_zero.latency import LayerLatencyTable
 from atb.autobert_zero.space import AttentionLayer, ConvLayer, published_candidate, random_candidate, \
     standard_candidate
-from atb.autobert_zero.study import AutoBertZeroStudyConfig, published_config
+from atb.autobert_zero.modeling import published_config
+from atb.autobert_zero.study import AutoBertZeroStudyConfig
 from atb.autobert_zero.supernet import AutoBertZeroSuperNet, as_candidate
 from atb.latency import Protocol
 

@@ -38,15 +38,18 @@ def test_the_searched_model_is_the_best_candidate_or_the_best_new_one():
     assert pick["start_fitness"] == -1.0
 
 
-def test_opnas_vs_random_is_paired_by_seed_with_a_t_interval():
-    found = outcome({("op-priority", 0): [(START, -1.0, True)], ("op-priority", 1): [(START, -0.5, True)],
-                     ("op-priority", 2): [(START, -0.8, True)],
-                     ("random", 0): [(START, -1.5, True)], ("random", 1): [(START, -0.7, True)],
-                     ("random", 2): [(START, -1.0, True)]})
+def test_opnas_vs_random_is_paired_by_seed_with_a_t_interval_over_the_proposed_candidates():
+    def run(fitness):  # the shared start (fittest) then one proposed candidate
+        return [(START, 0.0, True), (HYBRID, fitness, True)]
+
+    found = outcome({("op-priority", 0): run(-1.0), ("op-priority", 1): run(-0.5), ("op-priority", 2): run(-0.8),
+                     ("random", 0): run(-1.5), ("random", 1): run(-0.7), ("random", 2): run(-1.0)})
     versus = study.opnas_vs_random(found)
     assert versus["seeds"] == [0, 1, 2] and versus["per_seed"] == pytest.approx([0.5, 0.2, 0.2])
     assert versus["difference"] == pytest.approx(0.3) and versus["ci95"][0] < 0.3 < versus["ci95"][1]
-    one = outcome({("op-priority", 0): [(START, -1.0, True)], ("random", 0): [(START, -1.5, True)]})
+    with_start = study.opnas_vs_random(found, proposed_only=False)  # both keep the start: 0 by construction
+    assert with_start["per_seed"] == [0.0, 0.0, 0.0] and with_start["ci95"] == [0.0, 0.0]
+    one = outcome({("op-priority", 0): run(-1.0), ("random", 0): run(-1.5)})
     assert study.opnas_vs_random(one)["ci95"] is None and study.opnas_vs_random(one)["reason"]
 
 

@@ -16,10 +16,11 @@ from .modeling import (
     AutoBertZeroForQuestionAnswering,
     AutoBertZeroForSequenceClassification,
     AutoBertZeroModel,
+    published_config,
     register_auto_classes,
 )
 
 register_auto_classes()
 
 __all__ = ["AutoBertZeroConfig", "AutoBertZeroModel", "AutoBertZeroForSequenceClassification",
-           "AutoBertZeroForQuestionAnswering"]
+           "AutoBertZeroForQuestionAnswering", "published_config"]

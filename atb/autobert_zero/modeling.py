@@ -39,7 +39,7 @@ from ..modeling import (
 )
 from .conv import CONV_TYPES, ConvMixer, check_kernel
 from .graph import Node, evaluate, inputs_used, problems
-from .space import AttentionLayer, ConvLayer, LayerSpec, parse_layer, standard_candidate
+from .space import AttentionLayer, ConvLayer, LayerSpec, parse_layer, published_candidate, standard_candidate
 
 PROJECTIONS = {"Q": "query", "K": "key", "V": "value"}  # graph leaf -> projection (X needs none)
 
@@ -196,3 +196,14 @@ def count_parameters(config: AutoBertZeroConfig) -> int:
     no formula to keep in step with the code)."""
     with torch.device("meta"):
         return sum(p.numel() for p in AutoBertZeroModel(config).parameters())
+
+
+def published_config(**overrides) -> AutoBertZeroConfig:
+    """The published AutoBERT-Zero (the zoo entry): its layer pattern (:func:`.space.published_candidate`: convolutions
+    of kernels 65, 9, 3, 7, 7, 3 alternating with its searched attention graphs) at BERT-base's size by default (12
+    layers, hidden 768, 12 heads, FFN 3072), the size the paper reports; ``overrides`` give the size that fits a
+    scale (``num_hidden_layers`` <= 12 keeps the pattern's first layers)."""
+    settings = {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072,
+                **overrides}
+    return AutoBertZeroConfig(**settings, layer_specs=[str(s) for s in
+                                                       published_candidate(settings["num_hidden_layers"])])

@@ -25,7 +25,6 @@ Fine-tuning, seeds, intervals and learning rates are those of notebooks 05-06 (:
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 import torch
 
 from .. import config, stats
-from ..efficientbert.distill import KDProxyFitness, WarmupConfig, warmup_distill
+from ..efficientbert.distill import KDProxyFitness, WarmupConfig, log_cpu_seconds, warmup_distill
 from ..efficientbert.study import develop_candidate
 from ..fitness import heldout_batches
 from ..latency import Protocol
@@ -43,7 +42,6 @@ from ..records import write_dir_atomic, write_json_atomic
 from ..teacher import load_teacher
 from .graph import formula, random_graph
 from .latency import LayerLatencyTable
-from .modeling import AutoBertZeroConfig, count_parameters
 from .search import OpNasConfig, OpNasResult, run_opnas
 from .space import DEFAULT_KERNELS, AttentionLayer, Candidate, ConvLayer, LayerSpec, published_candidate, \
     standard_candidate
@@ -154,17 +152,7 @@ def warm_up(cfg: AutoBertZeroStudyConfig, layout: Layout) -> tuple[AutoBertZeroS
     record = warmup_distill(supernet, load_teacher(cfg.teacher), sample, warm, root / "warmup")
     trained = AutoBertZeroSuperNet.from_pretrained(root / "warmup" / "final").eval()
     return trained, {**record, "teacher": cfg.teacher, "warm_start": getattr(trained.config, "warm_start", None),
-                     "cpu_seconds": warmup_cpu_seconds(root / "warmup")}
-
-
-def warmup_cpu_seconds(run_dir: Path) -> float | None:
-    """A distillation run's process CPU seconds from its log (every step's, so a cached or resumed run still reports
-    its whole cost); None for a log written before CPU seconds were logged."""
-    log = run_dir / "log.jsonl"
-    steps = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-    if not steps or any("cpu_seconds" not in r for r in steps):
-        return None
-    return sum(r["cpu_seconds"] for r in steps)
+                     "cpu_seconds": log_cpu_seconds(root / "warmup")}
 
 
 # ------------------------------------------------------------------------------------------------ search
@@ -189,21 +177,17 @@ class SearchOutcome:
     def best(self, rule: str = "op-priority") -> tuple[int, Any]:
         """The seed and evaluation of the fittest candidate any run of ``rule`` found."""
         return max(((seed, r.best) for (k, seed), r in self.runs.items() if k == rule),
-                   key=lambda pair: fitness_of(pair[1]))
+                   key=lambda pair: pair[1].fitness)
 
-    def best_fitness(self, rule: str) -> dict[int, float]:
-        return {seed: fitness_of(r.best) for (k, seed), r in self.runs.items() if k == rule}
+    def best_fitness(self, rule: str, *, proposed_only: bool = False) -> dict[int, float]:
+        """Per search seed of ``rule``, the best feasible fitness it found; ``proposed_only``: among the candidates
+        the search itself proposed (its shared start, evaluated first by every run, left out)."""
+        start = [str(s) for s in self.start]
+        return {seed: max(e.fitness for e in r.history if e.feasible and not (proposed_only and e.layers == start))
+                for (k, seed), r in self.runs.items() if k == rule}
 
     def cpu_seconds(self, rule: str) -> float:
         return sum(r.cpu_seconds for (k, _), r in self.runs.items() if k == rule)
-
-
-def fitness_of(evaluated: Any) -> float:
-    return evaluated["fitness"] if isinstance(evaluated, dict) else evaluated.fitness
-
-
-def layers_of(evaluated: Any) -> list[str]:
-    return list(evaluated["layers"] if isinstance(evaluated, dict) else evaluated.layers)
 
 
 def search(cfg: AutoBertZeroStudyConfig, layout: Layout, supernet: AutoBertZeroSuperNet,
@@ -225,17 +209,25 @@ def search(cfg: AutoBertZeroStudyConfig, layout: Layout, supernet: AutoBertZeroS
     return SearchOutcome(runs, start, start_ms, limit, table)
 
 
-def opnas_vs_random(outcome: SearchOutcome) -> dict:
+def opnas_vs_random(outcome: SearchOutcome, *, proposed_only: bool = True) -> dict:
     """OP-NAS minus random mutation, best fitness per search seed (paired by seed, equal evaluations): the mean and a
     Student-t 95 % interval over seeds (:func:`atb.stats.t_interval`; with a handful of seeds a bootstrap's
-    percentile interval is too narrow)."""
-    opnas, plain = outcome.best_fitness("op-priority"), outcome.best_fitness("random")
+    percentile interval is too narrow).
+
+    ``proposed_only`` (claim 11's measure): the best of the candidates each search *proposed*, its start left out.
+    Both rules evaluate the same start first; when neither beats it (at mini: the warm start's own standard
+    attention), the best-including-start difference is 0 by construction and says nothing about the rules."""
+    opnas = outcome.best_fitness("op-priority", proposed_only=proposed_only)
+    plain = outcome.best_fitness("random", proposed_only=proposed_only)
     seeds = sorted(opnas.keys() & plain.keys())
     differences = [opnas[s] - plain[s] for s in seeds]
+    measure = "best fitness of the proposed candidates" if proposed_only else "best fitness, start included"
     if len(differences) < 2:
         return {"difference": sum(differences) / len(differences) if differences else None, "ci95": None,
-                "n": len(differences), "seeds": seeds, "reason": "fewer than 2 search seeds: no interval"}
-    return {**stats.t_interval(differences).to_dict(), "seeds": seeds, "per_seed": differences, "reason": None}
+                "n": len(differences), "seeds": seeds, "per_seed": differences, "measure": measure,
+                "reason": "fewer than 2 search seeds: no interval"}
+    return {**stats.t_interval(differences).to_dict(), "seeds": seeds, "per_seed": differences, "measure": measure,
+            "reason": None}
 
 
 def developed_pick(outcome: SearchOutcome) -> dict:
@@ -244,15 +236,15 @@ def developed_pick(outcome: SearchOutcome) -> dict:
     comparison tests whether the search's best hybrid also wins downstream (``best_is_start`` says so)."""
     start = [str(s) for s in outcome.start]
     seed, best = outcome.best("op-priority")
-    if layers_of(best) != start:
-        return {"layers": layers_of(best), "fitness": fitness_of(best), "seed": seed, "best_is_start": False}
+    if best.layers != start:
+        return {"layers": best.layers, "fitness": best.fitness, "seed": seed, "best_is_start": False}
     new = [(s, e) for (rule, s), r in outcome.runs.items() if rule == "op-priority" for e in r.history
-           if e.feasible and layers_of(e) != start]
+           if e.feasible and e.layers != start]
     if not new:
-        return {"layers": start, "fitness": fitness_of(best), "seed": seed, "best_is_start": True}
-    seed, pick = max(new, key=lambda pair: fitness_of(pair[1]))
-    return {"layers": layers_of(pick), "fitness": fitness_of(pick), "seed": seed, "best_is_start": True,
-            "start_fitness": fitness_of(best)}
+        return {"layers": start, "fitness": best.fitness, "seed": seed, "best_is_start": True}
+    seed, pick = max(new, key=lambda pair: pair[1].fitness)
+    return {"layers": pick.layers, "fitness": pick.fitness, "seed": seed, "best_is_start": True,
+            "start_fitness": best.fitness}
 
 
 def search_curves(outcome: SearchOutcome):
@@ -328,7 +320,7 @@ def development_cpu_seconds(model: dict, outcome: SearchOutcome, pick: dict) -> 
     """A developed model's own cost in process CPU seconds: its search (the searched model: the OP-NAS run it came
     from; the baselines none) and its further distillation. The warm-up, shared by every candidate, is recorded
     once beside them (``warmup.cpu_seconds``)."""
-    further = warmup_cpu_seconds(Path(model["model_dir"]).parent / "train")
+    further = log_cpu_seconds(Path(model["model_dir"]).parent / "train")
     if further is None:
         return None
     search_cost = outcome.runs[("op-priority", pick["seed"])].cpu_seconds if model["name"] == SEARCHED else 0.0
@@ -344,21 +336,6 @@ def candidates_to_develop(cfg: AutoBertZeroStudyConfig, supernet: AutoBertZeroSu
               PUBLISHED: published_candidate(layers)}
     names = {"searched": SEARCHED, "standard": STANDARD, "published": PUBLISHED}
     return {names[k]: chosen[names[k]] for k in cfg.develop}
-
-
-# ------------------------------------------------------------------------------------------------ published
-def published_config(**overrides) -> AutoBertZeroConfig:
-    """The published AutoBERT-Zero pattern (:func:`.space.published_candidate`) as a zoo entry: by default at
-    BERT-base's size (12 layers, hidden 768, 12 heads, FFN 3072), the size the paper reports; ``overrides`` give the
-    size that fits a scale (``num_hidden_layers`` <= 12 keeps the pattern's first layers)."""
-    settings = {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072,
-                **overrides}
-    return AutoBertZeroConfig(**settings, layer_specs=[str(s) for s in
-                                                       published_candidate(settings["num_hidden_layers"])])
-
-
-def published_params(**overrides) -> int:
-    return count_parameters(published_config(**overrides))
 
 
 def save_record(layout: Layout, record: dict) -> Path:

@@ -194,6 +194,16 @@ def warmup_distill(supernet: EfficientBertSuperNet, teacher: Teacher, sample: Ca
             "loss_last": sum(tail) / len(tail) if tail else None, "seconds": time.perf_counter() - start}
 
 
+def log_cpu_seconds(run_dir: str | Path) -> float | None:
+    """A distillation run's process CPU seconds, summed over its log's steps (so a cached or resumed run still
+    reports its whole cost); None for a log written before CPU seconds were logged, or no log."""
+    log = Path(run_dir) / "log.jsonl"
+    steps = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    if not steps or any("cpu_seconds" not in r for r in steps):
+        return None
+    return sum(r["cpu_seconds"] for r in steps)
+
+
 # ------------------------------------------------------------------------------------------------ fitness
 @dataclass
 class KDProxyFitness:

@@ -35,7 +35,7 @@ from ..fitness import heldout_batches
 from ..layout import Layout
 from ..records import write_dir_atomic, write_json_atomic
 from ..teacher import load_teacher
-from .distill import KDProxyFitness, WarmupConfig, warmup_distill
+from .distill import KDProxyFitness, WarmupConfig, log_cpu_seconds, warmup_distill
 from .expression import BERT_FFN
 from .search import ExpressionSearchConfig, SearchResult, random_proposal, run_search
 from .supernet import Candidate, EfficientBertSuperNet, candidate_params, supernet_config, uniform_candidate, \
@@ -133,7 +133,8 @@ def warm_up(cfg: EfficientBertStudyConfig, layout: Layout) -> tuple[EfficientBer
     teacher = load_teacher(cfg.teacher)
     record = warmup_distill(supernet, teacher, sample, cfg.warmup_config(), root / "warmup")
     trained = EfficientBertSuperNet.from_pretrained(root / "warmup" / "final").eval()
-    return trained, {**record, "teacher": cfg.teacher, "warm_start": getattr(trained.config, "warm_start", None)}
+    return trained, {**record, "teacher": cfg.teacher, "warm_start": getattr(trained.config, "warm_start", None),
+                     "cpu_seconds": log_cpu_seconds(root / "warmup")}
 
 
 def proxy_fitness(cfg: EfficientBertStudyConfig, supernet: EfficientBertSuperNet, name: str) -> KDProxyFitness:
@@ -215,7 +216,7 @@ def develop_candidate(supernet, candidate, root: Path, *, teacher: str, warm: Wa
                               "initialisation, never pre-trained; fine-tuned like the developed model. Not a model to "
                               f"use.\n\n{layers}\n")
     return {"model_dir": str(model_dir), "control_dir": str(control_dir), "finetune_dir": str(root / "finetune"),
-            "further_training": {**record, "steps": further_steps}}
+            "further_training": {**record, "steps": further_steps, "cpu_seconds": log_cpu_seconds(root / "train")}}
 
 
 def develop(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBertSuperNet, name: str,
