@@ -49,7 +49,8 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 
-METHOD_MARKERS = {"evolved": "o", "fast": "^", "default-rule": "s", "searched": "D", "plain-gelu": "P"}
+METHOD_MARKERS = {"evolved": "o", "fast": "^", "default-rule": "s", "searched": "D", "plain-gelu": "P",
+                  "standard-attention": "X", "published-pattern": "*"}
 
 
 def plot_with_controls(ax, points: pd.DataFrame, y: str, *, control: str | None = None, lo: str | None = None,

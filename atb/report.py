@@ -465,9 +465,13 @@ def claim_opnas(records: dict) -> dict:
                       reason="notebook 09 has not run")
     search = record["search"]
     versus = search.get("opnas_vs_random") or {}
-    ours = (_interval_text({**versus, "pairs": None}, "OP-NAS minus random mutation") +
-            f"; seeds {versus.get('seeds')}; CPU seconds {search['cpu_seconds']:.0f} vs "
-            f"{search['random_mutation']['cpu_seconds']:.0f}")
+    if versus.get("ci95"):  # fitness differences are small numbers: four decimals, not the GLUE points' two
+        lo, hi = versus["ci95"]
+        ours = f"OP-NAS minus random mutation {versus['difference']:+.4f} [{lo:+.4f}, {hi:+.4f}] (95 % CI, n = {versus['n']})"
+    else:
+        ours = _interval_text(versus, "OP-NAS minus random mutation")
+    ours += (f"; seeds {versus.get('seeds')}; CPU seconds {search['cpu_seconds']:.0f} vs "
+             f"{search['random_mutation']['cpu_seconds']:.0f}")
     if _scale(records) == "smoke":
         verdict, reason = NOT_TESTABLE, "the smoke scale's toy searches only show that the pipeline runs"
     elif versus.get("ci95") is None:
