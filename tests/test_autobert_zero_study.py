@@ -53,11 +53,13 @@ def test_opnas_vs_random_is_paired_by_seed_with_a_t_interval_over_the_proposed_c
     assert study.opnas_vs_random(one)["ci95"] is None and study.opnas_vs_random(one)["reason"]
 
 
-def test_search_curves_track_the_best_feasible_fitness_so_far():
-    found = outcome({("op-priority", 0): [(START, -2.0, True), (OTHER, -0.1, False), (HYBRID, -1.0, True)]})
+def test_search_curves_track_the_best_feasible_proposed_fitness_so_far():
+    found = outcome({("op-priority", 0): [(START, -0.5, True), (OTHER, -0.1, False), (HYBRID, -1.0, True),
+                                          (OTHER, -2.0, True), (OTHER, -0.7, True)]})
     curve = study.search_curves(found)
-    assert curve["best fitness so far"].tolist() == [-2.0, -2.0, -1.0]
-    assert curve["evaluations"].tolist() == [1, 2, 3]
+    assert curve["best proposed so far"].tolist()[2:] == [-1.0, -1.0, -0.7]  # the start and the infeasible left out
+    assert curve["best proposed so far"].iloc[:2].isna().all()
+    assert curve["evaluations"].tolist() == [1, 2, 3, 4, 5]
 
 
 def test_development_cost_counts_the_search_only_for_the_searched_model(tmp_path):
