@@ -428,6 +428,18 @@ class Evaluator:
 
 
 # ------------------------------------------------------------------------------------------- log
+def header_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """The keys whose values differ between two log headers, nested ones dotted (``config.seed``): what a refused
+    resume names (EfficientBERT's and AutoBERT-Zero's searches)."""
+    found = []
+    for k in sorted(a.keys() | b.keys()):
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            found += header_differences(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            found.append(f"{prefix}{k}")
+    return found
+
+
 def read_search_log(path: str | Path) -> tuple[dict | None, list[dict]]:
     """``(header, evaluation records)`` of a search log; a line cut off by a kill is dropped from the file."""
     path = Path(path)

@@ -50,7 +50,7 @@ from typing import Any
 
 from ..records import write_json_atomic, write_text_atomic
 from ..sampler import step_rng
-from ..search import describe_fitness, evaluate, read_search_log, roulette
+from ..search import describe_fitness, evaluate, header_differences, read_search_log, roulette
 from .graph import MAX_NODES, OPS, ChooseOp, MutationFailed, uniform_op
 from .space import (
     SWITCH_PROB, Candidate, LayerSpec, candidate_key, candidate_problems, candidate_strings, mutate_candidate,
@@ -200,17 +200,6 @@ class OpNasRecord:
                    r.get("details") or {})
 
 
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """The keys whose values differ, nested ones dotted (``config.seed``)."""
-    found = []
-    for k in sorted(a.keys() | b.keys()):
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            found += _differences(a[k], b[k], f"{prefix}{k}.")
-        elif a.get(k) != b.get(k):
-            found.append(f"{prefix}{k}")
-    return found
-
-
 class _Log:
     """The append-only JSONL log: a header line (written atomically), then one flushed line per evaluation."""
 
@@ -221,7 +210,7 @@ class _Log:
         if stored is None:
             write_text_atomic(self.path, json.dumps({"header": header}) + "\n")
         elif stored != header:
-            raise ValueError(f"{self.path} logs a different OP-NAS search (differs in {_differences(stored, header)}): "
+            raise ValueError(f"{self.path} logs a different OP-NAS search (differs in {header_differences(stored, header)}): "
                              "resuming it would mix candidates of two searches; delete it or choose another log path")
         self.records: dict[int, dict] = {r["index"]: r for r in rows}
 

@@ -75,7 +75,7 @@ from sklearn.linear_model import LogisticRegression
 
 from ..records import write_json_atomic, write_text_atomic
 from ..sampler import step_rng
-from ..search import describe_fitness, evaluate, read_search_log, roulette
+from ..search import describe_fitness, evaluate, header_differences, read_search_log, roulette
 from .expression import (
     ACTIVATIONS, BINARY, INPUT, LINEAR, MAX_HEIGHT, MIN_HEIGHT, RATIOS, STACKS, Expr, LayerFFN, function_hash,
     mutate, parse, problems,
@@ -229,17 +229,6 @@ class Evaluated:
                    r["source"], r["in_range"], r["seconds"], r["cpu_seconds"], r.get("details") or {})
 
 
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """The keys whose values differ, nested ones dotted (``config.seed``)."""
-    found = []
-    for k in sorted(a.keys() | b.keys()):
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            found += _differences(a[k], b[k], f"{prefix}{k}.")
-        elif a.get(k) != b.get(k):
-            found.append(f"{prefix}{k}")
-    return found
-
-
 class _StageLog:
     """The append-only JSONL record of one stage: a header line, then one line per evaluation (the layout of
     :class:`atb.search.SearchLog`, whose reader drops a line cut off by a kill)."""
@@ -251,7 +240,7 @@ class _StageLog:
         if stored is None:
             write_text_atomic(self.path, json.dumps({"header": header}) + "\n")
         elif stored != header:
-            differ = _differences(stored, header)
+            differ = header_differences(stored, header)
             raise ValueError(f"{self.path} logs a different search (differs in {differ}): resuming it would mix "
                              "candidates of two searches; delete the file or choose another log directory")
         self.records: dict[str, dict] = {", ".join(r["expressions"]): r for r in rows}
