@@ -48,7 +48,7 @@ import multiprocessing
 import random
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +62,7 @@ from tqdm.auto import tqdm
 from .latency import is_feasible, latency_window
 from . import config
 from .latency_predictor import LatencyFn, predict_latency
-from .records import machine_info
+from .records import machine_info, write_text_atomic
 from .sampler import step_rng
 from .space import STEP_FIELDS, Arch, Range, SearchSpace
 
@@ -466,25 +466,28 @@ def read_search_log(path: str | Path) -> tuple[dict | None, list[dict]]:
 
 
 class SearchLog:
-    """The append-only JSONL record of one search: a header line, then one line per evaluated candidate."""
+    """The append-only JSONL record of one search: a header line (written atomically), then one flushed line per
+    evaluated candidate, its record kept under ``key(record)`` (default: the architecture; EfficientBERT's and
+    AutoBERT-Zero's searches key theirs by candidate string or evaluation index). A log whose header differs is
+    refused, naming the differing keys."""
 
-    def __init__(self, path: str | Path, header: dict):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, header: dict, key: Callable[[dict], Any] = lambda r: Arch.parse(r["arch"])):
+        self.path, self.key = Path(path), key
         header = json.loads(json.dumps(header, default=str))  # compare what a reread would see
         stored, rows = read_search_log(self.path)
         if stored is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"header": header}) + "\n")
+            write_text_atomic(self.path, json.dumps({"header": header}) + "\n")
         elif stored != header:
-            differ = sorted(k for k in header.keys() | stored.keys() if header.get(k) != stored.get(k))
-            raise ValueError(f"{self.path} logs a different search (differs in {differ}): resuming it would mix "
-                             "candidates of two searches; delete the file or choose another log path")
-        self.records: dict[Arch, dict] = {Arch.parse(r["arch"]): r for r in rows}
+            raise ValueError(f"{self.path} logs a different search (differs in {header_differences(stored, header)}): "
+                             "resuming it would mix candidates of two searches; delete the file or choose another "
+                             "log path")
+        self.records: dict[Any, dict] = {key(r): r for r in rows}
 
-    def append(self, candidate: Candidate) -> None:
+    def append(self, record: dict) -> None:
         with self.path.open("a") as f:
-            f.write(json.dumps(candidate.record()) + "\n")
-        self.records[candidate.arch] = candidate.record()
+            f.write(json.dumps(record, default=str) + "\n")
+            f.flush()
+        self.records[self.key(record)] = record
 
 
 # ---------------------------------------------------------------------------------------- result
@@ -602,7 +605,7 @@ def _evaluate_generation(generation: int, archs: Sequence[Arch], pool: Candidate
         i = todo[j]
         candidate = Candidate(archs[i], result.fitness, generation, i, pool.latency_ms[archs[i]], result.seconds,
                               result.cpu_seconds, result.details)
-        log.append(candidate)
+        log.append(candidate.record())
         done[i] = candidate
         bar.update(1)
         bar.set_postfix(best=f"{max(c.fitness for c in done.values()):.4g}")

@@ -38,7 +38,6 @@ and an interrupted run, resumed, has exactly the uninterrupted run's history.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import statistics
@@ -48,9 +47,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..records import write_json_atomic, write_text_atomic
+from ..records import write_json_atomic
 from ..sampler import step_rng
-from ..search import describe_fitness, evaluate, header_differences, read_search_log, roulette
+from ..search import SearchLog, describe_fitness, evaluate, roulette
 from .graph import MAX_NODES, OPS, ChooseOp, MutationFailed, uniform_op
 from .space import (
     SWITCH_PROB, Candidate, LayerSpec, candidate_key, candidate_problems, candidate_strings, mutate_candidate,
@@ -200,27 +199,6 @@ class OpNasRecord:
                    r.get("details") or {})
 
 
-class _Log:
-    """The append-only JSONL log: a header line (written atomically), then one flushed line per evaluation."""
-
-    def __init__(self, path: str | Path, header: dict):
-        self.path = Path(path)
-        header = json.loads(json.dumps(header, default=str))  # compare what a reread would see
-        stored, rows = read_search_log(self.path)
-        if stored is None:
-            write_text_atomic(self.path, json.dumps({"header": header}) + "\n")
-        elif stored != header:
-            raise ValueError(f"{self.path} logs a different OP-NAS search (differs in {header_differences(stored, header)}): "
-                             "resuming it would mix candidates of two searches; delete it or choose another log path")
-        self.records: dict[int, dict] = {r["index"]: r for r in rows}
-
-    def append(self, record: OpNasRecord) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record.record(), default=str) + "\n")
-            f.flush()
-        self.records[record.index] = record.record()
-
-
 # ---------------------------------------------------------------------------------------------- search
 @dataclass
 class _Proposal:
@@ -338,8 +316,8 @@ def run_opnas(start: Sequence[LayerSpec], fitness: Fitness, latency_fn: LatencyF
     if describe is None:
         describe = {"fitness": describe_fitness(fitness), "latency": describe_fitness(latency_fn)}
     config = {k: v for k, v in asdict(cfg).items() if k != "evaluations"}  # more evaluations extend a search
-    log = _Log(log_path, {"config": config, "start": candidate_strings(start), "kernels": list(kernels),
-                          "describe": describe})
+    log = SearchLog(log_path, {"config": config, "start": candidate_strings(start), "kernels": list(kernels),
+                          "describe": describe}, key=lambda r: r["index"])
     state = _OpNas(start, latency_fn, cfg, kernels)
     replayed, exhausted = 0, False
     for i in range(cfg.evaluations):
@@ -361,7 +339,7 @@ def run_opnas(start: Sequence[LayerSpec], fitness: Fitness, latency_fn: LatencyF
                                                 label=f"[{', '.join(candidate_strings(proposal.candidate))}]")
         record = OpNasRecord(i, proposal.candidate, value, latency, cfg.feasible(latency), proposal.source,
                              proposal.parent, proposal.op, proposal.rejected, seconds, cpu, details)
-        log.append(record)
+        log.append(record.record())
         state.add(record)
     best = state.ranked()[0]
     return OpNasResult(state.history, best, state.priority.to_dict(), sum(r.cpu_seconds for r in state.history),

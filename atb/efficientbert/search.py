@@ -60,7 +60,6 @@ still counts the evaluations of the run it resumes.
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import random
 import warnings
@@ -73,9 +72,9 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from ..records import write_json_atomic, write_text_atomic
+from ..records import write_json_atomic
 from ..sampler import step_rng
-from ..search import describe_fitness, evaluate, header_differences, read_search_log, roulette
+from ..search import SearchLog, describe_fitness, evaluate, roulette
 from .expression import (
     ACTIVATIONS, BINARY, INPUT, LINEAR, MAX_HEIGHT, MIN_HEIGHT, RATIOS, STACKS, Expr, LayerFFN, function_hash,
     mutate, parse, problems,
@@ -227,29 +226,6 @@ class Evaluated:
     def from_record(cls, r: dict) -> Evaluated:
         return cls(parse_candidate(r["expressions"]), r["fitness"], r["params"], r["hash"], r["round"], r["index"],
                    r["source"], r["in_range"], r["seconds"], r["cpu_seconds"], r.get("details") or {})
-
-
-class _StageLog:
-    """The append-only JSONL record of one stage: a header line, then one line per evaluation (the layout of
-    :class:`atb.search.SearchLog`, whose reader drops a line cut off by a kill)."""
-
-    def __init__(self, path: str | Path, header: dict):
-        self.path = Path(path)
-        header = json.loads(json.dumps(header, default=str))  # compare what a reread would see
-        stored, rows = read_search_log(self.path)
-        if stored is None:
-            write_text_atomic(self.path, json.dumps({"header": header}) + "\n")
-        elif stored != header:
-            differ = header_differences(stored, header)
-            raise ValueError(f"{self.path} logs a different search (differs in {differ}): resuming it would mix "
-                             "candidates of two searches; delete the file or choose another log directory")
-        self.records: dict[str, dict] = {", ".join(r["expressions"]): r for r in rows}
-
-    def append(self, evaluated: Evaluated) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(evaluated.record(), default=str) + "\n")
-            f.flush()
-        self.records[format_candidate(evaluated.candidate)] = evaluated.record()
 
 
 # -------------------------------------------------------------------------------------- what a stage moves
@@ -506,12 +482,12 @@ def run_stage(stage: int, start: Sequence[LayerFFN], fitness: Fitness, params_fn
         for layer in choices]
     if len(exprs) != len(start) or not all(exprs):
         raise ValueError(f"choices need a non-empty list of expressions for each of the {len(start)} layers")
-    log = _StageLog(log_path, {
+    log = SearchLog(log_path, {
         "stage": stage, "start": candidate_strings(start), "start_params": _count(params_fn(start)),
         "choices": [[str(e) for e in layer] for layer in exprs] if stage == 3 else None,
         "fitness": describe_fitness(fitness), "params_fn": describe_fitness(params_fn),
         "config": {k: v for k, v in asdict(cfg).items() if k != "samples"},  # more samples extend a stage
-    })
+    }, key=lambda r: ", ".join(r["expressions"]))
     state = _Stage(stage, start, params_fn, cfg, exprs)
     replayed, round_ = 0, 0
     while len(state.history) < cfg.samples[stage - 1] and not state.exhausted:
@@ -530,7 +506,7 @@ def run_stage(stage: int, start: Sequence[LayerFFN], fitness: Fitness, params_fn
             params = _count(params_fn(candidate))
             evaluated = Evaluated(candidate, value, params, state.hash(candidate), round_, index, source,
                                   cfg.in_range(params), seconds, cpu, details)
-            log.append(evaluated)
+            log.append(evaluated.record())
             state.history.append(evaluated)
         round_ += 1
     ranked = _ranked(state.history)

@@ -205,13 +205,13 @@ def develop_candidate(supernet, candidate, root: Path, *, teacher: str, warm: Wa
     record = warmup_distill(point, load_teacher(teacher), lambda step: candidate, further, root / "train")
     model_dir, control_dir = root / "final", root / "control"
     title = f"# {root.name}\n\n"
+    model = point.extract(candidate).eval()
     if not (model_dir / "config.json").exists():
-        export_with_tokenizer(point.extract(candidate).eval(), model_dir, f"{title}{card}\n\n{layers}\n")
+        export_with_tokenizer(model, model_dir, f"{title}{card}\n\n{layers}\n")
     if not (control_dir / "config.json").exists():
-        model_class = type(point.extract(candidate))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(CONTROL_SEED)
-            control = model_class(point.candidate_config(candidate)).eval()
+            control = type(model)(point.candidate_config(candidate)).eval()
         export_with_tokenizer(control, control_dir, f"{title}**Untrained control**: this configuration at random "
                               "initialisation, never pre-trained; fine-tuned like the developed model. Not a model to "
                               f"use.\n\n{layers}\n")
