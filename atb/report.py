@@ -7,7 +7,8 @@ For each claim of the notes (§9) it puts the paper's number beside this study's
 were produced at, and a verdict computed by the rules below from the records alone:
 
 * ``not testable``: the records needed are missing, or the scale is ``smoke`` (CI's toy models, whose numbers only
-  show that the pipeline runs), or there is nothing to compare (no pairs);
+  show that the pipeline runs; this holds for every claim, timings included), or there is nothing to compare (no
+  pairs), or the design could not have come out either way (below: claims 9-11);
 * **comparisons of models are decided from a 95 % interval** (:func:`atb.stats.verdict`): claim 0 (the developed
   models learned from pre-training: each against an untrained model of its shape, fine-tuned with the same budgets
   and seeds), claim 2 (searched vs default-rule), claim 4 (KD vs MLM) and the quality half of claim 5 (fast vs
@@ -27,11 +28,20 @@ were produced at, and a verdict computed by the rules below from the records alo
   efficient rule, ``partly`` when their d_f/d_m is nearer the efficient rule's 1.6-1.9 than BERT's 4 on average;
 * claim 6 (ranking): Kendall's tau between inherited-weight and further-trained fitness, with a 95 % interval from
   resampling the architectures (:func:`atb.stats.kendall_tau_interval`); ``not testable`` while it contains 0;
-* claims 7-9 (EfficientBERT, notebook 08): the published model's size and speed ratios by claim 1's 25 % rule; the
-  searched-vs-plain-gelu interval, gated on both models beating their controls;
-* claim 10 (AutoBERT-Zero, notebook 09): the searched hybrid minus the standard-attention backbone (no slower, by the
-  search's latency constraint) on the GLUE average, gated like claim 9; claim 11: OP-NAS minus plain random
-  mutation, best proxy fitness per search seed at equal evaluations, a Student-t interval over seeds.
+* claims 7-8 (EfficientBERT, notebook 08): the published model's size and speed ratios by claim 1's 25 % rule;
+* claim 9 (notebook 08): the searched model minus plain gelu, and claim 10 (notebook 09): the searched hybrid minus
+  the standard-attention backbone (no slower, by the search's latency constraint), both on the GLUE average's
+  interval, gated on both models beating their untrained controls and on a design that could have come out either
+  way (:func:`design_problem`), else ``not testable``: the record predates the searched model's ``changes`` field;
+  the searched model changes nothing the claim is about (claim 9: no FFN expression differs from plain gelu's,
+  sizes aside; claim 10: no convolution layer, not a hybrid; or the search found no hybrid within its budget);
+  it is the search's start itself (``developed_pick.is_start``); or it was picked by a proxy that is the distance
+  to the start by construction (``proxy_is_distance_to_start``: the teacher is the warm start's source, so no new
+  operator can win on it) rather than by the rerank (``picked_by == "rerank"``: a short fine-tune on held-out train
+  examples);
+* claim 11 (notebook 09): OP-NAS minus plain random mutation, the best fitness per search seed at equal
+  evaluations (the record's ``fitness``: the proxy or the rerank), a Student-t interval over at least 5 search
+  seeds (fewer: ``not testable``).
 
 ``report.json`` holds, per claim, ``{"claim", "verdict", "measure", "difference", "ci95", "n", "reason"}``
 (``difference`` / ``ci95`` / ``n`` ``null`` where a claim has no interval, and ``reason`` says why).
@@ -43,6 +53,7 @@ import argparse
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +70,8 @@ PARTLY, NOT_REPRODUCED = "partly", "not reproduced"  # the threshold rules of cl
 # Why a comparison has no verdict in records written before seeds and untrained controls existed.
 NO_INTERVALS = "no seeds / controls in these records (rerun at this scale)"
 FAST_TOLERANCE = 1.0  # claim 5: "nearly the same quality" = at most this many GLUE points below the full method
+SMOKE = "the smoke scale's toy models only show that the pipeline runs"  # why no smoke number decides a claim
+MIN_SEARCH_SEEDS = 5  # claim 11: a Student-t interval over fewer search seeds is not read
 FIGURES = ("01_loss_curves.png", "02_latency_speedup.png", "02_latency_predictor.png", "03_search_history.png",
            "03_search_shapes.png", "04_development_cost.png", "07_accuracy_latency.png", "08_accuracy_latency.png",
            "09_search.png", "10_accuracy_latency.png")
@@ -121,7 +134,7 @@ def decide(interval: dict | None, records: dict, *, gate: bool = True, shift: fl
     ``shift``: non-inferiority), or ``not testable`` and why: the smoke scale, records without intervals, no scored
     pairs, or (``gate``) developed models that do not beat their untrained controls (claim 0)."""
     if _scale(records) == "smoke":
-        return NOT_TESTABLE, "the smoke scale's toy models only show that the pipeline runs"
+        return NOT_TESTABLE, SMOKE
     if interval is None:
         return NOT_TESTABLE, NO_INTERVALS
     if interval.get("ci95") is None:
@@ -163,6 +176,8 @@ def claim_speedups(records: dict) -> dict:
     if movement:
         ours += (f"; timed twice, the speedups moved by {100 * movement['median_abs']:.1f} % (median), at most "
                  f"{100 * movement['max_abs']:.1f} %")
+    if _scale(records) == "smoke":  # toy models: like every smoke number, their timings decide nothing
+        return _claim(1, claim, paper, ours, NOT_TESTABLE, measure=measure, reason=SMOKE)
     if agreement["spearman"] >= 0.8 and abs(agreement["mean_ratio"] - 1) <= 0.25:
         verdict = REPRODUCED
     elif agreement["spearman"] >= 0.8:
@@ -320,7 +335,7 @@ def claim_ranking(records: dict) -> dict:
     if len(proxy.get("proxy") or []) >= 3 and (other := _tau_interval(proxy["proxy"], proxy["paper"])) is not None:
         ours += (f"; proxy vs paper fitness tau {other.difference:.2f} [{other.ci95[0]:+.2f}, {other.ci95[1]:+.2f}]")
     if search.get("scale") == "smoke":
-        verdict, reason = NOT_TESTABLE, "the smoke scale's toy models only show that the pipeline runs"
+        verdict, reason = NOT_TESTABLE, SMOKE
     else:
         verdict = stats.verdict(tau)
         reason = "the interval of tau contains 0" if verdict == NOT_TESTABLE else None
@@ -381,9 +396,88 @@ def claim_efficientbert_speed(records: dict) -> dict:
                         "faster", records)
 
 
+# ------------------------------------------------------------------------ searched vs baseline (claims 9, 10)
+@dataclass(frozen=True)
+class SearchDesign:
+    """What a searched-vs-baseline comparison (claims 9 and 10) needs before its interval can decide it: the
+    ``notebook`` whose record holds it, the ``searched`` and ``baseline`` models' names (those of
+    ``atb.efficientbert.study`` / ``atb.autobert_zero.study``; a test checks), the key of the searched model's
+    ``changes`` that must not be empty (what the claim is about), and why an empty one tests nothing."""
+    notebook: str
+    searched: str
+    baseline: str
+    change: str
+    unchanged: str
+
+
+EFFICIENTBERT_SEARCH = SearchDesign(
+    "08", "efficientbert-searched", "efficientbert-gelu", "expressions",
+    "the developed 'searched' model changes no FFN expression against plain gelu: it tests nothing about expressions")
+AUTOBERT_ZERO_SEARCH = SearchDesign(
+    "09", "autobert-zero-searched", "autobert-zero-standard", "convolution_layers",
+    "the developed 'searched' model has no convolution layer: it is not a hybrid")
+IS_START = "the 'searched' model is the search's start itself"
+DISTANCE_PROXY = ("the model was picked by a proxy that is the distance to the start by construction (the teacher is "
+                  "the warm start's source), so no new operator can win on it")
+PICKED_BY = {"rerank": "the rerank (a short fine-tune on held-out train examples)", "proxy": "the proxy (KD loss)"}
+
+
+def design_problem(record: dict, design: SearchDesign) -> str | None:
+    """Why ``record``'s searched-vs-baseline comparison could not have come out either way, or ``None`` if it could:
+    no searched model (the search's own ``reason``, e.g. no hybrid within the budget), a record that predates the
+    ``changes`` field, a searched model that changes nothing the claim is about, the search's start itself, or a
+    model picked by a proxy that is the distance to the start by construction (unless the rerank picked it)."""
+    search = record.get("search") or {}
+    pick = search.get("developed_pick") or {}
+    searched = (record.get("models") or {}).get(design.searched)
+    if searched is None:
+        return pick.get("reason") or f"the record holds no '{design.searched}' model"
+    if "changes" not in searched:
+        return (f"the record predates the `changes` field, so it cannot show that the searched model holds what the "
+                f"claim is about (rerun notebook {design.notebook})")
+    if not (searched["changes"] or {}).get(design.change):
+        return design.unchanged
+    if pick.get("is_start"):
+        return IS_START
+    if pick.get("picked_by") != "rerank" and search.get("proxy_is_distance_to_start"):
+        return DISTANCE_PROXY
+    return None
+
+
+def searched_verdict(records: dict, record: dict, versus: dict | None, design: SearchDesign) -> tuple[str, str | None]:
+    """``(verdict, reason)`` of claim 9 or 10 from the searched-minus-baseline interval ``versus``: ``not testable``
+    at the smoke scale, for a design problem (:func:`design_problem`), without an interval, or unless both models
+    beat their untrained controls (else their difference does not measure what they learned); then the interval's
+    verdict."""
+    if _scale(records) == "smoke":
+        return NOT_TESTABLE, SMOKE
+    if (problem := design_problem(record, design)) is not None:
+        return NOT_TESTABLE, problem
+    if versus is None or versus.get("ci95") is None:
+        return NOT_TESTABLE, (versus or {}).get("reason") or "no scored pair"
+    models = record.get("models") or {}
+    if not all(((models.get(name) or {}).get("vs_control") or {}).get("ci95")
+               and models[name]["vs_control"]["ci95"][0] > 0 for name in (design.searched, design.baseline)):
+        return NOT_TESTABLE, (f"{design.searched} and {design.baseline} do not both beat untrained models of their "
+                              "configuration, so their difference does not measure what they learned")
+    return stats.verdict(_as_interval(versus)), None
+
+
+def _pick_text(pick: dict, start: str) -> list[str]:
+    """What the record says of how the searched model was picked."""
+    parts = []
+    if pick.get("best_is_start"):
+        where = "in the rerank" if pick.get("picked_by") == "rerank" else "on its proxy"
+        parts.append(f"the search's best candidate {where} was its start, {start} itself; 'searched' is its best new "
+                     "candidate")
+    if pick.get("picked_by"):
+        parts.append(f"picked by {PICKED_BY.get(pick['picked_by'], pick['picked_by'])}")
+    return parts
+
+
 def claim_efficientbert_search(records: dict) -> dict:
-    """Decided from notebook 08's paired interval (searched minus plain-gelu, GLUE average), gated like claims 2/4/5:
-    both models must beat their untrained controls, or the difference does not measure what they learned."""
+    """Decided from notebook 08's paired interval (searched minus plain-gelu, GLUE average) by
+    :func:`searched_verdict`: a design that could have come out either way, both models beating their controls."""
     claim = "EfficientBERT: the searched FFN expressions beat BERT's plain gelu FFN at equal size"
     paper = "searched FFNs above BERT's FFN of the same size (EfficientBERT, Table 2)"
     record = _efficientbert(records)
@@ -394,20 +488,8 @@ def claim_efficientbert_search(records: dict) -> dict:
     parts = [_interval_text(versus, "searched minus plain-gelu, GLUE avg")]
     parts += [f"{name} vs its control {m['vs_control']['difference']:+.1f}" for name, m in record["models"].items()
               if (m.get("vs_control") or {}).get("difference") is not None]
-    pick = (record.get("search") or {}).get("developed_pick") or {}
-    if pick.get("best_is_start"):
-        parts.append("the search's best candidate on its proxy was its start, the plain-gelu model itself; "
-                     "'searched' is its best new candidate")
-    if _scale(records) == "smoke":
-        verdict, reason = NOT_TESTABLE, "the smoke scale's toy models only show that the pipeline runs"
-    elif versus is None or versus.get("ci95") is None:
-        verdict, reason = NOT_TESTABLE, (versus or {}).get("reason") or "no scored pair"
-    elif not all((m.get("vs_control") or {}).get("ci95") and m["vs_control"]["ci95"][0] > 0
-                 for m in record["models"].values()):
-        verdict, reason = NOT_TESTABLE, ("the EfficientBERT models do not both beat untrained models of their "
-                                         "configuration, so their difference does not measure what they learned")
-    else:
-        verdict, reason = stats.verdict(_as_interval(versus)), None
+    parts += _pick_text((record.get("search") or {}).get("developed_pick") or {}, "the plain-gelu model")
+    verdict, reason = searched_verdict(records, record, versus, EFFICIENTBERT_SEARCH)
     note = (f"Not testable: {reason}. " if reason else "") + _noise_note(_scale(records))
     return _claim(9, claim, paper, "; ".join(parts), verdict, note.strip(), interval=versus, measure=GLUE_MEASURE,
                   reason=reason)
@@ -416,8 +498,7 @@ def claim_efficientbert_search(records: dict) -> dict:
 # --------------------------------------------------------------------------------------- AutoBERT-Zero
 def claim_autobert_zero_hybrid(records: dict) -> dict:
     """Decided from notebook 09's paired interval (searched hybrid minus the standard-attention backbone, GLUE
-    average; the search's constraint keeps the hybrid no slower), gated like claim 9: both must beat their untrained
-    controls."""
+    average; the search's constraint keeps the hybrid no slower) by :func:`searched_verdict`, like claim 9."""
     claim = "AutoBERT-Zero: the searched hybrid backbone beats a standard-attention backbone of equal latency"
     paper = "+2.4 GLUE (test) over RoBERTa-base at base size (AutoBERT-Zero, Table 2)"
     record = records.get("09")
@@ -425,63 +506,63 @@ def claim_autobert_zero_hybrid(records: dict) -> dict:
         return _claim(10, claim, paper, "notebook 09 has not run", NOT_TESTABLE, measure=GLUE_MEASURE,
                       reason="notebook 09 has not run")
     versus = (record.get("searched_vs_standard") or {}).get("glue")
+    models = record.get("models") or {}
     parts = [_interval_text(versus, "searched minus standard-attention, GLUE avg")]
-    parts += [f"{name} vs its control {m['vs_control']['difference']:+.1f}" for name, m in record["models"].items()
+    parts += [f"{name} vs its control {m['vs_control']['difference']:+.1f}" for name, m in models.items()
               if (m.get("vs_control") or {}).get("difference") is not None]
     published = (record.get("published_vs_standard") or {}).get("glue")
     if published and published.get("ci95"):
         parts.append(_interval_text(published, "the published pattern (at this shape) minus standard-attention, "
                                                "GLUE avg"))
-    speed = {name: m.get("speedup") for name, m in record["models"].items()}
-    parts.append("speedups " + ", ".join(f"{n} {v:.2f}x" for n, v in speed.items() if v is not None))
-    if ((record.get("search") or {}).get("developed_pick") or {}).get("best_is_start"):
-        parts.append("OP-NAS's best candidate on its proxy was its start, the standard-attention backbone itself; "
-                     "'searched' is its best new candidate")
-    paired = {name for pair in (versus or {}).get("pairs") or [] for name in pair}
-    compared = [m for name, m in record["models"].items() if name in paired]
-    if _scale(records) == "smoke":
-        verdict, reason = NOT_TESTABLE, "the smoke scale's toy models only show that the pipeline runs"
-    elif versus is None or versus.get("ci95") is None:
-        verdict, reason = NOT_TESTABLE, (versus or {}).get("reason") or "no scored pair"
-    elif not all((m.get("vs_control") or {}).get("ci95") and m["vs_control"]["ci95"][0] > 0 for m in compared):
-        verdict, reason = NOT_TESTABLE, ("the two backbones do not both beat untrained models of their configuration, "
-                                         "so their difference does not measure what they learned")
-    else:
-        verdict, reason = stats.verdict(_as_interval(versus)), None
+    speed = {name: m.get("speedup") for name, m in models.items()}
+    if any(v is not None for v in speed.values()):
+        parts.append("speedups " + ", ".join(f"{n} {v:.2f}x" for n, v in speed.items() if v is not None))
+    parts += _pick_text((record.get("search") or {}).get("developed_pick") or {}, "the standard-attention backbone")
+    verdict, reason = searched_verdict(records, record, versus, AUTOBERT_ZERO_SEARCH)
     note = (f"Not testable: {reason}. " if reason else "") + _noise_note(_scale(records))
     return _claim(10, claim, paper, "; ".join(parts), verdict, note.strip(), interval=versus, measure=GLUE_MEASURE,
                   reason=reason, extra={"published_vs_standard": published} if published else None)
 
 
+SEARCH_FITNESS = {"rerank": "the rerank fitness (a short fine-tune on held-out train examples)",
+                  "proxy": "the proxy fitness (negated KD loss)"}
+
+
 def claim_opnas(records: dict) -> dict:
-    """OP-NAS minus plain random mutation, best proxy fitness per search seed at equal evaluations, with a Student-t
-    interval over seeds (notebook 09)."""
+    """OP-NAS minus plain random mutation, best fitness per search seed at equal evaluations, with a Student-t
+    interval over at least :data:`MIN_SEARCH_SEEDS` search seeds (notebook 09)."""
     claim = "AutoBERT-Zero: OP-NAS finds fitter backbones than plain random mutation at equal search cost"
     paper = "OP-NAS's search curve above random mutation's (AutoBERT-Zero, Figure 4)"
-    measure = "best proxy fitness of the proposed candidates (negated KD loss)"
     record = records.get("09")
+    search = (record or {}).get("search") or {}
+    versus = search.get("opnas_vs_random") or {}
+    fitness = versus.get("fitness")
+    measure = (f"best {fitness} fitness of the proposed candidates" if fitness else
+               "best proxy fitness of the proposed candidates (negated KD loss)")
     if not record:
         return _claim(11, claim, paper, "notebook 09 has not run", NOT_TESTABLE, measure=measure,
                       reason="notebook 09 has not run")
-    search = record["search"]
-    versus = search.get("opnas_vs_random") or {}
     if versus.get("ci95"):  # fitness differences are small numbers: four decimals, not the GLUE points' two
         lo, hi = versus["ci95"]
         ours = f"OP-NAS minus random mutation {versus['difference']:+.4f} [{lo:+.4f}, {hi:+.4f}] (95 % CI, n = {versus['n']})"
     else:
         ours = _interval_text(versus, "OP-NAS minus random mutation")
+    if fitness:
+        ours += f"; measured on {SEARCH_FITNESS.get(fitness, repr(fitness))}"
     ours += (f"; seeds {versus.get('seeds')}; CPU seconds {search['cpu_seconds']:.0f} vs "
              f"{search['random_mutation']['cpu_seconds']:.0f}")
     if _scale(records) == "smoke":
         verdict, reason = NOT_TESTABLE, "the smoke scale's toy searches only show that the pipeline runs"
     elif versus.get("ci95") is None:
         verdict, reason = NOT_TESTABLE, versus.get("reason") or "no interval"
+    elif (versus.get("n") or 0) < MIN_SEARCH_SEEDS:
+        verdict, reason = NOT_TESTABLE, f"fewer than {MIN_SEARCH_SEEDS} search seeds (n = {versus.get('n')})"
     else:
         verdict, reason = stats.verdict(_as_interval({**versus, "n_boot": 0})), None
     note = ("Equal cost = the same number of evaluated candidates per seed. Measured on the best candidate each "
             "search proposed, the start both evaluate first left out (with it, the difference is 0 whenever neither "
             "beats the start). The interval is over search seeds (Student t), so it speaks for this supernet and "
-            "proxy, not for OP-NAS in general.")
+            "fitness, not for OP-NAS in general.")
     return _claim(11, claim, paper, ours, verdict, (f"Not testable: {reason}. " if reason else "") + note,
                   interval=versus if versus.get("ci95") else None, measure=measure, reason=reason)
 

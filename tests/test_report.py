@@ -290,13 +290,22 @@ def test_the_report_names_the_one_shot_recipe_and_its_effect():
     assert report.recipe_lines({}) == []
 
 
+# A well-designed search comparison (claims 9, 10): the searched model changes what the claim is about, is not the
+# start, and the rerank (a short fine-tune) picked it, so the proxy being the distance to the start does not matter.
+RERANKED = {"picked_by": "rerank", "is_start": False, "best_is_start": False}
+
+
 def _efficientbert_record(params_ratio=7.0, speedup=6.5, versus=(0.5, 2.0), controls=((1.0, 3.0), (0.2, 4.0)),
                           scale="mini"):
+    """A notebook-08 record whose searched model changes the FFN expressions of layers 1 and 3."""
     models = {name: {"vs_control": {"difference": sum(ci) / 2, "ci95": list(ci), "n": 10}}
               for name, ci in zip(("efficientbert-searched", "efficientbert-gelu"), controls)}
+    models["efficientbert-searched"]["changes"] = {"expressions": [1, 3]}
+    models["efficientbert-gelu"]["changes"] = {"expressions": []}
     return {"scale": scale, "models": models,
             "published": {"params": 15.6e6, "params_ratio": params_ratio, "speedup": speedup, "latency_ms": 40.0,
                           "bert_base_ms": 260.0},
+            "search": {"developed_pick": dict(RERANKED), "proxy_is_distance_to_start": True},
             "searched_vs_gelu": {"glue": {"difference": sum(versus) / 2, "ci95": list(versus), "n": 30}}}
 
 
@@ -318,20 +327,26 @@ def test_efficientbert_claims(record, expected):
         assert c["reason"] or c["ci95"] is not None  # a verdict from an interval, or why there is none
 
 
-def _autobert_zero_record(versus=(0.5, 3.0), controls=((2.0, 6.0), (1.0, 5.0)), opnas=(0.01, 0.05), scale="mini"):
-    """A notebook-09 record: the searched-minus-standard interval, each model against its control, OP-NAS minus
-    random mutation over search seeds."""
+def _autobert_zero_record(versus=(0.5, 3.0), controls=((2.0, 6.0), (1.0, 5.0)), opnas=(0.01, 0.05), scale="mini",
+                          seeds=5, fitness=None):
+    """A notebook-09 record: the searched-minus-standard interval, each model against its control (the searched one
+    with convolutions at layers 0 and 2), OP-NAS minus random mutation over ``seeds`` search seeds."""
     names = ("autobert-zero-searched", "autobert-zero-standard")
     models = {name: {"vs_control": {"difference": sum(ci) / 2, "ci95": list(ci), "n": 10}, "speedup": 1.1}
               for name, ci in zip(names, controls)}
+    models["autobert-zero-searched"]["changes"] = {"convolution_layers": [0, 2]}
+    models["autobert-zero-standard"]["changes"] = {"convolution_layers": []}
     interval = None if opnas is None else list(opnas)
+    versus_random = {"difference": None if opnas is None else sum(opnas) / 2, "ci95": interval, "n": seeds,
+                     "seeds": list(range(seeds)), "reason": None if opnas else "fewer than 2 search seeds"}
+    if fitness:
+        versus_random["fitness"] = fitness
     return {"scale": scale, "models": models,
             "searched_vs_standard": {"glue": {"difference": sum(versus) / 2, "ci95": list(versus), "n": 30,
                                               "pairs": [list(names)]}},
             "search": {"cpu_seconds": 10.0, "random_mutation": {"cpu_seconds": 9.0, "best_fitness": -1.0},
-                       "opnas_vs_random": {"difference": None if opnas is None else sum(opnas) / 2, "ci95": interval,
-                                           "n": 5, "seeds": [0, 1, 2, 3, 4],
-                                           "reason": None if opnas else "fewer than 2 search seeds"}}}
+                       "developed_pick": dict(RERANKED), "proxy_is_distance_to_start": True,
+                       "opnas_vs_random": versus_random}}
 
 
 @pytest.mark.parametrize("record, expected", [
@@ -350,3 +365,134 @@ def test_autobert_zero_claims(record, expected):
     assert [c["number"] for c in claims] == [10, 11]
     for c in claims:
         assert c["reason"] or c["ci95"] is not None
+
+
+# ------------------------------------------------- claims 9 and 10: a design that could have come out either way
+SEARCH_CLAIMS = {  # claim -> (its function, its record's builder, the record's key, the design it is checked by)
+    9: (report.claim_efficientbert_search, _efficientbert_record, "08", report.EFFICIENTBERT_SEARCH),
+    10: (report.claim_autobert_zero_hybrid, _autobert_zero_record, "09", report.AUTOBERT_ZERO_SEARCH),
+}
+
+
+def _set(path: str, value):
+    """An edit of a record: set ``value`` at ``path`` ("search.developed_pick.is_start"; "{searched}" / "{baseline}"
+    name the design's models); ``DELETE`` removes the key."""
+    def edit(record: dict, design: report.SearchDesign) -> None:
+        *parents, last = path.format(searched=design.searched, baseline=design.baseline).split(".")
+        target = record
+        for key in parents:
+            target = target[key]
+        if value is DELETE:
+            del target[last]
+        else:
+            target[last] = value
+    return edit
+
+
+def _empty_change(record: dict, design: report.SearchDesign) -> None:
+    record["models"][design.searched]["changes"][design.change] = []
+
+
+DELETE = object()
+KEEP = None  # the reason of a case whose verdict comes from the interval
+PREDATES = "the record predates the `changes` field"
+BELOW_0 = {"difference": -1.75, "ci95": [-3.0, -0.5], "n": 30, "pairs": [["a", "b"]]}
+CONTAINS_0 = {"difference": 0.75, "ci95": [-0.5, 2.0], "n": 30, "pairs": [["a", "b"]]}
+
+
+@pytest.mark.parametrize("number", sorted(SEARCH_CLAIMS))
+@pytest.mark.parametrize("edits,verdict,reason", [
+    ([], R, KEEP),  # well designed, both beat their controls, the interval above 0
+    ([_set("versus", BELOW_0)], report.REFUTED, KEEP),  # ... and below 0: the new gates do not block everything
+    ([_set("versus", CONTAINS_0)], NT, KEEP),
+    ([_set("search.developed_pick.picked_by", "proxy"), _set("search.proxy_is_distance_to_start", False)], R, KEEP),
+    ([_set("search.developed_pick", {}), _set("search.proxy_is_distance_to_start", False)], R, KEEP),
+    ([_set("models.{searched}.changes", DELETE)], NT, PREDATES),
+    ([_set("models.{searched}.changes", DELETE), _set("versus", BELOW_0)], NT, PREDATES),  # not "refuted"
+    ([_empty_change], NT, "unchanged"),
+    ([_empty_change, _set("versus", BELOW_0)], NT, "unchanged"),
+    ([_set("search.developed_pick.is_start", True)], NT, report.IS_START),
+    ([_set("search.developed_pick.is_start", True), _set("versus", BELOW_0)], NT, report.IS_START),
+    ([_set("search.developed_pick.picked_by", "proxy")], NT, report.DISTANCE_PROXY),
+    ([_set("search.developed_pick.picked_by", DELETE), _set("versus", BELOW_0)], NT, report.DISTANCE_PROXY),
+    ([_set("models.{searched}.vs_control.ci95", [-1.0, 4.0])], NT, "do not both beat untrained models"),
+    ([_set("models.{baseline}.vs_control.ci95", [-1.0, 4.0])], NT, "do not both beat untrained models"),
+    ([_set("models.{baseline}", DELETE)], NT, "do not both beat untrained models"),
+    ([_set("scale", "smoke"), _empty_change], NT, report.SMOKE),  # smoke first: it decides nothing at all
+])
+def test_searched_comparisons_need_a_design_that_could_come_out_either_way(number, edits, verdict, reason):
+    claim, build, key, design = SEARCH_CLAIMS[number]
+    record = build()
+    versus = "searched_vs_gelu" if key == "08" else "searched_vs_standard"
+    record["versus"] = record[versus]["glue"]
+    for edit in edits:
+        edit(record, design)
+    record[versus]["glue"] = record.pop("versus")
+    result = claim({key: record})
+    assert result["number"] == number and result["verdict"] == verdict
+    if reason is KEEP:
+        assert result["reason"] is None or verdict == NT
+    else:
+        expected = design.unchanged if reason == "unchanged" else reason
+        assert expected in result["reason"] and expected in result["note"]
+        if expected != report.SMOKE and "untrained" not in expected:  # a design problem: design_problem says it
+            assert report.design_problem(record, design) == result["reason"]
+    if reason == PREDATES:
+        assert f"(rerun notebook {key})" in result["reason"]
+
+
+def test_the_design_problem_of_a_well_designed_record_is_none():
+    for _, build, _, design in SEARCH_CLAIMS.values():
+        assert report.design_problem(build(), design) is None
+
+
+@pytest.mark.parametrize("pick,verdict,reason", [
+    ({"reason": "no feasible hybrid within 40 evaluations"}, NT, "no feasible hybrid within 40 evaluations"),
+    ({}, NT, "holds no 'autobert-zero-searched' model"),
+])
+def test_no_searched_hybrid_is_not_testable_with_the_search_s_reason(pick, verdict, reason):
+    record = _autobert_zero_record()
+    del record["models"]["autobert-zero-searched"]
+    record["search"]["developed_pick"] = pick
+    result = report.claim_autobert_zero_hybrid({"09": record})
+    assert result["verdict"] == verdict and reason in result["reason"]
+
+
+def test_the_searched_and_baseline_names_are_the_studies():
+    from atb.autobert_zero import study as autobert_zero
+    from atb.efficientbert import study as efficientbert
+    assert (report.EFFICIENTBERT_SEARCH.searched, report.EFFICIENTBERT_SEARCH.baseline) == (
+        efficientbert.SEARCHED, efficientbert.GELU)
+    assert (report.AUTOBERT_ZERO_SEARCH.searched, report.AUTOBERT_ZERO_SEARCH.baseline) == (
+        autobert_zero.SEARCHED, autobert_zero.STANDARD)
+
+
+# ---------------------------------------------------------------------------------- claim 11: enough seeds
+@pytest.mark.parametrize("opnas,seeds,fitness,verdict,reason", [
+    ((0.01, 0.05), 5, None, R, None),
+    ((-0.05, -0.01), 8, "rerank", report.REFUTED, None),
+    ((-0.01, 0.02), 5, "proxy", NT, None),  # the interval contains 0
+    ((0.01, 0.05), 4, None, NT, "fewer than 5 search seeds"),
+    ((-0.05, -0.01), 2, "rerank", NT, "fewer than 5 search seeds"),
+    (None, 1, None, NT, "fewer than 2 search seeds"),
+    ((0.01, 0.05), 5, None, NT, "toy searches"),  # at smoke
+])
+def test_opnas_needs_5_seeds_and_names_its_fitness(opnas, seeds, fitness, verdict, reason):
+    record = _autobert_zero_record(opnas=opnas, seeds=seeds, fitness=fitness,
+                                   scale="smoke" if reason == "toy searches" else "mini")
+    result = report.claim_opnas({"09": record})
+    assert result["number"] == 11 and result["verdict"] == verdict
+    assert (reason in result["reason"]) if reason else result["reason"] is None
+    if fitness:
+        assert f"measured on {report.SEARCH_FITNESS[fitness]}" in result["ours"] and fitness in result["measure"]
+    else:
+        assert "measured on" not in result["ours"] and "proxy" in result["measure"]
+
+
+# ---------------------------------------------------------------------------------- claim 1 at smoke
+@pytest.mark.parametrize("spearman,ratio", [(0.95, 1.0), (0.95, 1.5), (0.5, 1.0)])
+def test_speedups_at_smoke_are_not_testable(spearman, ratio):
+    claim = report.claim_speedups(latency_records(spearman, ratio, scale="smoke"))
+    assert claim["verdict"] == NT and claim["reason"] == report.SMOKE and not claim["note"]
+    assert f"Spearman {spearman:.2f}" in claim["ours"]  # the numbers are still shown
+    assert report.claim_speedups(latency_records(spearman, ratio))["verdict"] != NT
