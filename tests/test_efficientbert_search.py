@@ -1,6 +1,7 @@
 """EfficientBERT's three-stage expression search (atb.efficientbert.search): validity, uniqueness and the parameter
-range of every candidate, what each stage may change, improvement on a synthetic fitness for both samplers,
-determinism, resume without re-evaluation, the log header check, the config.
+range of every candidate, what each stage may change (stage 2 from stage 1's top-2, stage 3 sizes only), the LaNAS
+tree's split by true label, improvement on a synthetic fitness for both samplers, determinism, resume without
+re-evaluation, stopping after stage 2, the log header check, the config, the stage-3 size sampler.
 
 No training: a synthetic fitness (rewards tanh and more stacks at a smaller ratio, both bounded) and a synthetic
 parameter count (stacks x inner width per layer), on 3 layers.
@@ -9,20 +10,22 @@ parameter count (stacks x inner width per layer), on 3 layers.
 from __future__ import annotations
 
 import json
+import random
 
 import numpy as np
 import pytest
 import torch
 
-from atb.efficientbert.expression import BERT_FFN, LayerFFN, function_hash, is_valid, parse
+from atb.efficientbert.expression import BERT_FFN, RATIOS, STACKS, LayerFFN, function_hash, is_valid, parse
 from atb.efficientbert.search import (
-    ExpressionSearchConfig, candidate_strings, encode, format_candidate, parse_candidate, run_search, run_stage,
+    ExpressionSearchConfig, candidate_strings, encode, format_candidate, parse_candidate, random_proposal, run_search,
+    run_stage, stage3_size_sampler,
 )
 
 LAYERS = 3
 START = (parse(BERT_FFN),) * LAYERS
 SMALL = dict(samples=(24, 16, 16), init_samples=8, train_interval=4, tree_levels=(12,), min_leaf=2, population=6,
-             max_rejections=200, min_params=40, max_params=200, seed=1)
+             max_rejections=200, min_params=40, max_params=200, seed=0)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,9 +58,9 @@ class Synthetic:
         return sum(min(str(f).count("tanh"), 2) + 0.25 * f.stacks - 0.25 * f.ratio for f in candidate)
 
 
-def search(tmp_path, fitness=None, **overrides):
+def search(tmp_path, fitness=None, last_stage=3, **overrides):
     cfg = ExpressionSearchConfig(**{**SMALL, **overrides})
-    return run_search(START, fitness or Synthetic(), params, cfg, tmp_path)
+    return run_search(START, fitness or Synthetic(), params, cfg, tmp_path, last_stage=last_stage)
 
 
 def stripped(result) -> list[list[dict]]:
@@ -80,7 +83,7 @@ def test_candidate_strings_round_trip():
     assert encode(candidate).shape == encode(START[:2]).shape
 
 
-def test_lanas_tree_splits_by_its_classifier_and_picks_the_path_by_ucb():
+def test_lanas_tree_picks_the_path_by_ucb_and_its_classifiers_judge_proposals():
     from atb.efficientbert.search import _accepts, _Node
 
     x = np.array([[1.0, 0.0]] * 14 + [[0.0, 1.0]] * 2)  # 14 good samples, 2 bad ones
@@ -92,6 +95,24 @@ def test_lanas_tree_splits_by_its_classifier_and_picks_the_path_by_ucb():
     assert tree.select(c=2.0)[0][1] is False  # 1 + 2 sqrt(2 ln 16 / 14) < 0 + 2 sqrt(2 ln 16 / 2): explore
     assert _Node(x, z, height=1, min_leaf=9).model is None  # too few samples to split
     assert _Node(x, np.ones(16), height=2, min_leaf=2).model is None  # all tie: nothing to learn
+
+
+def test_lanas_tree_splits_each_node_by_the_true_label_not_the_prediction():
+    """The official LearningPhase: the good child holds exactly the samples with fitness >= the node's median, also
+    where the node's classifier gets some of them wrong; and so on down the tree."""
+    from atb.efficientbert.search import _Node
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3))  # features that hardly predict the fitness
+    z = rng.normal(size=64) + 0.3 * x[:, 0]
+    tree = _Node(x, z, height=2, min_leaf=2)
+    labels = z >= np.median(z)
+    assert tree.model is not None and (tree.model.predict(x).astype(bool) != labels).sum() >= 5  # it errs
+    assert sorted(tree.good.z) == sorted(z[labels]) and sorted(tree.bad.z) == sorted(z[~labels])
+    assert (tree.good.n, tree.bad.n) == (32, 32) and tree.good.mean > tree.bad.mean
+    for child in (tree.good, tree.bad):  # the next level splits by its own median in turn
+        assert child.model is not None
+        assert sorted(child.good.z) == sorted(child.z[child.z >= np.median(child.z)])
 
 
 # ----------------------------------------------------------------------------------------------- the search
@@ -107,7 +128,7 @@ def test_every_candidate_is_valid_unique_and_in_range(baseline):
             assert e.params == params(e.candidate) and e.in_range
             assert SMALL["min_params"] <= e.params <= SMALL["max_params"]
         assert stage.history[0].source == "start" and {e.source for e in stage.history[1:]} <= {
-            "random", "lanas", "evolution", "fallback"}
+            "random", "lanas", "evolution", "fallback", *(["top-k"] if stage.stage == 2 else [])}
         assert stage.best.fitness == max(e.fitness for e in stage.history)
 
 
@@ -118,6 +139,9 @@ def test_each_stage_starts_from_the_previous_best_and_moves_only_what_it_may(bas
     sizes = [(f.stacks, f.ratio) for f in two.start]
     for e in two.history:  # stage 2: expressions only
         assert [(f.stacks, f.ratio) for f in e.candidate] == sizes
+    # stage 1's runner-up is evaluated right after the start, at the start's sizes
+    second = tuple(LayerFFN(f.expr, s, r) for f, (s, r) in zip(one.top(2)[1].candidate, sizes))
+    assert two.history[1].candidate == second and two.history[1].source == "top-k"
     exprs = [f.expr for f in three.start]
     for e in three.history:  # stage 3 (top_k = 1): sizes only
         assert [f.expr for f in e.candidate] == exprs
@@ -157,6 +181,53 @@ def test_the_start_may_lie_outside_the_range_but_nothing_else_does(tmp_path):
     one = result.stages[0]
     assert not one.history[0].in_range and all(e.in_range for e in one.history[1:])
     assert one.best.in_range and all(s.best.params <= 150 for s in result.stages)
+
+
+def test_stage2_starts_from_stage1s_top_2_deterministically(baseline, tmp_path):
+    """Stage 2's starting points are stage 1's top-2 (the official stage 2's two initial expressions), recorded in the
+    result and in the log header, and its proposals mutate the expressions of both."""
+    one, two, three = baseline.stages
+    top = one.top(2)
+    assert baseline.config.stage2_top_k == 2 and len(top) == 2
+    assert two.start == top[0].candidate and two.start_from == {"stage": 1, "top_k": 2, "rank": 1, "ranks": [1, 2]}
+    assert one.start_from is None and three.start_from == {"stage": 2, "top_k": 1, "rank": 1, "ranks": [1]}
+    assert baseline.to_dict()["stages"][1]["start_from"]["ranks"] == [1, 2]
+    again = search(tmp_path / "again", sampler=baseline.config.sampler, samples=(24, 4, 1))
+    assert again.stages[1].start == two.start and stripped(again)[1] == stripped(baseline)[1][:4]
+    header = json.loads((tmp_path / "again" / "stage2.jsonl").read_text().splitlines()[0])["header"]
+    assert header["start"] == candidate_strings(top[0].candidate)
+    assert header["more_starts"] == [candidate_strings(two.history[1].candidate)]
+    # with top-1 the runner-up is neither evaluated nor drawn on
+    single = search(tmp_path / "single", sampler=baseline.config.sampler, samples=(24, 4, 1), stage2_top_k=1)
+    assert single.stages[1].start == two.start and "top-k" not in {e.source for e in single.stages[1].history}
+    assert single.stages[1].start_from["ranks"] == [1]
+
+
+def test_stage2_proposals_mutate_the_expressions_of_any_of_its_starting_points(monkeypatch):
+    import atb.efficientbert.search as search_module
+
+    monkeypatch.setattr(search_module, "mutate", lambda ffn, rng, **kw: ffn)  # the bases themselves
+    best = (parse("linear2_3(gelu(linear2_3(x,wb1)),wb2)"), parse("tanh(linear1_1(gelu(linear1_1(x,wb1)),wb2))"))
+    runner_up = (parse("linear4_1(relu(linear4_1(x,wb1)),wb2)"), parse("linear3_2(elu(linear3_2(x,wb1)),wb2)"))
+    cfg = ExpressionSearchConfig(**{**SMALL, "min_params": None, "max_params": None})
+    choices = [[best[i].expr, runner_up[i].expr] for i in range(2)]
+    rng = random.Random(0)
+    drawn = {random_proposal(2, best, params, cfg, rng, choices=choices) for _ in range(40)}
+    assert {tuple(f.expr for f in c) for c in drawn} == {(a, b) for a in choices[0] for b in choices[1]}
+    assert {tuple((f.stacks, f.ratio) for f in c) for c in drawn} == {((2, 3), (1, 1))}  # the best's sizes
+
+
+def test_search_stops_after_stage_2_and_a_rerun_runs_only_stage_3(baseline, tmp_path):
+    first = Synthetic()
+    two = search(tmp_path, first, sampler=baseline.config.sampler, last_stage=2)
+    assert [s.stage for s in two.stages] == [1, 2] and two.best == baseline.stages[1].best
+    assert not (tmp_path / "stage3.jsonl").exists()
+    fitness = Synthetic()
+    full = search(tmp_path, fitness, sampler=baseline.config.sampler)
+    assert stripped(full) == stripped(baseline) and [s.replayed for s in full.stages[:2]] == [24, 16]
+    assert fitness.calls == [format_candidate(e.candidate) for e in baseline.stages[2].history]
+    with pytest.raises(ValueError, match="last_stage"):
+        search(tmp_path, last_stage=4)
 
 
 def test_stage3_picks_expressions_among_stage2s_top_k(tmp_path):
@@ -220,7 +291,7 @@ def test_a_log_of_another_search_is_refused(tmp_path):
 # ------------------------------------------------------------------------------------------------------ config
 @pytest.mark.parametrize("field, value", [
     ("samples", (10, 10)), ("samples", (10, 0, 10)), ("init_samples", 0), ("sampler", "random"),
-    ("population", 0), ("explore_rate", 1.5), ("ucb_c", -1.0), ("top_k", 0), ("min_params", -1),
+    ("population", 0), ("explore_rate", 1.5), ("ucb_c", -1.0), ("top_k", 0), ("stage2_top_k", 0), ("min_params", -1),
     ("max_params", 10), ("min_height", 8), ("tree_levels", (20, 10)), ("max_rejections", 0), ("seed", 1.5),
     ("train_interval", True),
 ])
@@ -239,3 +310,35 @@ def test_a_bad_start_or_stage_is_refused(tmp_path):
         run_search((START[0], bad), Synthetic(), params, cfg, tmp_path)
     with pytest.raises(ValueError, match="choices"):
         run_stage(1, START, Synthetic(), params, cfg, tmp_path / "y.jsonl", choices=[[BERT_FFN]] * LAYERS)
+
+
+# ---------------------------------------------------------------------------------- warm-up candidate samplers
+def test_stage3_size_sampler_keeps_the_expressions_and_the_range_and_depends_on_the_step_alone():
+    start = (parse("tanh(linear2_2(gelu(linear2_2(x,wb1)),wb2))"), parse("linear1_1(relu(linear1_1(x,wb1)),wb2)"),
+             parse("linear4_3(gelu(linear4_3(max(x,tanh(x)),wb1)),wb2)"))
+    cfg = ExpressionSearchConfig(**{**SMALL, "min_params": 100, "max_params": 250})
+    sample = stage3_size_sampler(start, params, cfg, seed=3)
+    drawn = [sample(step) for step in range(60)]
+    for c in drawn:
+        assert [f.expr for f in c] == [f.expr for f in start]
+        assert 100 <= params(c) <= 250 and all(f.stacks in STACKS and f.ratio in RATIOS for f in c)
+    sizes = {tuple((f.stacks, f.ratio) for f in c) for c in drawn}
+    assert len(sizes) > 20  # sizes redrawn, not the start's alone
+    assert [sample(step) for step in (59, 3, 3)] == [drawn[59], drawn[3], drawn[3]]  # the step alone decides
+    assert [stage3_size_sampler(start, params, cfg, seed=3)(s) for s in range(60)] == drawn
+    assert [stage3_size_sampler(start, params, cfg, seed=4)(s) for s in range(60)] != drawn
+    other = (parse("elu(linear(gelu(linear(x,wb1)),wb2))"),) * 3
+    choices = [[start[i].expr, other[i].expr] for i in range(3)]
+    mixed = [stage3_size_sampler(start, params, cfg, seed=3, choices=choices)(s) for s in range(30)]
+    assert {f.expr for c in mixed for f in c} == {e for layer in choices for e in layer}
+    # nothing in the range: the start itself
+    assert stage3_size_sampler(start, params, ExpressionSearchConfig(**{**SMALL, "min_params": 10 ** 6,
+                                                                        "max_params": 10 ** 6}), 0)(0) == start
+
+
+def test_random_proposal_of_stage_1_lies_in_the_range():
+    cfg = ExpressionSearchConfig(**SMALL)
+    rng = random.Random(0)
+    for _ in range(10):
+        c = random_proposal(1, START, params, cfg, rng)
+        assert c != START and SMALL["min_params"] <= params(c) <= SMALL["max_params"] and all(map(is_valid, c))

@@ -1,5 +1,6 @@
-"""EfficientBERT's supernet (sliced == extracted, parameter counts, warm start from a BERT) and its warm-up
-distillation (layer-wise loss, teacher outputs of every layer, bitwise resume, the KD proxy fitness)."""
+"""EfficientBERT's supernet (sliced == extracted, parameter counts, the fixed supernet the official warm-up trains,
+warm start from a BERT) and its warm-up distillation (layer-wise loss, teacher outputs of every layer, bitwise
+resume, the KD proxy fitness)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from atb.efficientbert import PUBLISHED, mutate, parse
-from atb.efficientbert.distill import KDProxyFitness, LayerwiseKD, WarmupConfig, candidate_loss, random_sampler, \
+from atb.efficientbert import BERT_FFN, PUBLISHED, mutate, parse
+from atb.distill import KDProxyFitness, LayerwiseKD, WarmupConfig, candidate_loss, random_sampler, \
     warmup_distill
-from atb.efficientbert.supernet import EfficientBertSuperNet, as_candidate, candidate_params, supernet_config, \
-    uniform_candidate, warm_start_from_bert
+from atb.efficientbert.supernet import EfficientBertSuperNet, as_candidate, candidate_params, \
+    fixed_supernet_candidate, ffn_params, supernet_config, uniform_candidate, warm_start_from_bert
 from atb.teacher import Teacher
 
 
@@ -52,6 +53,28 @@ def test_sliced_candidate_equals_the_extracted_model_and_its_parameter_count():
         assert model.config.ffn_expressions == [str(c) for c in candidate]
     with pytest.raises(ValueError, match="2 layers"):
         net(b["input_ids"], ffns=candidate[:1])
+
+
+@pytest.mark.parametrize("max_stacks", [4, 2])
+def test_fixed_supernet_candidate_is_the_whole_supernet_and_runs(max_stacks):
+    """The official warm-up's network: every layer max_stacks gelu blocks at full width, i.e. every supernet weight."""
+    net = EfficientBertSuperNet(supernet_config(tiny_bert().config, max_stacks=max_stacks)).eval()
+    fixed = fixed_supernet_candidate(net.config)
+    assert [str(f) for f in fixed] == [f"linear{max_stacks}_1(gelu(linear{max_stacks}_1(x,wb1)),wb2)"] * 2
+    ffn_weights = sum(p.numel() for layer in net.layer for p in layer.ffn.parameters())
+    assert sum(ffn_params(f, 24, net.config.intermediate_size) for f in fixed) == ffn_weights
+    pooler = 24 * 24 + 24  # candidate_params counts the standalone model's pooler, which the supernet has not
+    assert candidate_params(net.config, fixed) == sum(p.numel() for p in net.parameters()) + pooler
+    smaller = as_candidate([f"linear{max_stacks}_2(gelu(linear{max_stacks}_2(x,wb1)),wb2)"] * 2)
+    assert candidate_params(net.config, smaller) < candidate_params(net.config, fixed)
+    model, b = net.extract(fixed).eval(), batch()
+    extracted = model.state_dict()
+    for name, tensor in net.state_dict().items():  # the extracted network holds every supernet weight
+        assert torch.equal(extracted[name], tensor), name
+    sliced = net(b["input_ids"], ffns=fixed, attention_mask=b["attention_mask"]).last_hidden_state
+    alone = model(b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+    assert sliced.shape == (3, 9, 24) and torch.isfinite(sliced).all()
+    torch.testing.assert_close(sliced, alone, rtol=0, atol=0)
 
 
 def test_supernet_round_trips_through_save_pretrained(tmp_path):
@@ -143,28 +166,46 @@ def test_warmup_distillation_lowers_the_loss_and_resumes_bitwise(tmp_path):
 
 
 def test_kd_proxy_fitness_prefers_the_teachers_own_ffn():
+    """A supernet of the teacher's FFN width, warm-started: every block holds the teacher's whole FFN, so one gelu
+    block at full width (BERT's FFN) is the teacher's own layer: fitness ~0, above every other candidate's."""
     bert = tiny_bert()
-    net = warm_start_from_bert(EfficientBertSuperNet(supernet_config(bert.config)).eval(), bert, importance="none")
+    config = supernet_config(bert.config, intermediate_size=bert.config.intermediate_size)
+    net = warm_start_from_bert(EfficientBertSuperNet(config).eval(), bert, importance="magnitude")
     fitness = KDProxyFitness(net, Teacher(bert), [batch(0), batch(1)])
-    exact = fitness(uniform_candidate(net.config, "linear4_1(gelu(linear4_1(x,wb1)),wb2)"))
-    half = fitness(uniform_candidate(net.config, "linear1_4(gelu(linear1_4(x,wb1)),wb2)"))
-    assert half < 0 and exact < 0 and fitness(uniform_candidate(net.config)) == fitness(uniform_candidate(net.config))
+    own = fitness(uniform_candidate(net.config, BERT_FFN))
+    others = {text: fitness(uniform_candidate(net.config, text)) for text in (
+        "linear1_4(gelu(linear1_4(x,wb1)),wb2)",  # a quarter of its neurons
+        "linear4_1(gelu(linear4_1(x,wb1)),wb2)",  # its FFN applied four times
+        "sigmoid(linear1_1(gelu(linear1_1(x,wb1)),wb2))",  # the same neurons, another expression
+    )}
+    assert -1e-6 < own <= 0, own
+    for text, value in others.items():
+        assert value < own - 1e-5, (text, value, own)
+    assert fitness(uniform_candidate(net.config)) == own  # deterministic
 
 
 def test_minilm_warm_start_in_a_fresh_process_matches_minilm_at_full_width():
-    """The offline MiniLM copied in (its FFN split over 4 blocks is not MiniLM; one block is its top quarter)."""
+    """The offline MiniLM copied in. At MiniLM's own FFN width (1536) every block holds all of its neurons (reordered
+    by importance, which does not change the sum), so one gelu block, BERT's FFN at ratio 1, computes MiniLM. At the
+    default width (the hidden width, 384) the neurons are dealt out a quarter per block: one block is not MiniLM."""
     code = """
 import torch
 from transformers import AutoModel
 from atb.teacher import offline_teacher_path
 from atb.efficientbert.supernet import EfficientBertSuperNet, supernet_config, uniform_candidate, warm_start_from_bert
 bert = AutoModel.from_pretrained(offline_teacher_path(), local_files_only=True).eval()
-net = warm_start_from_bert(EfficientBertSuperNet(supernet_config(bert.config)).eval(), importance="magnitude")
 ids = torch.randint(1000, 5000, (2, 12))
-ref = bert(ids).last_hidden_state
-out = net(ids, ffns=uniform_candidate(net.config)).last_hidden_state
-cos = torch.nn.functional.cosine_similarity(out, ref, dim=-1).mean().item()
-assert net.config.intermediate_size == 384 and 0.3 < cos < 0.999, cos
+with torch.no_grad():
+    ref = bert(ids).last_hidden_state
+    full = supernet_config(bert.config, max_stacks=1, intermediate_size=bert.config.intermediate_size)
+    net = warm_start_from_bert(EfficientBertSuperNet(full).eval(), importance="magnitude")
+    out = net(ids, ffns=uniform_candidate(net.config)).last_hidden_state
+    assert net.config.intermediate_size == 1536
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    quarter = warm_start_from_bert(EfficientBertSuperNet(supernet_config(bert.config)).eval(), importance="magnitude")
+    out = quarter(ids, ffns=uniform_candidate(quarter.config)).last_hidden_state
+    cos = torch.nn.functional.cosine_similarity(out, ref, dim=-1).mean().item()
+    assert quarter.config.intermediate_size == 384 and 0.3 < cos < 0.999, cos
 print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -18,34 +18,28 @@ teacher's hidden states need no projection.
 
 :func:`candidate_params` counts a candidate's parameters (the search's constraint, as the official
 ``get_entire_params``): the fixed part (embeddings, attention, pooler) plus each layer's blocks at their width.
+
+**What the official warm-up trains** (``pretrain_supernet.sh``, ``models/supernet.py``): a *fixed* network, every
+layer ``num_stacked_ffn = 4`` gelu FFN blocks at ``ffn_expansion_ratio = 1``, i.e. every weight of the supernet;
+here that network is the candidate :func:`fixed_supernet_candidate`. Random candidates are trained only in search
+stage 3 (:func:`atb.efficientbert.search.stage3_size_sampler`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
 
 from ..modeling import attention_mask_to_bool
+from ..supernet import SuperNetOutput
 from .expression import BERT_FFN, STACKS, LayerFFN, parse
 from .modeling import EfficientBertConfig, EfficientBertEmbeddings, EfficientBertLayer, EfficientBertModel, \
     EfficientBertPreTrainedModel
 
 Candidate = tuple[LayerFFN, ...]  # one FFN (expression and size) per layer
-
-
-@dataclass
-class SuperNetOutput(ModelOutput):
-    """``last_hidden_state`` ``[B, T, d]``; with ``output_all``: ``hidden_states`` (the embeddings' output and every
-    layer's, ``L + 1`` tensors) and ``attention_scores`` (every layer's pre-softmax scores ``[B, H, T, T]``)."""
-
-    last_hidden_state: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attention_scores: tuple[torch.FloatTensor, ...] | None = None
 
 
 def as_candidate(ffns: Sequence[LayerFFN | str]) -> Candidate:
@@ -199,6 +193,18 @@ def candidate_params(config: EfficientBertConfig, ffns: Sequence[LayerFFN], *, e
               + (config.max_position_embeddings + config.type_vocab_size) * h + 2 * h)
     return (tables if embeddings else 0) + attention + pooler + sum(
         ffn_params(f, h, config.intermediate_size) for f in ffns)
+
+
+def fixed_supernet_candidate(config: EfficientBertConfig) -> Candidate:
+    """Every layer BERT's gelu FFN in ``config.max_stacks`` stacked blocks at full width (ratio 1), e.g.
+    ``linear4_1(gelu(linear4_1(x,wb1)),wb2)``: the whole supernet, every weight used once. This is what the official
+    warm-up distils (its ``Supernet``: ``num_stacked_ffn = 4`` blocks of dense1 -> gelu -> dense2 with residual and
+    LayerNorm at ``ffn_expansion_ratio = 1``, trained as a plain network before any search), because stages 1-2
+    initialise every candidate from it (each candidate's blocks and widths are slices of these weights) and stage 3
+    starts its weight-sharing training from it."""
+    stacks = int(getattr(config, "max_stacks", max(STACKS)))
+    ffn = LayerFFN(parse(BERT_FFN).expr, stacks, 1)
+    return tuple(ffn for _ in range(config.num_hidden_layers))
 
 
 def uniform_candidate(config: EfficientBertConfig, text: str = BERT_FFN) -> Candidate:
