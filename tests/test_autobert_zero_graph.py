@@ -13,12 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from atb.autobert_zero.graph import (
-    OPS, PUBLISHED_ATTENTION, PUBLISHED_KERNELS, STANDARD, MutationFailed, Node, canonical, evaluate, formula,
-    inputs_used, is_valid, key, mutate, parse, problems, random_graph, shape, signed_sqrt, size,
+    MUTATIONS, OPS, PUBLISHED_ATTENTION, PUBLISHED_KERNELS, STANDARD, MutationFailed, Node, canonical, evaluate,
+    formula, inputs_used, introduced, is_valid, key, mutate, op_counts, parse, problems, random_graph, shape,
+    signed_sqrt, size,
 )
 from atb.autobert_zero.space import (
-    AttentionLayer, ConvLayer, candidate_key, candidate_strings, mutate_candidate, parse_candidate, parse_layer,
-    published_candidate, random_candidate, standard_candidate,
+    AttentionLayer, ConvLayer, candidate_key, candidate_strings, mutate_candidate, mutate_layer, parse_candidate,
+    parse_layer, published_candidate, random_candidate, standard_candidate,
 )
 
 B, H, T, D = 2, 3, 5, 4
@@ -211,7 +212,8 @@ def test_random_graphs_are_valid_and_deterministic():
         assert g == random_graph(random.Random(seed), max_nodes=8)
 
 
-def test_mutation_children_are_valid_new_and_report_an_op_they_contain():
+def test_mutation_children_are_valid_new_and_report_an_op_they_gained():
+    reported = []
     for seed in range(150):
         rng = random.Random(seed)
         parent = (STANDARD, *PUBLISHED_ATTENTION)[seed % 6] if seed % 2 else random_graph(rng)
@@ -219,8 +221,74 @@ def test_mutation_children_are_valid_new_and_report_an_op_they_contain():
             child, op = mutate(parent, rng)
             assert is_valid(child), (parent, child, problems(child))
             assert key(child) != key(parent)
-            assert op in OPS and op in {n.op for n in child.nodes()}
+            assert op is None or (op in OPS and op_counts(child)[op] > op_counts(parent)[op]), (parent, child, op)
+            reported.append(op)
             parent = child
+    assert None in reported and len(set(reported) - {None}) > 5
+
+
+# ----------------------------------------------------------------------------------- mutation credit (OP-NAS)
+def mutations_of(kind: str, parents=(STANDARD, *PUBLISHED_ATTENTION), choose=None, seeds=range(40)):
+    """``(parent, child, op)`` of ``kind`` mutations, from ``seeds`` on each parent."""
+    found = []
+    for parent in parents:
+        for seed in seeds:
+            kwargs = {} if choose is None else {"choose_op": choose}
+            child, op = mutate(parent, random.Random(seed), kinds=(kind,), **kwargs)
+            found.append((parent, child, op))
+    return found
+
+
+def test_an_inserted_or_substituted_op_is_credited():
+    def tanh_first(ops, rng):
+        return "tanh" if "tanh" in ops else rng.choice(list(ops))
+
+    for parent, child, op in mutations_of("insert-unary", choose=tanh_first):
+        assert op == "tanh" and op_counts(child)["tanh"] == op_counts(parent)["tanh"] + 1
+    for parent, child, op in mutations_of("replace-op", choose=tanh_first):
+        assert op is not None and op_counts(child)[op] == op_counts(parent)[op] + 1
+        assert op == "tanh" or op in ("add", "mul", "matmul")  # binary nodes offer no tanh
+
+
+def test_deletions_and_leaf_swaps_credit_none():
+    for kind in ("delete-unary", "replace-leaf"):
+        found = mutations_of(kind)
+        assert {op for _, _, op in found} == {None}, kind
+        assert all(key(child) != key(parent) for parent, child, _ in found)
+
+
+def test_a_new_subtree_credits_an_op_it_added_or_none():
+    found = mutations_of("replace-subtree")
+    ops = [op for _, _, op in found]
+    assert None in ops and set(ops) - {None}  # a subtree regrown as a leaf (or its own ops) introduces none
+    for parent, child, op in found:
+        gained = {o for o in OPS if op_counts(child)[o] > op_counts(parent)[o]}
+        assert (op is None) == (not gained) and (op is None or op in gained), (parent, child, op)
+    # regrowing scale(K) as scale(Q) is a leaf swap: nothing introduced
+    assert introduced(parse("matmul(softmax(scale(matmul(Q,transpose(K)))),V)"),
+                      parse("matmul(softmax(scale(matmul(Q,transpose(Q)))),V)"), ["scale"]) is None
+
+
+def test_an_insertion_that_cancels_credits_none():
+    parent = parse("matmul(softmax(scale(matmul(Q,transpose(K)))),neg(V))")
+    found = mutations_of("insert-unary", parents=(parent,), choose=lambda ops, rng: "neg", seeds=range(80))
+    assert {op for _, _, op in found} == {None, "neg"}
+    for _, child, op in found:  # neg(neg(V)) is V: the insertion deleted a neg
+        assert (op is None) == (op_counts(child)["neg"] < op_counts(parent)["neg"])
+    with pytest.raises(ValueError, match="kinds must be among"):
+        mutate(STANDARD, random.Random(0), kinds=("swap",))
+    assert set(MUTATIONS) == {"replace-op", "insert-unary", "delete-unary", "replace-leaf", "replace-subtree"}
+
+
+def test_type_switches_and_kernel_changes_credit_none():
+    rng = random.Random(0)
+    for _ in range(20):
+        layer, op = mutate_layer(AttentionLayer(STANDARD), rng, kernels=(3, 7), switch_prob=1.0)
+        assert isinstance(layer, ConvLayer) and op is None
+        layer, op = mutate_layer(ConvLayer(3), rng, kernels=(3, 7), switch_prob=1.0)
+        assert isinstance(layer, AttentionLayer) and op is None
+        layer, op = mutate_layer(ConvLayer(3), rng, kernels=(3, 7), switch_prob=0.0)
+        assert layer == ConvLayer(7) and op is None
 
 
 def test_mutation_is_deterministic_and_offers_only_fitting_ops():

@@ -47,9 +47,10 @@ What padded tokens *output* is left unspecified (the model ignores it).
 by their canonical string. These rewrites are exact (IEEE addition and multiplication commute), so a canonical
 graph computes bit-for-bit what the original does; :func:`key` is the canonical string.
 
-**Mutation** (:func:`mutate`, what OP-NAS evolves with) returns the child and the *operation it introduced*, the arm
-that OP-NAS credits with the child's reward. ``choose_op(ops, rng)`` picks among the operations allowed at the
-mutated point (uniform by default; OP-NAS biases it by operation priority).
+**Mutation** (:func:`mutate`, what OP-NAS evolves with) returns the child and the *operation it introduced* (inserted
+or substituted), the arm that OP-NAS credits with the child's reward, or ``None`` when it introduced none (a
+deletion, a leaf swap): a change an operation did not make is nobody's merit. ``choose_op(ops, rng)`` picks among
+the operations allowed at the mutated point (uniform by default; OP-NAS biases it by operation priority).
 
 A graph is a frozen, hashable :class:`Node` tree (its root); ``str`` writes an exact functional form that
 :func:`parse` reads back, :func:`formula` a readable one for notebooks.
@@ -60,7 +61,8 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -428,17 +430,25 @@ def _replace(node: Node, path: NodePath, new: Node) -> Node:
     return Node(node.op, tuple(args))
 
 
-def _enclosing_op(root: Node, path: NodePath) -> str:
-    """The operation at ``path``, or the nearest one above it: the op credited for a change that introduces none."""
-    while path and _at(root, path).is_leaf:
-        path = path[:-1]
-    return _at(root, path).op
+def op_counts(node: Node) -> Counter[str]:
+    """How many times each operation occurs in ``canonical(node)`` (leaves left out)."""
+    return Counter(n.op for n in canonical(node).nodes() if not n.is_leaf)
 
 
-def _mutate_once(root: Node, rng: random.Random, choose_op: ChooseOp, max_nodes: int) -> tuple[Node, str] | None:
+def introduced(parent: Node, child: Node, ops: Iterable[str]) -> str | None:
+    """The first of ``ops`` (the operations a mutation placed, top-down) that ``child`` holds more often than
+    ``parent``, both in canonical form; ``None`` when none does. So an operation is credited only when the child
+    really gained one: inserting ``neg`` above a ``neg`` (which cancels it: a deletion) or regrowing a subtree with
+    the operation it already had (``scale(K)`` -> ``scale(Q)``: a leaf swap) introduces nothing."""
+    before, after = op_counts(parent), op_counts(child)
+    return next((op for op in ops if after[op] > before[op]), None)
+
+
+def _mutate_once(root: Node, rng: random.Random, choose_op: ChooseOp, max_nodes: int,
+                 kinds: Sequence[str] = MUTATIONS) -> tuple[Node, str | None] | None:
     """One random mutation (``None`` when the drawn kind has nothing to act on); see :func:`mutate`."""
     paths = list(_paths(root))
-    kind = rng.choice(MUTATIONS)
+    kind = rng.choice(kinds)
     if kind == "replace-op":
         path = rng.choice([p for p in paths if not _at(root, p).is_leaf])
         node = _at(root, path)
@@ -448,23 +458,24 @@ def _mutate_once(root: Node, rng: random.Random, choose_op: ChooseOp, max_nodes:
         if not ops:
             return None
         op = choose_op(ops, rng)
-        return _replace(root, path, Node(op, node.args)), op
+        child = _replace(root, path, Node(op, node.args))
+        return child, introduced(root, child, [op])
     if kind == "insert-unary":
         path = rng.choice(paths)
         node = _at(root, path)
         op = choose_op([op for op in UNARY if op_kind(op, [shape(node)]) == shape(node)], rng)
-        return _replace(root, path, Node(op, (node,))), op
-    if kind == "delete-unary":
+        child = _replace(root, path, Node(op, (node,)))
+        return child, introduced(root, child, [op])
+    if kind == "delete-unary":  # introduces no operation
         options = [p for p in paths if _at(root, p).op in UNARY and shape(_at(root, p).args[0]) == shape(_at(root, p))]
         if not options:
             return None
         path = rng.choice(options)
-        child = _replace(root, path, _at(root, path).args[0])
-        return child, _enclosing_op(child, path)
-    if kind == "replace-leaf":
+        return _replace(root, path, _at(root, path).args[0]), None
+    if kind == "replace-leaf":  # introduces no operation
         path = rng.choice([p for p in paths if _at(root, p).is_leaf])
         leaf = rng.choice([name for name in LEAVES if name != _at(root, path).op])
-        return _replace(root, path, Node(leaf)), _enclosing_op(root, path)
+        return _replace(root, path, Node(leaf)), None
     if len(paths) < 2:
         return None
     path = rng.choice(paths[1:])  # replace-subtree (never the root: that is a new random graph)
@@ -472,25 +483,31 @@ def _mutate_once(root: Node, rng: random.Random, choose_op: ChooseOp, max_nodes:
     budget = min(3, max_nodes - size(root) + size(old))
     if budget < _MIN_COST[shape(old)]:
         return None
-    child = _replace(root, path, grow(shape(old), rng, choose_op, budget, depth=1))
-    return child, _enclosing_op(child, path)
+    new = grow(shape(old), rng, choose_op, budget, depth=1)
+    child = _replace(root, path, new)
+    return child, introduced(root, child, [n.op for n in new.nodes() if not n.is_leaf])
 
 
 def mutate(node: Node, rng: random.Random, choose_op: ChooseOp = uniform_op, *, max_nodes: int = MAX_NODES,
-           tries: int = 200) -> tuple[Node, str]:
+           tries: int = 200, kinds: Sequence[str] = MUTATIONS) -> tuple[Node, str | None]:
     """A valid child of ``node`` that differs from it by :func:`key`, and the operation the mutation introduced.
 
-    The kind is drawn uniformly among :data:`MUTATIONS`: replace an operation by another of the same arity whose
-    typing fits (``choose_op`` among those); insert a unary operation on an edge (``choose_op`` among the unary ones
-    that keep the kind there); delete a unary node that does not change the kind; replace a leaf by another leaf;
-    replace a non-root subtree by a random one of the same kind with at most 3 operations (``choose_op`` at each of
-    its nodes). Deletions and leaf replacements introduce no operation: they report the nearest operation above
-    the change (the one whose input changed), so the reported operation is always in the child. Draws repeat until
-    the child is valid and new; after ``tries`` draws :class:`MutationFailed` is raised (a caller counts it as a
-    rejected proposal). Deterministic given ``rng``'s state."""
+    The kind is drawn uniformly among ``kinds`` (default: all of :data:`MUTATIONS`): replace an operation by another
+    of the same arity whose typing fits (``choose_op`` among those); insert a unary operation on an edge
+    (``choose_op`` among the unary ones that keep the kind there); delete a unary node that does not change the
+    kind; replace a leaf by another leaf; replace a non-root subtree by a random one of the same kind with at most 3
+    operations (``choose_op`` at each of its nodes). The reported operation is the one placed (a replacement's or
+    an insertion's; for a new subtree its topmost operation the child gained, :func:`introduced`), or ``None`` when
+    the mutation introduced none: a deletion, a leaf replacement, and a replacement or insertion that canonical form
+    cancels (``neg`` inserted above a ``neg``). Draws repeat until the child is valid and new; after ``tries`` draws
+    :class:`MutationFailed` is raised (a caller counts it as a rejected proposal). Deterministic given ``rng``'s
+    state."""
+    unknown = set(kinds) - set(MUTATIONS)
+    if unknown or not kinds:
+        raise ValueError(f"mutate: kinds must be among {MUTATIONS}, got {list(kinds)}")
     parent_key = key(node)
     for _ in range(tries):
-        drawn = _mutate_once(node, rng, choose_op, max_nodes)
+        drawn = _mutate_once(node, rng, choose_op, max_nodes, kinds)
         if drawn is not None and is_valid(drawn[0], max_nodes) and key(drawn[0]) != parent_key:
             return drawn
     raise MutationFailed(f"no valid mutation of {node} within {tries} draws (max_nodes={max_nodes})")

@@ -13,7 +13,8 @@ to :func:`~atb.autobert_zero.graph.canonical` are one candidate (:func:`candidat
 Search moves (:func:`mutate_candidate`) change one random layer: with probability ``switch_prob`` its type (an
 attention layer becomes a convolution with a random kernel, a convolution an attention layer with a random valid
 graph); otherwise a convolution changes its kernel and an attention layer's graph mutates by
-:func:`~atb.autobert_zero.graph.mutate`, whose introduced operation is reported for OP-NAS's credit.
+:func:`~atb.autobert_zero.graph.mutate`. The operation a move introduced (inserted or substituted in a graph) is
+reported for OP-NAS's credit; a type switch, a kernel change, a deletion or a leaf swap introduces none (``None``).
 """
 
 from __future__ import annotations
