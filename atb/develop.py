@@ -35,11 +35,12 @@ are its section ``finetune``.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +48,17 @@ import numpy as np
 import torch
 
 from . import config
+from .distill import WarmupConfig, log_cpu_seconds, warmup_distill
 from .extract import export, export_card, write_card
 from .finetune import SQUAD_TASKS, choose_lr, chosen_budgets, run_jobs, run_seeds, seed_jobs
 from .latency_predictor import LatencyFn, predict_latency
 from .layout import Layout
 from .metrics import glue_score_fn
 from .modeling import AtbBertConfig, AtbBertForMaskedLM
-from .records import write_json_atomic
+from .records import write_dir_atomic, write_json_atomic
 from .space import Arch, SearchSpace
 from .stats import Interval, ModelRuns, paired_bootstrap, score_interval
+from .teacher import load_teacher
 from .train import TrainConfig
 
 DEFAULT_RULE = "default-rule"  # the method of the default-rule baselines (d_f = 4 d_m, d_qkv = d_m)
@@ -768,3 +771,58 @@ def write_model_card(model_dir: str | Path, entry: Mapping[str, Any], copy_to: s
     """Write :func:`model_card` to ``model_dir/README.md`` (and ``copy_to``, e.g. ``results/model_cards/<name>.md``),
     replacing the export's card (:func:`atb.extract.write_card`)."""
     return write_card(model_dir, model_card(entry), copy_to)
+
+
+# ------------------------------------------------------------------------ candidates of weight-sharing supernets
+# One random initialisation per candidate's control (notebooks 08-09; its own seed, so their cached controls stay).
+CANDIDATE_CONTROL_SEED = 1234
+
+
+def export_with_tokenizer(model, directory: Path, readme: str) -> Path:
+    """``save_pretrained`` + the tokenizer + ``README.md`` (``readme``), atomically."""
+    from .data import load_tokenizer
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        load_tokenizer().save_pretrained(tmp)
+        (tmp / "README.md").write_text(readme)
+
+    return write_dir_atomic(directory, write)
+
+
+def develop_candidate(supernet, candidate, root: Path, *, teacher: str, warm: WarmupConfig, further_steps: int,
+                      card: str, layers: str, control: bool = True) -> dict:
+    """Develop one candidate of a weight-sharing supernet (:class:`atb.supernet.WeightSharingSupernet`: EfficientBERT's
+    in notebook 08, AutoBERT-Zero's in notebook 09): further distillation of a copy of the supernet on this candidate
+    alone (``further_steps``, the warm-up's settings otherwise; resumable in ``root/train``), the standalone model cut
+    out of it (``root/final``), and, with ``control``, its **untrained control**: the same config at random
+    initialisation (``root/control``, seed :data:`CANDIDATE_CONTROL_SEED`). The reranking fitness
+    (:mod:`atb.rerank`) adapts candidates the same way, without controls. ``card`` / ``layers``: the model card's text
+    and its list of layers (markdown). A folder holding another candidate's work is cleared first.
+    Returns ``{"model_dir", "control_dir", "finetune_dir", "further_training"}`` (``control_dir`` None without one)."""
+    names = [str(c) for c in candidate]
+    marker = root / "candidate.json"
+    written = json.loads(marker.read_text()) if marker.exists() else None
+    if written is not None and written.get("layers", written.get("expressions")) != names:  # (08's older key)
+        shutil.rmtree(root)  # another candidate's training, export and fine-tuning: not this model's
+    root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, {"layers": names})
+    point = copy.deepcopy(supernet)
+    further = WarmupConfig(**{**asdict(warm), "steps": further_steps, "warmup_steps": max(1, further_steps // 10),
+                              "checkpoint_every": max(1, further_steps // 2)})
+    record = warmup_distill(point, load_teacher(teacher), lambda step: candidate, further, root / "train")
+    model_dir, control_dir = root / "final", root / "control"
+    title = f"# {root.name}\n\n"
+    model = point.extract(candidate).eval()
+    if not (model_dir / "config.json").exists():
+        export_with_tokenizer(model, model_dir, f"{title}{card}\n\n{layers}\n")
+    if control and not (control_dir / "config.json").exists():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(CANDIDATE_CONTROL_SEED)
+            untrained = type(model)(point.candidate_config(candidate)).eval()
+        export_with_tokenizer(untrained, control_dir, f"{title}**Untrained control**: this configuration at random "
+                              "initialisation, never pre-trained; fine-tuned like the developed model. Not a model to "
+                              f"use.\n\n{layers}\n")
+    return {"model_dir": str(model_dir), "control_dir": str(control_dir) if control else None,
+            "finetune_dir": str(root / "finetune"),
+            "further_training": {**record, "steps": further_steps, "cpu_seconds": log_cpu_seconds(root / "train")}}

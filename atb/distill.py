@@ -1,9 +1,11 @@
-"""EfficientBERT's warm-up distillation: the supernet distilled from the teacher once, with random candidates.
+"""Layer-wise distillation of a weight-sharing supernet: warm-up, further distillation, and the KD proxy fitness.
 
-Every candidate of the search starts from the supernet's weights, so those weights must be good for *many*
-expressions at once. The warm-up trains them by knowledge distillation on pre-training text, drawing a
-candidate per step (``sample(step)``, given by the search: stage 1's random expressions and sizes, stage 3's
-sizes), as the official ``ffn_search.py`` trains its supernet.
+EfficientBERT (:mod:`atb.efficientbert`) and AutoBERT-Zero (:mod:`atb.autobert_zero`) both search candidates that
+start from the weights of one supernet (:class:`atb.supernet.WeightSharingSupernet`), so both distil it from the
+teacher first, score candidates by their distillation loss with inherited weights, and further distil the
+developed candidates. This module is that shared machinery; each system says *which* candidate a step trains
+(``sample(step)``): EfficientBERT's warm-up trains its fixed supernet (every layer four stacked gelu blocks at
+full width, as the official ``ffn_search.py`` warm-up), AutoBERT-Zero's a random mix of branches.
 
 The loss is the official ``calc_distil_losses`` (pre-training part): layer-wise, student layer ``l`` against teacher
 layer ``(l + 1) * L_t / L_s``:
@@ -34,12 +36,12 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from ..checkpoint import load_latest, save_checkpoint
-from ..objectives import masked_mse, real_pairs
-from ..records import write_dir_atomic, write_json_atomic
-from ..teacher import Teacher, TeacherOutput
-from ..train import batch_indices, parameter_groups, truncate_log
-from .supernet import Candidate, EfficientBertSuperNet, SuperNetOutput
+from .checkpoint import load_latest, save_checkpoint
+from .objectives import masked_mse, real_pairs
+from .records import write_dir_atomic, write_json_atomic
+from .teacher import Teacher, TeacherOutput
+from .train import batch_indices, parameter_groups, truncate_log
+from .supernet import Candidate, SuperNetOutput, WeightSharingSupernet
 
 Batch = dict[str, torch.Tensor]
 
@@ -86,7 +88,7 @@ class LayerwiseKD(nn.Module):
         return KDTerms(loss=attention + hidden, attention=attention, hidden=hidden)
 
 
-def candidate_loss(supernet: EfficientBertSuperNet, kd: LayerwiseKD, batch: Batch, candidate: Candidate,
+def candidate_loss(supernet: WeightSharingSupernet, kd: LayerwiseKD, batch: Batch, candidate: Candidate,
                    targets: TeacherOutput | None = None) -> KDTerms:
     """The layer-wise KD loss of ``candidate`` run with the supernet's weights on ``batch``."""
     targets = kd.targets(batch) if targets is None else targets
@@ -98,7 +100,8 @@ def candidate_loss(supernet: EfficientBertSuperNet, kd: LayerwiseKD, batch: Batc
 # ------------------------------------------------------------------------------------------------ warm-up
 @dataclass
 class WarmupConfig:
-    """The warm-up distillation's budget (section ``efficientbert.warmup`` of a scale's config)."""
+    """A distillation run's budget (sections ``efficientbert.warmup`` / ``autobert_zero.warmup`` of a scale's config;
+    further distillation takes the same settings with its own ``steps``)."""
 
     steps: int = 200
     batch_size: int = 16
@@ -115,14 +118,14 @@ class WarmupConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "max_seq_len", "checkpoint_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"efficientbert.warmup field {name!r} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"warmup field {name!r} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
-            raise ValueError(f"efficientbert.warmup field 'lr' must be > 0, got {self.lr}")
+            raise ValueError(f"warmup field 'lr' must be > 0, got {self.lr}")
 
 
 def pretraining_batches(cfg: WarmupConfig):
     """``batch(step)``: the step's batch of unmasked packed pre-training text, a function of ``(seed, step)``."""
-    from ..data import MLMCollator, build_pretraining_examples, load_corpus, load_tokenizer
+    from .data import MLMCollator, build_pretraining_examples, load_corpus, load_tokenizer
 
     tokenizer = load_tokenizer()
     examples = build_pretraining_examples(load_corpus(cfg.corpus, max_documents=cfg.max_documents), tokenizer,
@@ -131,7 +134,7 @@ def pretraining_batches(cfg: WarmupConfig):
     return lambda step: collate([examples[i] for i in batch_indices(step, cfg.batch_size, len(examples), cfg.seed)])
 
 
-def warmup_distill(supernet: EfficientBertSuperNet, teacher: Teacher, sample: Callable[[int], Candidate],
+def warmup_distill(supernet: WeightSharingSupernet, teacher: Teacher, sample: Callable[[int], Candidate],
                    cfg: WarmupConfig, run_dir: str | Path, *, batch: Callable[[int], Batch] | None = None,
                    max_steps: int | None = None) -> dict:
     """Distil ``supernet`` (in place) from ``teacher`` for ``cfg.steps`` steps, candidate ``sample(step)`` at each;
@@ -160,7 +163,7 @@ def warmup_distill(supernet: EfficientBertSuperNet, teacher: Teacher, sample: Ca
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
     supernet.train()
     start = time.perf_counter()
-    with tqdm(total=cfg.steps, initial=step, desc="EfficientBERT warm-up KD") as bar, open(log, "a") as f:
+    with tqdm(total=cfg.steps, initial=step, desc=f"layer-wise KD ({Path(run_dir).parent.name}/{Path(run_dir).name})") as bar, open(log, "a") as f:
         while step < stop:
             t0, c0 = time.perf_counter(), time.process_time()
             candidate = sample(step)
@@ -211,7 +214,7 @@ class KDProxyFitness:
     AutoTinyBERT-style proxy, cheap and deterministic (the paper's fitness, a short distillation and fine-tuning per
     candidate, costs minutes each). Teacher targets are computed once."""
 
-    supernet: EfficientBertSuperNet
+    supernet: WeightSharingSupernet
     teacher: Teacher
     batches: Sequence[Batch]
     name: str = "supernet"  # which supernet (its folder): search logs of another supernet are not resumed

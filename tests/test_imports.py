@@ -21,17 +21,17 @@ ATB = Path(__file__).resolve().parents[1] / "atb"
 PIPELINE: list[tuple[str, ...]] = [
     ("space",),                                                    # Arch, SearchSpace: the vocabulary
     ("elastic", "modeling"),                                       # elastic layers, the standalone BERT
-    ("superbert",),                                                # the SuperPLM
+    ("superbert", "supernet"),                                     # the SuperPLM; the weight-sharing supernets' interface
     ("extract",),                                                  # sub-model -> standalone model
-    ("objectives", "warmstart", "sampler", "checkpoint", "train"), # one-shot and further training
+    ("objectives", "warmstart", "sampler", "checkpoint", "train", "distill"),  # one-shot, further, layer-wise KD
     ("latency",),                                                  # timing, sweeps, the window
     ("latency_predictor",),                                        # predictors fitted to a sweep
     ("finetune", "metrics"),                                       # GLUE / SQuAD (the paper fitness uses it)
     ("search", "fitness"),                                         # latency-constrained search
     ("ranking",),                                                  # Kendall-tau studies of the fitness
     ("develop",),                                                  # extraction + further training of the picks
-    ("efficientbert",),                                            # EfficientBERT: FFN expressions on the same pipeline
-    ("autobert_zero",),                                            # AutoBERT-Zero: graphs, BIWS, OP-NAS (reuses 08's KD)
+    ("rerank",),                                                   # screen, then rerank by a short held-out fine-tune
+    ("efficientbert", "autobert_zero"),                            # EfficientBERT, AutoBERT-Zero: the same pipeline
     ("comparison",),                                               # the three systems in one table (notebook 10)
     ("report",),                                                   # REPORT.md from the records
     ("reproduce",),                                                # the notebook runner
@@ -152,6 +152,18 @@ def backward_edges(module: str) -> list[str]:
 def test_imports_follow_the_pipeline(module):
     wrong = backward_edges(module)
     assert not wrong, "\n".join(wrong)
+
+
+SYSTEMS = ("efficientbert", "autobert_zero")  # the two NAS systems built on the shared pipeline
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_no_system_package_imports_another(system):
+    """What EfficientBERT and AutoBERT-Zero share (layer-wise KD, the proxy, candidate development, the supernet
+    output) lives in the shared pipeline (``distill``, ``develop``, ``supernet``, ``rerank``), not in one system."""
+    others = [f"{where}: {system} imports {target}" for target, where in GRAPH[system]
+              if target in SYSTEMS and target != system]
+    assert not others, "\n".join(others)
 
 
 def test_latency_predictor_depends_on_latency_not_the_reverse():

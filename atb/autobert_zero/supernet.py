@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..efficientbert.supernet import SuperNetOutput
+from ..supernet import SuperNetOutput
 from ..modeling import AtbBertEmbeddings
 from .conv import check_kernel
 from .modeling import AutoBertZeroConfig, AutoBertZeroLayer, AutoBertZeroModel, AutoBertZeroPreTrainedModel, \
@@ -100,6 +100,14 @@ class AutoBertZeroSuperNet(AutoBertZeroPreTrainedModel):
     def candidate_params(self, candidate: Sequence[LayerSpec]) -> int:
         """Parameters of the standalone model of ``candidate`` (pooler included)."""
         return count_parameters(self.candidate_config(candidate))
+
+    def conv_parameters(self) -> dict[str, nn.Parameter]:
+        """The convolution branch's own parameters, every layer's, by their ``state_dict`` names (its input
+        projection and its kernel or kernel generator): those only convolution candidates use. The output
+        projection, LayerNorms and FFN are shared with the attention branch and are not among them, so training
+        these alone leaves every attention candidate as it was (:mod:`.local_kd`)."""
+        return {f"layer.{i}.conv.{name}": p for i, layer in enumerate(self.layer)
+                for name, p in layer.conv.named_parameters()}
 
 
 def supernet_config(bert_config, kernels: Sequence[int] = DEFAULT_KERNELS, conv_type: str = "light",

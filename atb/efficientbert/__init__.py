@@ -3,10 +3,11 @@
 * ``expression``: the search space (expressions, sizes, validity, canonical hashing, mutation);
 * ``ffn``: the elastic expression FFN a supernet layer holds, and the standalone one cut out of it;
 * ``modeling``: the standalone EfficientBERT, registered with the ``transformers`` Auto classes on import;
-* ``supernet``: the weight-sharing supernet (every candidate a sub-network; ``extract`` cuts it out), its warm start;
-* ``distill``: warm-up distillation (layer-wise KD on random candidates, resumable) and the KD proxy fitness;
+* ``supernet``: the weight-sharing supernet (every candidate a sub-network; ``extract`` cuts it out), its warm start,
+  and the fixed supernet the warm-up trains;
 * ``search``: the three-stage search (LaNAS-style sampler or evolution) under a parameter range, resumable;
-* ``study``: notebook 08's steps (warm start, warm-up, search, development with untrained controls);
+* ``study``: notebook 08's steps (warm start, warm-up, search, rerank, development with untrained controls).
+  Warm-up distillation and the KD proxy are the shared :mod:`atb.distill`, the rerank :mod:`atb.rerank`;
 * ``published``: the published model's size and speed beside BERT-base.
 """
 
