@@ -7,24 +7,30 @@ The steps, each cached under ``runs/<scale>/autobert_zero/`` so that a rerun res
    it at small scales (the paper pre-trains from scratch; at mini nothing transfers without the warm start, README
    "Which one-shot recipe transfers at mini").
 2. :func:`warm_up`: the supernet distilled from the teacher on random candidates (each layer a convolution of a
-   random kernel, BERT's attention, or a random graph: :func:`sample_layer`), with EfficientBERT's resumable warm-up
-   (:func:`atb.efficientbert.distill.warmup_distill`; hidden states only, since graphs and convolutions have no
+   random kernel, BERT's attention, or a random graph: :func:`sample_layer`), with the shared resumable warm-up
+   (:func:`atb.distill.warmup_distill`; hidden states only, since graphs and convolutions have no
    BERT attention scores). The paper trains its supernet by MLM pre-training.
-3. :func:`search`: OP-NAS and plain random mutation (:mod:`.search`), the same number of evaluations each, from
+3. :func:`train_convolutions`: the convolution branch distilled layer by layer with the rest frozen
+   (:mod:`.local_kd`), so that a convolution is not random at search time: MiniLM gives it nothing to inherit.
+4. :func:`search`: OP-NAS and plain random mutation (:mod:`.search`), the same number of evaluations each, from
    the standard-attention backbone, under the latency constraint (:mod:`.latency`: no slower than that backbone
-   x ``latency_budget``), for each of ``search_seeds``. Fitness: the KD proxy with inherited weights
-   (:class:`atb.efficientbert.distill.KDProxyFitness`), at every scale here; the paper's fitness (a short
-   pre-training and fine-tuning per candidate) is far beyond a CPU budget.
-4. :func:`develop`: the searched hybrid (the fittest candidate other than the start, :func:`developed_pick`) and
-   the standard-attention backbone (and, when asked, the published layer pattern) cut out of the warmed-up
-   supernet, further distilled for the same ``further_steps``, exported as ``atb-autobert-zero`` models, each with
-   an **untrained control** (:func:`atb.efficientbert.study.develop_candidate`).
+   x ``latency_budget``, with ``latency_tolerance`` above it so that timing noise does not decide), for each of
+   ``search_seeds``. Fitness: the KD proxy with inherited weights (:class:`atb.distill.KDProxyFitness`), a **screen**.
+5. :func:`rerank`: the screen's best hybrids (candidates with a convolution) and the start, adapted and fine-tuned
+   on held-out train examples (:mod:`atb.rerank`); at small scales the teacher is the warm start's source, so the
+   screen is the distance to the start by construction. Claim 11 compares each search's best proposed candidate by
+   the same rerank (:func:`opnas_vs_random_reranked`).
+6. :func:`develop`: the searched hybrid (the rerank's best, :func:`developed_pick`) and the standard-attention
+   backbone (and, when asked, the published layer pattern) cut out of the supernet, further distilled for the same
+   ``further_steps``, exported as ``atb-autobert-zero`` models, each with an **untrained control**
+   (:func:`atb.develop.develop_candidate`).
 
 Fine-tuning, seeds, intervals and learning rates are those of notebooks 05-06 (:mod:`atb.develop`).
 """
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +39,19 @@ from typing import Any
 import torch
 
 from .. import config, stats
-from ..efficientbert.distill import KDProxyFitness, WarmupConfig, log_cpu_seconds, warmup_distill
-from ..efficientbert.study import develop_candidate
+from ..develop import develop_candidate
+from ..distill import KDProxyFitness, WarmupConfig, log_cpu_seconds, warmup_distill
 from ..fitness import heldout_batches
 from ..latency import Protocol
 from ..layout import Layout
 from ..records import write_dir_atomic, write_json_atomic
+from ..rerank import RerankConfig, RerankResult, screen
+from ..rerank import rerank as rerank_candidates
 from ..teacher import load_teacher
 from .graph import formula, random_graph
 from .latency import LayerLatencyTable
+from .local_kd import LocalKDConfig
+from .local_kd import train_convolutions as train_convolutions_locally
 from .search import OpNasConfig, OpNasResult, run_opnas
 from .space import DEFAULT_KERNELS, AttentionLayer, Candidate, ConvLayer, LayerSpec, published_candidate, \
     standard_candidate
@@ -63,11 +73,14 @@ class AutoBertZeroStudyConfig:
     kernels: list[int] = field(default_factory=lambda: list(DEFAULT_KERNELS))
     conv_type: str = "light"
     latency_budget: float = 1.0  # x the standard-attention backbone's encoder latency (layer latency table)
+    latency_tolerance: float = 0.02  # the limit's margin above the budget: several times the table's timing noise
     warmup: dict[str, Any] = field(default_factory=dict)  # WarmupConfig
     search: dict[str, Any] = field(default_factory=dict)  # OpNasConfig, without mutation / seed / max_latency_ms
     search_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     proxy: dict[str, Any] = field(default_factory=lambda: {"corpus": "wikitext-2-valid", "max_examples": 32,
                                                            "batch_size": 16, "max_seq_len": 128, "seed": 0})
+    conv_kd: dict[str, Any] = field(default_factory=dict)  # LocalKDConfig: the convolution branch's layer-local KD
+    rerank: dict[str, Any] = field(default_factory=dict)  # atb.rerank.RerankConfig
     further_steps: int = 100  # further distillation of each developed model
     develop: list[str] = field(default_factory=lambda: ["searched", "standard"])  # + "published"
     squad: bool = True  # also SQuAD v1.1 (notebook 06's budget and seeds)
@@ -78,6 +91,8 @@ class AutoBertZeroStudyConfig:
         where = f"{SECTION}"
         if self.latency_budget <= 0:
             raise ValueError(f"{where}.latency_budget must be > 0, got {self.latency_budget}")
+        if not 0 <= self.latency_tolerance < 1:
+            raise ValueError(f"{where}.latency_tolerance must be in [0, 1), got {self.latency_tolerance}")
         if self.further_steps < 1:
             raise ValueError(f"{where}.further_steps must be >= 1, got {self.further_steps}")
         if not self.search_seeds:
@@ -91,6 +106,8 @@ class AutoBertZeroStudyConfig:
             raise ValueError(f"{where}.search: {sorted(fixed)} are set by the study, not the config")
         WarmupConfig(**self.warmup)  # errors name the field
         OpNasConfig(**self.search)
+        LocalKDConfig(**self.conv_kd)
+        RerankConfig(**self.rerank)
 
     @classmethod
     def load(cls, scale: str | Path, **overrides) -> AutoBertZeroStudyConfig:
@@ -101,6 +118,16 @@ class AutoBertZeroStudyConfig:
 
     def warmup_config(self) -> WarmupConfig:
         return WarmupConfig(**self.warmup)
+
+    def conv_kd_config(self) -> LocalKDConfig:
+        return LocalKDConfig(**self.conv_kd)
+
+    def rerank_config(self) -> RerankConfig:
+        return RerankConfig(**self.rerank)
+
+    def max_latency_ms(self, start_ms: float) -> float:
+        """The latency constraint: the start's encoder latency x ``latency_budget`` x (1 + ``latency_tolerance``)."""
+        return start_ms * self.latency_budget * (1 + self.latency_tolerance)
 
     def search_config(self, rule: str, seed: int, max_latency_ms: float) -> OpNasConfig:
         return OpNasConfig(**{**self.search, "mutation": rule, "seed": seed, "max_latency_ms": max_latency_ms})
@@ -155,6 +182,16 @@ def warm_up(cfg: AutoBertZeroStudyConfig, layout: Layout) -> tuple[AutoBertZeroS
                      "cpu_seconds": log_cpu_seconds(root / "warmup")}
 
 
+def train_convolutions(cfg: AutoBertZeroStudyConfig, layout: Layout,
+                       supernet: AutoBertZeroSuperNet) -> tuple[AutoBertZeroSuperNet, dict]:
+    """Layer-local distillation of the warmed-up supernet's convolution branch, the rest frozen (:mod:`.local_kd`;
+    resumable, ``.../conv_kd``). Returns the trained supernet (a copy) and the run's record."""
+    root = run_root(layout) / "conv_kd"
+    trained = copy.deepcopy(supernet)
+    record = train_convolutions_locally(trained, load_teacher(cfg.teacher), cfg.conv_kd_config(), root)
+    return trained.eval(), record
+
+
 # ------------------------------------------------------------------------------------------------ search
 def proxy_fitness(cfg: AutoBertZeroStudyConfig, supernet: AutoBertZeroSuperNet, name: str) -> KDProxyFitness:
     """The KD proxy (hidden states) on held-out text; ``name`` identifies the supernet in the logs' headers."""
@@ -182,9 +219,15 @@ class SearchOutcome:
     def best_fitness(self, rule: str, *, proposed_only: bool = False) -> dict[int, float]:
         """Per search seed of ``rule``, the best feasible fitness it found; ``proposed_only``: among the candidates
         the search itself proposed (its shared start, evaluated first by every run, left out)."""
+        return {seed: best.fitness for seed, best in self.best_records(rule, proposed_only=proposed_only).items()}
+
+    def best_records(self, rule: str, *, proposed_only: bool = False) -> dict[int, Any]:
+        """Per search seed of ``rule``, its fittest feasible evaluation (discarded candidates left out)."""
         start = [str(s) for s in self.start]
-        return {seed: max(e.fitness for e in r.history if e.feasible and not (proposed_only and e.layers == start))
+        best = {seed: max((e for e in r.history if e.feasible and e.fitness is not None
+                           and not (proposed_only and e.layers == start)), key=lambda e: e.fitness, default=None)
                 for (k, seed), r in self.runs.items() if k == rule}
+        return {seed: e for seed, e in best.items() if e is not None}  # a seed whose every proposal was discarded
 
     def cpu_seconds(self, rule: str) -> float:
         return sum(r.cpu_seconds for (k, _), r in self.runs.items() if k == rule)
@@ -192,13 +235,14 @@ class SearchOutcome:
 
 def search(cfg: AutoBertZeroStudyConfig, layout: Layout, supernet: AutoBertZeroSuperNet,
            protocol: Protocol | None = None) -> SearchOutcome:
-    """OP-NAS and random mutation from the standard-attention backbone, for every search seed (resumable)."""
+    """OP-NAS and random mutation from the standard-attention backbone, for every search seed (resumable), scored with
+    the supernet after :func:`train_convolutions`."""
     root = run_root(layout) / "search"
-    fitness = proxy_fitness(cfg, supernet, name=str(run_root(layout) / "warmup" / "final"))
+    fitness = proxy_fitness(cfg, supernet, name=str(run_root(layout) / "conv_kd" / "final"))
     table = LayerLatencyTable(supernet.config, protocol, root / "layer_latency.json")
     start = standard_candidate(supernet.config.num_hidden_layers)
     start_ms = table.candidate(start)
-    limit = cfg.latency_budget * start_ms
+    limit = cfg.max_latency_ms(start_ms)
     describe = {"fitness": fitness.describe(), "latency": table.describe()}
     runs = {}
     for rule in RULES:
@@ -230,21 +274,95 @@ def opnas_vs_random(outcome: SearchOutcome, *, proposed_only: bool = True) -> di
             "reason": None}
 
 
-def developed_pick(outcome: SearchOutcome) -> dict:
-    """The candidate developed as "searched": OP-NAS's fittest over all seeds, unless that is the start (the
-    standard-attention backbone, developed anyway as the baseline); then its fittest *new* candidate, so the
-    comparison tests whether the search's best hybrid also wins downstream (``best_is_start`` says so)."""
-    start = [str(s) for s in outcome.start]
-    seed, best = outcome.best("op-priority")
-    if best.layers != start:
-        return {"layers": best.layers, "fitness": best.fitness, "seed": seed, "best_is_start": False}
-    new = [(s, e) for (rule, s), r in outcome.runs.items() if rule == "op-priority" for e in r.history
-           if e.feasible and e.layers != start]
-    if not new:
-        return {"layers": start, "fitness": best.fitness, "seed": seed, "best_is_start": True}
-    seed, pick = max(new, key=lambda pair: pair[1].fitness)
-    return {"layers": pick.layers, "fitness": pick.fitness, "seed": seed, "best_is_start": True,
-            "start_fitness": best.fitness}
+def proxy_is_distance_to_start(cfg: AutoBertZeroStudyConfig) -> bool:
+    """Whether the screen measures the distance to the start by construction: with a warm start the standard-attention
+    candidate *is* the teacher (its KD loss is 0 before warm-up), so no new graph or convolution can beat it."""
+    return bool(cfg.warm_start)
+
+
+def changes(candidate: Candidate, start: Candidate) -> dict[str, list[int]]:
+    """What ``candidate`` changes against ``start`` (0-based layers): ``graphs`` (an attention layer computing another
+    graph) and ``convolution_layers`` (convolutions). Claim 10's hybrid needs a convolution."""
+    from .space import candidate_key
+
+    conv = [i for i, spec in enumerate(candidate) if isinstance(spec, ConvLayer)]
+    graphs = [i for i, (a, b) in enumerate(zip(candidate, start))
+              if isinstance(a, AttentionLayer) and candidate_key((a,)) != candidate_key((b,))]
+    return {"graphs": graphs, "convolution_layers": conv}
+
+
+def is_hybrid(candidate: Candidate) -> bool:
+    """A candidate claim 10 is about: at least one convolution layer."""
+    return any(isinstance(spec, ConvLayer) for spec in candidate)
+
+
+def rerank(cfg: AutoBertZeroStudyConfig, layout: Layout, supernet: AutoBertZeroSuperNet,
+           outcome: SearchOutcome) -> RerankResult:
+    """Screen, then rerank (:mod:`atb.rerank`): the start and the ``rerank.top`` fittest feasible hybrids any OP-NAS
+    run evaluated, adapted and fine-tuned on held-out train examples (resumable; ``.../rerank``)."""
+    from .supernet import as_candidate
+
+    evaluated = [(as_candidate(e.layers), e.fitness) for (rule, _), r in outcome.runs.items() if rule == "op-priority"
+                 for e in r.history if e.feasible and e.fitness is not None]
+    screened = screen(evaluated, outcome.start, cfg.rerank_config().top, is_hybrid)
+    return _rerank(cfg, layout, supernet, screened, outcome.start)
+
+
+def _rerank(cfg: AutoBertZeroStudyConfig, layout: Layout, supernet: AutoBertZeroSuperNet, screened: list,
+            start: Candidate) -> RerankResult:
+    return rerank_candidates(supernet, screened, start=start, scale=cfg.scale or "mini",
+                             root=run_root(layout) / "rerank", teacher=cfg.teacher, warm=cfg.warmup_config(),
+                             cfg=cfg.rerank_config(), what="AutoBERT-Zero",
+                             layers=lambda c: "\n".join(f"{i + 1}. `{f}`" for i, f in enumerate(describe_layers(c))))
+
+
+def developed_pick(reranked: RerankResult, start: Candidate) -> dict:
+    """The candidate developed as "searched": the rerank's best hybrid (the standard-attention start is developed anyway
+    as the baseline). ``best_is_start``: the start scored best of all; ``reason`` (and ``layers`` None) when the
+    search found no feasible hybrid to rerank, so claim 10 cannot be tested."""
+    overall = reranked.best()
+    if not any(not e.is_start for e in reranked.entries):
+        return {"layers": None, "picked_by": "rerank", "is_start": False, "best_is_start": overall.is_start,
+                "reason": "no OP-NAS run evaluated a candidate with a convolution within the latency budget"}
+    pick = reranked.best(new_only=True)
+    return {"layers": [str(s) for s in pick.candidate], "screen_fitness": pick.screen, "rerank_score": pick.score,
+            "picked_by": "rerank", "is_start": False, "best_is_start": overall.is_start,
+            "changes": changes(pick.candidate, start), "rerank_seconds": reranked.cpu_seconds, "reason": None}
+
+
+def opnas_vs_random_reranked(cfg: AutoBertZeroStudyConfig, layout: Layout, supernet: AutoBertZeroSuperNet,
+                             outcome: SearchOutcome) -> dict:
+    """Claim 11 under the fair fitness: each search's best *proposed* candidate (its screen pick, the shared start left
+    out) reranked (:mod:`atb.rerank`), and OP-NAS minus random mutation paired by seed, a Student-t interval over
+    seeds. Candidates both rules found are scored once (cached by candidate)."""
+    best = {rule: outcome.best_records(rule, proposed_only=True) for rule in RULES}
+    seeds = sorted(best["op-priority"].keys() & best["random"].keys())
+    from .supernet import as_candidate
+
+    screened = list({tuple(best[rule][s].layers): (as_candidate(best[rule][s].layers), best[rule][s].fitness)
+                     for rule in RULES for s in seeds}.values())
+    scored = {tuple(str(x) for x in e.candidate): e.score
+              for e in _rerank(cfg, layout, supernet, screened, outcome.start).entries}
+    per_rule = {rule: {s: scored[tuple(best[rule][s].layers)] for s in seeds} for rule in RULES}
+    differences = [per_rule["op-priority"][s] - per_rule["random"][s] for s in seeds]
+    measure = f"{cfg.rerank_config().task} held-out score of each search's best proposed candidate (rerank)"
+    base = {"seeds": seeds, "per_seed": differences, "measure": measure, "fitness": "rerank",
+            "scores": {rule: [per_rule[rule][s] for s in seeds] for rule in RULES}}
+    if len(differences) < 2:
+        return {"difference": sum(differences) / len(differences) if differences else None, "ci95": None,
+                "n": len(differences), **base, "reason": "fewer than 2 search seeds: no interval"}
+    return {**stats.t_interval(differences).to_dict(), **base, "reason": None}
+
+
+def proxy_gap(cfg: AutoBertZeroStudyConfig, layout: Layout, before: AutoBertZeroSuperNet,
+              after: AutoBertZeroSuperNet, start: Candidate, candidate: Candidate) -> dict:
+    """The screen's gap between the start and ``candidate`` (start minus candidate, negated KD loss: > 0 means the
+    start looks better), with the supernet before and after :func:`train_convolutions`: what a convolution now has
+    to inherit."""
+    gaps = {when: (lambda f: f(start) - f(candidate))(proxy_fitness(cfg, net, name=when))
+            for when, net in (("before", before), ("after", after))}
+    return {**gaps, "candidate": [str(s) for s in candidate], "what": "screen fitness of the start minus the "
+            "candidate's (negated KD loss), before and after the convolutions' layer-local distillation"}
 
 
 def search_curves(outcome: SearchOutcome):
@@ -257,7 +375,7 @@ def search_curves(outcome: SearchOutcome):
     for (rule, seed), result in outcome.runs.items():
         best = float("nan")
         for e in result.history:
-            if e.feasible and e.layers != start and not e.fitness <= best:
+            if e.feasible and e.fitness is not None and e.layers != start and not e.fitness <= best:
                 best = e.fitness
             rows.append({"mutation": rule, "seed": seed, "evaluations": e.index + 1, "best proposed so far": best})
     return pd.DataFrame(rows)
@@ -271,25 +389,27 @@ def plot_search(outcome: SearchOutcome, ax) -> None:
     sns.lineplot(data=search_curves(outcome), x="evaluations", y="best proposed so far", hue="mutation",
                  errorbar=("ci", 95), ax=ax)
     first = next(iter(outcome.runs.values())).history[0]
-    ax.axhline(first.fitness, color="grey", linestyle="--", linewidth=1, label="start (standard attention)")
+    if first.fitness is not None:
+        ax.axhline(first.fitness, color="grey", linestyle="--", linewidth=1, label="start (standard attention)")
     ax.legend()
     ax.set(title="OP-NAS vs random mutation at equal evaluations (mean over search seeds)",
            ylabel="best fitness proposed so far")
 
 
-def op_priority_table(outcome: SearchOutcome):
-    """The priorities OP-NAS learned: per operation its mean reward, uses and final priority, averaged over seeds."""
+def op_priority_table(outcome: SearchOutcome, rule: str = "op-priority"):
+    """The priorities a rule's runs learned: per operation its mean reward, uses and final priority, averaged over
+    seeds. Random mutation tracks them too (what OP-NAS *would* have learnt from uniform choices): the two side by
+    side show whether the bias changed what was credited."""
     import pandas as pd
 
-    frames = [pd.DataFrame(r.op_priority).T.assign(seed=seed) for (rule, seed), r in outcome.runs.items()
-              if rule == "op-priority"]
+    frames = [pd.DataFrame(r.op_priority).T.assign(seed=seed) for (k, seed), r in outcome.runs.items() if k == rule]
     table = pd.concat(frames).drop(columns="seed").astype(float).groupby(level=0).mean()
     return table[["mean_reward", "count", "priority"]].sort_values("mean_reward", ascending=False)
 
 
-def op_priority_record(outcome: SearchOutcome) -> dict[str, dict[str, float | None]]:
+def op_priority_record(outcome: SearchOutcome, rule: str = "op-priority") -> dict[str, dict[str, float | None]]:
     """:func:`op_priority_table` as the record holds it (``None`` for an operation no run credited)."""
-    table = op_priority_table(outcome)
+    table = op_priority_table(outcome, rule)
     return {op: {k: (None if v != v else float(v)) for k, v in row.items()} for op, row in table.iterrows()}
 
 
@@ -319,30 +439,32 @@ def develop(cfg: AutoBertZeroStudyConfig, layout: Layout, supernet: AutoBertZero
              f"{cfg.further_steps} steps (atb notebook 09).",
         layers="Layers:\n\n" + "\n".join(f"{i + 1}. `{f}`" for i, f in enumerate(formulas)))
     return {"name": name, "arch": "; ".join(str(s) for s in candidate), "layers": [str(s) for s in candidate],
-            "formulas": formulas, "objective": "kd", "method": METHODS[name], "kind": "autobert-zero",
+            "formulas": formulas, "changes": changes(candidate, standard_candidate(len(candidate))), "objective": "kd", "method": METHODS[name], "kind": "autobert-zero",
             "params": supernet.candidate_params(candidate), **developed}
 
 
 def development_cpu_seconds(model: dict, outcome: SearchOutcome, pick: dict) -> float | None:
-    """A developed model's own cost in process CPU seconds: its search (the searched model: the OP-NAS run it came
-    from; the baselines none) and its further distillation. The warm-up, shared by every candidate, is recorded
-    once beside them (``warmup.cpu_seconds``)."""
+    """A developed model's own cost in CPU seconds: its selection (the searched model: every OP-NAS run, since the
+    rerank draws from all of them, and the rerank, ``pick["rerank_seconds"]``; the baselines none) and its further
+    distillation. The warm-up and the convolutions' distillation, shared by every candidate, are recorded once
+    beside them (``warmup.cpu_seconds``, ``conv_kd.cpu_seconds``)."""
     further = log_cpu_seconds(Path(model["model_dir"]).parent / "train")
     if further is None:
         return None
-    search_cost = outcome.runs[("op-priority", pick["seed"])].cpu_seconds if model["name"] == SEARCHED else 0.0
-    return search_cost + further
+    if model["name"] != SEARCHED:
+        return further
+    return outcome.cpu_seconds("op-priority") + (pick.get("rerank_seconds") or 0.0) + further
 
 
 def candidates_to_develop(cfg: AutoBertZeroStudyConfig, supernet: AutoBertZeroSuperNet, pick: dict) -> dict:
-    """``{model name: candidate}`` of ``cfg.develop``."""
+    """``{model name: candidate}`` of ``cfg.develop`` (no searched model when the search found no hybrid)."""
     from .supernet import as_candidate
 
     layers = supernet.config.num_hidden_layers
-    chosen = {SEARCHED: as_candidate(pick["layers"]), STANDARD: standard_candidate(layers),
-              PUBLISHED: published_candidate(layers)}
+    chosen = {SEARCHED: as_candidate(pick["layers"]) if pick.get("layers") else None,
+              STANDARD: standard_candidate(layers), PUBLISHED: published_candidate(layers)}
     names = {"searched": SEARCHED, "standard": STANDARD, "published": PUBLISHED}
-    return {names[k]: chosen[names[k]] for k in cfg.develop}
+    return {names[k]: chosen[names[k]] for k in cfg.develop if chosen[names[k]] is not None}
 
 
 def save_record(layout: Layout, record: dict) -> Path:

@@ -6,12 +6,19 @@ The steps, each cached under ``runs/<scale>/efficientbert/`` so that a rerun res
 1. :func:`warm_started_supernet`: the supernet (:mod:`.supernet`), warm-started from the teacher at small scales
    (the paper distils its supernet from BERT-base from scratch; at mini nothing transfers without the warm start,
    README "Which one-shot recipe transfers at mini").
-2. :func:`warm_up`: warm-up distillation (:mod:`.distill`) on random stage-1 candidates of the parameter range.
+2. :func:`warm_up`: warm-up distillation (:mod:`atb.distill`) of the **fixed supernet**, every layer four stacked
+   gelu blocks at full width, as the official ``ffn_search.py`` warm-up trains it (random candidates come only in
+   its stage 3, which here scores sizes with these weights).
 3. :func:`search`: stages 1 -> 2 -> 3 (:mod:`.search`) under the **parameter range** ``budget`` x the parameters
    of the **plain-gelu model** (BERT's FFN at ratio 1 in every layer, the search's start), embeddings left out
-   (they cost no time per token). Fitness: the KD proxy with inherited weights (:class:`.distill.KDProxyFitness`),
-   at every scale here; the paper's per-candidate distillation + fine-tuning is far beyond a CPU budget.
-4. :func:`develop`: the searched model and the plain-gelu baseline are cut out of the warmed-up supernet, further
+   (they cost no time per token). The default range [0.95, 1.05] holds the start strictly inside and admits the
+   published model's sizes (1.037x the start at MiniLM's shape), as the official [15 M, 16 M] does. Fitness: the KD
+   proxy with inherited weights (:class:`atb.distill.KDProxyFitness`), a **screen**.
+4. :func:`rerank`: the screen's best candidates that change an FFN expression, and the start, are adapted and
+   fine-tuned on held-out train examples (:mod:`atb.rerank`): at small scales the teacher is the warm start's
+   source, so the screen is the distance to the start by construction (:func:`proxy_is_distance_to_start`), and
+   only a downstream score can prefer a new expression. :func:`developed_pick` takes the rerank's best.
+5. :func:`develop`: the searched model and the plain-gelu baseline are cut out of the warmed-up supernet, further
    distilled for the same ``further_steps`` (their only difference is the FFN), exported as ``atb-efficientbert``
    models, and each gets an **untrained control**: the same config at random initialisation.
 
@@ -20,10 +27,6 @@ Fine-tuning, seeds, intervals and the learning rates are those of notebooks 05-0
 
 from __future__ import annotations
 
-import copy
-import json
-import random
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,18 +34,20 @@ from typing import Any
 import torch
 
 from .. import config
+from ..develop import develop_candidate
+from ..distill import KDProxyFitness, WarmupConfig, log_cpu_seconds, warmup_distill
 from ..fitness import heldout_batches
 from ..layout import Layout
 from ..records import write_dir_atomic, write_json_atomic
+from ..rerank import RerankConfig, RerankResult, screen
+from ..rerank import rerank as rerank_candidates
 from ..teacher import load_teacher
-from .distill import KDProxyFitness, WarmupConfig, log_cpu_seconds, warmup_distill
 from .expression import BERT_FFN
-from .search import ExpressionSearchConfig, SearchResult, random_proposal, run_search
-from .supernet import Candidate, EfficientBertSuperNet, candidate_params, supernet_config, uniform_candidate, \
-    warm_start_from_bert
+from .search import ExpressionSearchConfig, SearchResult, run_search
+from .supernet import Candidate, EfficientBertSuperNet, candidate_params, fixed_supernet_candidate, supernet_config, \
+    uniform_candidate, warm_start_from_bert
 
 SECTION = "efficientbert"
-CONTROL_SEED = 1234  # as atb.develop's controls: one random initialisation per model, never pre-trained
 SEARCHED, GELU = "efficientbert-searched", "efficientbert-gelu"  # the developed models
 METHODS = {SEARCHED: "searched", GELU: "plain-gelu"}
 
@@ -56,11 +61,12 @@ class EfficientBertStudyConfig:
     importance: str = "taylor"  # FFN neuron order of the warm start: taylor | magnitude | none
     max_stacks: int = 4
     shape: dict[str, Any] = field(default_factory=dict)  # supernet config overrides (default: the teacher's shape)
-    budget: list[float] = field(default_factory=lambda: [0.8, 1.0])  # x the plain-gelu model's parameters
+    budget: list[float] = field(default_factory=lambda: [0.95, 1.05])  # x the plain-gelu model's parameters
     warmup: dict[str, Any] = field(default_factory=dict)  # WarmupConfig
     search: dict[str, Any] = field(default_factory=dict)  # ExpressionSearchConfig (not the parameter range)
     proxy: dict[str, Any] = field(default_factory=lambda: {"corpus": "wikitext-2-valid", "max_examples": 32,
                                                            "batch_size": 16, "max_seq_len": 128, "seed": 0})
+    rerank: dict[str, Any] = field(default_factory=dict)  # atb.rerank.RerankConfig
     further_steps: int = 100  # further distillation of each developed model
     squad: bool = True  # also SQuAD v1.1 (notebook 06's budget and seeds)
     scale: str | None = None
@@ -72,6 +78,7 @@ class EfficientBertStudyConfig:
             raise ValueError(f"efficientbert.further_steps must be >= 1, got {self.further_steps}")
         WarmupConfig(**self.warmup)  # errors name the field
         ExpressionSearchConfig(**self.search)
+        RerankConfig(**self.rerank)
 
     @classmethod
     def load(cls, scale: str | Path, **overrides) -> EfficientBertStudyConfig:
@@ -82,6 +89,9 @@ class EfficientBertStudyConfig:
 
     def warmup_config(self) -> WarmupConfig:
         return WarmupConfig(**self.warmup)
+
+    def rerank_config(self) -> RerankConfig:
+        return RerankConfig(**self.rerank)
 
     def search_config(self, reference_params: int) -> ExpressionSearchConfig:
         low, high = self.budget
@@ -120,21 +130,18 @@ def search_config(cfg: EfficientBertStudyConfig, supernet: EfficientBertSuperNet
 
 
 def warm_up(cfg: EfficientBertStudyConfig, layout: Layout) -> tuple[EfficientBertSuperNet, dict]:
-    """Warm-up distillation of the warm-started supernet on random stage-1 candidates of the parameter range
-    (resumable; ``runs/<scale>/efficientbert/warmup``). Returns the trained supernet and the run's record."""
+    """Warm-up distillation of the warm-started **fixed supernet** (:func:`.supernet.fixed_supernet_candidate`: every
+    layer's blocks at full width with gelu, as the official warm-up; resumable, ``runs/<scale>/efficientbert/warmup``).
+    Every expression of the search then inherits linear weights trained to work together. Returns the trained
+    supernet and the run's record."""
     root = layout.efficientbert
     supernet = warm_started_supernet(cfg, root)
-    search_cfg, count = search_config(cfg, supernet), params_fn(supernet)
-    start, seed = gelu_candidate(supernet), cfg.warmup_config().seed
-
-    def sample(step: int) -> Candidate:
-        return random_proposal(1, start, count, search_cfg, random.Random(seed * 1_000_003 + step))
-
-    teacher = load_teacher(cfg.teacher)
-    record = warmup_distill(supernet, teacher, sample, cfg.warmup_config(), root / "warmup")
+    fixed = fixed_supernet_candidate(supernet.config)
+    record = warmup_distill(supernet, load_teacher(cfg.teacher), lambda step: fixed, cfg.warmup_config(),
+                            root / "warmup")
     trained = EfficientBertSuperNet.from_pretrained(root / "warmup" / "final").eval()
     return trained, {**record, "teacher": cfg.teacher, "warm_start": getattr(trained.config, "warm_start", None),
-                     "cpu_seconds": log_cpu_seconds(root / "warmup")}
+                     "trained_candidate": [str(f) for f in fixed], "cpu_seconds": log_cpu_seconds(root / "warmup")}
 
 
 def proxy_fitness(cfg: EfficientBertStudyConfig, supernet: EfficientBertSuperNet, name: str) -> KDProxyFitness:
@@ -152,73 +159,65 @@ def search(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBer
                       layout.efficientbert / "search")
 
 
-def developed_pick(result: SearchResult, start: Candidate) -> dict:
-    """Which candidate notebook 08 develops as "searched": the search's best, unless that is its start (the plain-gelu
-    model, which is developed anyway as the baseline). Then the best *new* candidate of any stage, so that the
-    searched-vs-gelu comparison tests whether the search's best expression also wins downstream; the record says
-    so (``best_is_start``)."""
-    best = result.best
-    if best.candidate != tuple(start):
-        return {"candidate": best.candidate, "stage": result.stages[-1].stage, "fitness": best.fitness,
-                "best_is_start": False}
-    stage, pick = max(((s.stage, e) for s in result.stages for e in s.history
-                       if e.in_range and e.candidate != tuple(start)),
-                      key=lambda pair: pair[1].fitness, default=(None, None))
-    if pick is None:
-        return {"candidate": best.candidate, "stage": None, "fitness": best.fitness, "best_is_start": True}
-    return {"candidate": pick.candidate, "stage": stage, "fitness": pick.fitness, "best_is_start": True,
-            "start_fitness": best.fitness}
+def proxy_is_distance_to_start(cfg: EfficientBertStudyConfig) -> bool:
+    """Whether the screen measures the distance to the search's start by construction: with a warm start, the supernet
+    *is* the teacher (its source) at the plain-gelu start, whose KD loss is near 0 before any training, so no new
+    expression can do better than tie on it. The report then refuses a verdict decided by the screen alone."""
+    return bool(cfg.warm_start)
+
+
+def changes(candidate: Candidate, start: Candidate) -> dict[str, list[int]]:
+    """What ``candidate`` changes against ``start``, per layer (0-based): ``expressions`` (the FFN computes another
+    function shape, sizes aside) and ``sizes`` (stacks or ratio). Claim 9 needs a changed expression."""
+    return {"expressions": [i for i, (a, b) in enumerate(zip(candidate, start)) if str(a.expr) != str(b.expr)],
+            "sizes": [i for i, (a, b) in enumerate(zip(candidate, start))
+                      if (a.stacks, a.ratio) != (b.stacks, b.ratio)]}
+
+
+def rerank(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBertSuperNet,
+           result: SearchResult) -> RerankResult:
+    """Screen, then rerank (:mod:`atb.rerank`): the start and the screen's ``rerank.top`` fittest in-range candidates
+    of any stage that change at least one FFN expression, adapted and fine-tuned on held-out train examples
+    (resumable; ``runs/<scale>/efficientbert/rerank``)."""
+    start = gelu_candidate(supernet)
+    evaluated = [(e.candidate, e.fitness) for s in result.stages for e in s.history if e.in_range or
+                 e.candidate == tuple(start)]
+    screened = screen(evaluated, start, cfg.rerank_config().top, lambda c: bool(changes(c, start)["expressions"]))
+    return rerank_candidates(supernet, screened, start=start, scale=cfg.scale or "mini", root=layout.efficientbert / "rerank",
+                             teacher=cfg.teacher, warm=cfg.warmup_config(), cfg=cfg.rerank_config(),
+                             what="EfficientBERT")
+
+
+def developed_pick(reranked: RerankResult, start: Candidate) -> dict:
+    """The candidate notebook 08 develops as "searched": the rerank's best candidate that changes an expression (the
+    start, plain gelu, is developed anyway as the baseline). ``best_is_start`` says whether the start scored best of
+    all in the rerank; ``reason`` is set, and ``candidate`` None, when the screen found no candidate to rerank."""
+    new = [e for e in reranked.entries if not e.is_start]
+    overall = reranked.best()
+    if not new:
+        return {"candidate": None, "picked_by": "rerank", "is_start": False, "best_is_start": overall.is_start,
+                "reason": "the search evaluated no in-range candidate that changes an FFN expression"}
+    pick = reranked.best(new_only=True)
+    return {"candidate": pick.candidate, "screen_fitness": pick.screen, "rerank_score": pick.score,
+            "picked_by": "rerank", "is_start": pick.candidate == tuple(start), "best_is_start": overall.is_start,
+            "changes": changes(pick.candidate, start), "reason": None}
+
+
+def proxy_gap(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBertSuperNet,
+              candidate: Candidate) -> dict:
+    """The screen's gap between the start and ``candidate`` (start minus candidate, in KD-loss units: > 0 means the
+    start looks better), with the warm-started supernet (before warm-up) and the warmed-up one (after): what the
+    warm-up gave a new expression to inherit."""
+    start = gelu_candidate(supernet)
+    gaps = {}
+    for when, net in (("before", warm_started_supernet(cfg, layout.efficientbert)), ("after", supernet)):
+        fitness = proxy_fitness(cfg, net, name=when)
+        gaps[when] = fitness(start) - fitness(candidate)
+    return {**gaps, "candidate": [str(f) for f in candidate], "what": "screen fitness of the start minus the "
+            "candidate's (negated KD loss), before and after the warm-up"}
 
 
 # ------------------------------------------------------------------------------------------------ develop
-def export_with_tokenizer(model, directory: Path, readme: str) -> Path:
-    """``save_pretrained`` + the tokenizer + ``README.md`` (``readme``), atomically."""
-    from ..data import load_tokenizer
-
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
-        load_tokenizer().save_pretrained(tmp)
-        (tmp / "README.md").write_text(readme)
-
-    return write_dir_atomic(directory, write)
-
-
-def develop_candidate(supernet, candidate, root: Path, *, teacher: str, warm: WarmupConfig, further_steps: int,
-                      card: str, layers: str) -> dict:
-    """Develop one candidate of a weight-sharing supernet (EfficientBERT's here, AutoBERT-Zero's in
-    :mod:`atb.autobert_zero.study`; each has ``extract`` and ``candidate_config``): further distillation of a copy of
-    the supernet on this candidate alone (``further_steps``, the warm-up's settings otherwise; resumable in
-    ``root/train``), the standalone model cut out of it (``root/final``), and its **untrained control**: the same
-    config at random initialisation (``root/control``, seed :data:`CONTROL_SEED`). ``card`` / ``layers``: the model
-    card's text and its list of layers (markdown). A folder holding another candidate's work is cleared first.
-    Returns ``{"model_dir", "control_dir", "finetune_dir", "further_training"}``."""
-    names = [str(c) for c in candidate]
-    marker = root / "candidate.json"
-    written = json.loads(marker.read_text()) if marker.exists() else None
-    if written is not None and written.get("layers", written.get("expressions")) != names:  # (08's older key)
-        shutil.rmtree(root)  # another candidate's training, export and fine-tuning: not this model's
-    root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(marker, {"layers": names})
-    point = copy.deepcopy(supernet)
-    further = WarmupConfig(**{**asdict(warm), "steps": further_steps, "warmup_steps": max(1, further_steps // 10),
-                              "checkpoint_every": max(1, further_steps // 2)})
-    record = warmup_distill(point, load_teacher(teacher), lambda step: candidate, further, root / "train")
-    model_dir, control_dir = root / "final", root / "control"
-    title = f"# {root.name}\n\n"
-    model = point.extract(candidate).eval()
-    if not (model_dir / "config.json").exists():
-        export_with_tokenizer(model, model_dir, f"{title}{card}\n\n{layers}\n")
-    if not (control_dir / "config.json").exists():
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(CONTROL_SEED)
-            control = type(model)(point.candidate_config(candidate)).eval()
-        export_with_tokenizer(control, control_dir, f"{title}**Untrained control**: this configuration at random "
-                              "initialisation, never pre-trained; fine-tuned like the developed model. Not a model to "
-                              f"use.\n\n{layers}\n")
-    return {"model_dir": str(model_dir), "control_dir": str(control_dir), "finetune_dir": str(root / "finetune"),
-            "further_training": {**record, "steps": further_steps, "cpu_seconds": log_cpu_seconds(root / "train")}}
-
-
 def develop(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBertSuperNet, name: str,
             candidate: Candidate) -> dict:
     """Further distillation of ``candidate`` from the warmed-up supernet, its export and its untrained control
@@ -231,6 +230,7 @@ def develop(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBe
              "steps (atb notebook 08).",
         layers="FFN per layer:\n\n" + "\n".join(f"{i + 1}. `{e}`" for i, e in enumerate(expressions)))
     return {"name": name, "arch": "; ".join(expressions), "expressions": expressions,
+            "changes": changes(candidate, gelu_candidate(supernet)),
             "objective": "kd", "method": METHODS[name], "kind": "efficientbert",
             "params": candidate_params(supernet.config, candidate), **developed}
 
