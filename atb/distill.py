@@ -29,6 +29,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import torch
@@ -115,12 +116,23 @@ class WarmupConfig:
     checkpoint_every: int = 50
     seed: int = 0
 
+    section: ClassVar[str] = "warmup"  # how errors name the config section
+
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "max_seq_len", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"warmup field {name!r} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"warmup field 'lr' must be > 0, got {self.lr}")
+        where = f"{self.section} field"
+        for name, least in (("steps", 1), ("batch_size", 1), ("max_seq_len", 1), ("checkpoint_every", 1),
+                            ("warmup_steps", 0), ("seed", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{where} {name!r} must be an integer >= {least}, got {value!r}")
+        if self.max_documents is not None and (not isinstance(self.max_documents, int) or self.max_documents < 1):
+            raise ValueError(f"{where} 'max_documents' must be None or an integer >= 1, got {self.max_documents!r}")
+        if not self.lr > 0:
+            raise ValueError(f"{where} 'lr' must be > 0, got {self.lr!r}")
+        if not self.max_grad_norm > 0:
+            raise ValueError(f"{where} 'max_grad_norm' must be > 0, got {self.max_grad_norm!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"{where} 'weight_decay' must be >= 0, got {self.weight_decay!r}")
 
 
 def pretraining_batches(cfg: WarmupConfig):

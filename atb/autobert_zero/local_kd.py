@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from tqdm.auto import tqdm
@@ -58,44 +59,17 @@ __all__ = ["LocalKDConfig", "draw_kernels", "layer_local_losses", "train_convolu
 
 
 @dataclass
-class LocalKDConfig:
-    """A layer-local distillation run's budget (batches as the warm-up's: :func:`atb.distill.pretraining_batches`)."""
+class LocalKDConfig(WarmupConfig):
+    """A layer-local distillation run's budget: the warm-up's fields (batches as the warm-up's,
+    :func:`atb.distill.pretraining_batches`), a larger default rate: only the convolution branch trains, from a
+    neutral start."""
 
-    steps: int = 200
-    batch_size: int = 16
-    lr: float = 1e-3  # only the convolution branch trains, from a neutral start: a larger rate than the warm-up's
-    warmup_steps: int = 20
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    corpus: str = "pretrain"
-    max_documents: int | None = 2000
-    max_seq_len: int = 128
-    checkpoint_every: int = 50
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "max_seq_len", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"local_kd field {name!r} must be an integer >= 1, got {value!r}")
-        for name in ("warmup_steps", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"local_kd field {name!r} must be an integer >= 0, got {value!r}")
-        if self.max_documents is not None and (not isinstance(self.max_documents, int) or self.max_documents < 1):
-            raise ValueError(f"local_kd field 'max_documents' must be None or an integer >= 1, "
-                             f"got {self.max_documents!r}")
-        if not self.lr > 0:
-            raise ValueError(f"local_kd field 'lr' must be > 0, got {self.lr!r}")
-        if not self.max_grad_norm > 0:
-            raise ValueError(f"local_kd field 'max_grad_norm' must be > 0, got {self.max_grad_norm!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"local_kd field 'weight_decay' must be >= 0, got {self.weight_decay!r}")
+    lr: float = 1e-3
+    section: ClassVar[str] = "local_kd"
 
     def batch_config(self) -> WarmupConfig:
-        """The settings :func:`atb.distill.pretraining_batches` reads."""
-        return WarmupConfig(steps=self.steps, batch_size=self.batch_size, corpus=self.corpus,
-                            max_documents=self.max_documents, max_seq_len=self.max_seq_len, seed=self.seed)
+        """The settings :func:`atb.distill.pretraining_batches` reads (this config is one)."""
+        return self
 
 
 def draw_kernels(kernels: list[int], layers: int, seed: int, step: int) -> list[int]:
