@@ -185,10 +185,18 @@ def warm_up(cfg: AutoBertZeroStudyConfig, layout: Layout) -> tuple[AutoBertZeroS
 def train_convolutions(cfg: AutoBertZeroStudyConfig, layout: Layout,
                        supernet: AutoBertZeroSuperNet) -> tuple[AutoBertZeroSuperNet, dict]:
     """Layer-local distillation of the warmed-up supernet's convolution branch, the rest frozen (:mod:`.local_kd`;
-    resumable, ``.../conv_kd``). Returns the trained supernet (a copy) and the run's record."""
+    resumable, ``.../conv_kd``). Returns the trained supernet (a copy) and the run's record; where the teacher's shape
+    differs from the supernet's (smoke's toy supernet) the supernet as it is, and the record says why
+    (``skipped``)."""
     root = run_root(layout) / "conv_kd"
+    teacher = load_teacher(cfg.teacher)
+    shapes = ((teacher.num_layers, teacher.hidden_size),
+              (supernet.config.num_hidden_layers, supernet.config.hidden_size))
+    if shapes[0] != shapes[1]:  # smoke's toy supernet: no teacher layer to copy a layer's input and output from
+        return supernet, {"steps": 0, "skipped": f"layer-local KD needs the teacher's layers and width; the teacher "
+                                                  f"has {shapes[0]}, the supernet {shapes[1]} (layers, hidden)"}
     trained = copy.deepcopy(supernet)
-    record = train_convolutions_locally(trained, load_teacher(cfg.teacher), cfg.conv_kd_config(), root)
+    record = train_convolutions_locally(trained, teacher, cfg.conv_kd_config(), root)
     return trained.eval(), record
 
 
