@@ -161,18 +161,22 @@ def autotinybert_rows(records: Mapping[str, dict]) -> list[dict]:
 
 def efficientbert_rows(record: Mapping[str, Any]) -> list[dict]:
     """EfficientBERT's developed models (notebook 08): the searched model, whose cost includes the three-stage
-    search, and the plain-gelu baseline (the search's start, developed without a search)."""
+    search and, where the record has one, the rerank that picked it, and the plain-gelu baseline (the search's start,
+    developed without a search)."""
     from .efficientbert.study import SEARCHED
 
     warmup = record.get("warmup") or {}
     search_cpu = _number((record.get("search") or {}).get("cpu_seconds"))
+    rerank = (record.get("search") or {}).get("rerank")
     rows = []
     for name, m in record["models"].items():
         squad = m.get("squad") or {}
         method = m.get("method") or squad.get("method") or ("searched" if name == SEARCHED else "plain-gelu")
         parts = {"search": search_cpu if name == SEARCHED else 0.0,
+                 **({"rerank": _number(rerank.get("cost_seconds")) if name == SEARCHED else 0.0} if rerank else {}),
                  "further_training": _number((m.get("further_training") or {}).get("cpu_seconds"))}
-        note = (("three-stage search (notebook 08) + further distillation" if name == SEARCHED else
+        note = (("three-stage search" + (" + rerank" if rerank else "") + " (notebook 08) + further distillation"
+                 if name == SEARCHED else
                  "further distillation only (the search's start, no search)")
                 + f"; the warmed-up supernet (shared by {len(record['models'])} models) is listed separately"
                 + ("" if warmup.get("cpu_seconds") is not None else
