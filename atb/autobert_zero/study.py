@@ -318,7 +318,7 @@ def rerank(cfg: AutoBertZeroStudyConfig, layout: Layout, supernet: AutoBertZeroS
 
 def _rerank(cfg: AutoBertZeroStudyConfig, layout: Layout, supernet: AutoBertZeroSuperNet, screened: list,
             start: Candidate) -> RerankResult:
-    return rerank_candidates(supernet, screened, start=start, scale=cfg.scale or "mini",
+    return rerank_candidates(supernet, screened, start=start, scale=layout.scale,
                              root=run_root(layout) / "rerank", teacher=cfg.teacher, warm=cfg.warmup_config(),
                              cfg=cfg.rerank_config(), what="AutoBERT-Zero",
                              layers=lambda c: "\n".join(f"{i + 1}. `{f}`" for i, f in enumerate(describe_layers(c))))

@@ -183,7 +183,8 @@ def rerank(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBer
     evaluated = [(e.candidate, e.fitness) for s in result.stages for e in s.history if e.in_range or
                  e.candidate == tuple(start)]
     screened = screen(evaluated, start, cfg.rerank_config().top, lambda c: bool(changes(c, start)["expressions"]))
-    return rerank_candidates(supernet, screened, start=start, scale=cfg.scale or "mini", root=layout.efficientbert / "rerank",
+    return rerank_candidates(supernet, screened, start=start, scale=layout.scale,
+                             root=layout.efficientbert / "rerank",
                              teacher=cfg.teacher, warm=cfg.warmup_config(), cfg=cfg.rerank_config(),
                              what="EfficientBERT")
 
