@@ -14,7 +14,13 @@ section        read by                                 what it sets
 ``develop``    :class:`atb.develop.DevelopConfig`      further training, baselines, downstream tasks
 ``finetune``   :class:`atb.finetune.FinetuneConfig`    fine-tuning budgets (``all``, ``glue``,
                                                        ``squad``, then per task)
+``engine``     :class:`atb.engine.EngineConfig`        precision and optimizer of every training
+                                                       loop (the defaults of their own fields)
 =============  ======================================  ==========================================
+
+The ``engine`` section is the one exception to "one section, one class": its settings are the defaults of the
+``precision`` / ``fused_optimizer`` fields of every training loop's settings (:data:`ENGINE_LOOPS`), which
+:meth:`ScaleConfig.section` hands down, so that ``engine: {precision: fp32}`` runs the whole study in fp32.
 
 Every loader goes through :func:`section` and :func:`build`, so a section that nothing reads, or a key
 that a class does not have, is an error naming the file and the key: a misspelled setting never silently
@@ -38,7 +44,17 @@ import yaml
 from .layout import ROOT
 
 CONFIG_DIR = ROOT / "configs"
-SECTIONS = ("pretrain", "latency", "search", "ranking", "develop", "finetune", "efficientbert", "autobert_zero")
+SECTIONS = ("pretrain", "latency", "search", "ranking", "develop", "finetune", "efficientbert", "autobert_zero",
+            "engine")
+# Where the ``engine`` section's settings become defaults: the (nested) mappings of each section that configure a
+# training loop (TrainConfig; FinetuneConfig's ``all`` group; the studies' WarmupConfig / LocalKDConfig, which also
+# drive the reranks' adaptation and the developed candidates' further distillation).
+ENGINE_LOOPS: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    "pretrain": ((),),
+    "finetune": (("all",),),
+    "efficientbert": (("warmup",),),
+    "autobert_zero": (("warmup",), ("conv_kd",)),
+}
 
 T = TypeVar("T")
 
@@ -56,9 +72,15 @@ class ScaleConfig:
     sections: Mapping[str, dict]
 
     def section(self, name: str) -> dict:
+        """The settings of section ``name``, with the ``engine`` section's values as defaults of its training loops'
+        (:data:`ENGINE_LOOPS`)."""
         if name not in SECTIONS:
             raise ConfigError(f"no config section {name!r}; sections are {list(SECTIONS)}")
-        return dict(self.sections.get(name) or {})
+        settings = dict(self.sections.get(name) or {})
+        engine = self.sections.get("engine") or {}
+        for path in ENGINE_LOOPS.get(name, ()) if engine else ():
+            settings = _with_defaults(settings, path, engine)
+        return settings
 
     def where(self, name: str) -> str:
         """How error messages name a section: ``configs/mini.yaml: search``."""
@@ -97,6 +119,15 @@ def load(scale: str | Path) -> ScaleConfig:
     for key in SECTIONS:
         if raw.get(key) is not None and not isinstance(raw[key], dict):
             raise ConfigError(f"{_show(path)}: section {key!r} must be a mapping, got {type(raw[key]).__name__}")
+    if raw.get("engine"):
+        from .engine import EngineConfig
+
+        try:
+            build(EngineConfig, raw["engine"], f"{_show(path)}: engine")
+        except ConfigError:
+            raise
+        except ValueError as err:  # a bad value, named by EngineConfig
+            raise ConfigError(f"{_show(path)}: {err}") from None
     return ScaleConfig(name, path, {k: raw.get(k) or {} for k in SECTIONS})
 
 
@@ -132,6 +163,16 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
         nested = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
         out[key] = merge(out[key], value) if nested else value
     return out
+
+
+def _with_defaults(settings: dict, path: tuple[str, ...], defaults: Mapping[str, Any]) -> dict:
+    """``settings`` with ``defaults`` under the mapping at ``path`` (keys already there win)."""
+    if not path:
+        return {**defaults, **settings}
+    inner = settings.get(path[0]) or {}
+    if not isinstance(inner, Mapping):  # a bad value: its own loader names it
+        return settings
+    return {**settings, path[0]: _with_defaults(dict(inner), path[1:], defaults)}
 
 
 def _show(path: Path) -> str:

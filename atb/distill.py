@@ -37,11 +37,12 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from . import engine
 from .checkpoint import load_latest, save_checkpoint
 from .objectives import masked_mse, real_pairs
 from .records import write_dir_atomic, write_json_atomic
 from .teacher import Teacher, TeacherOutput
-from .train import batch_indices, parameter_groups, truncate_log
+from .train import batch_indices, truncate_log
 from .supernet import Candidate, SuperNetOutput, WeightSharingSupernet
 
 Batch = dict[str, torch.Tensor]
@@ -115,6 +116,8 @@ class WarmupConfig:
     max_seq_len: int = 128
     checkpoint_every: int = 50
     seed: int = 0
+    precision: str = "auto"  # atb.engine; defaults from the scale's `engine` section
+    fused_optimizer: bool = True
 
     section: ClassVar[str] = "warmup"  # how errors name the config section
 
@@ -133,6 +136,7 @@ class WarmupConfig:
             raise ValueError(f"{where} 'max_grad_norm' must be > 0, got {self.max_grad_norm!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"{where} 'weight_decay' must be >= 0, got {self.weight_decay!r}")
+        engine.check_engine(self.precision, self.fused_optimizer, self.section)
 
 
 def pretraining_batches(cfg: WarmupConfig):
@@ -157,7 +161,7 @@ def warmup_distill(supernet: WeightSharingSupernet, teacher: Teacher, sample: Ca
     batch = batch or pretraining_batches(cfg)
     kd = LayerwiseKD(teacher, supernet.config.num_hidden_layers, supernet.config.hidden_size)
     params = [*supernet.parameters(), *kd.parameters()]
-    optimizer = torch.optim.AdamW(parameter_groups([supernet, kd], cfg.weight_decay), lr=cfg.lr)
+    optimizer = engine.adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused_optimizer)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
     step = 0
     ckpt = load_latest(run_dir / "checkpoints")
@@ -170,6 +174,8 @@ def warmup_distill(supernet: WeightSharingSupernet, teacher: Teacher, sample: Ca
         step = ckpt.trainer["step"]
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", asdict(cfg))
+    device = next(supernet.parameters()).device
+    engine.record_run(run_dir, cfg.precision, device, fused_optimizer=cfg.fused_optimizer)
     log = run_dir / "log.jsonl"
     truncate_log(log, step)  # a resumed run re-logs the steps after its checkpoint
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
@@ -179,12 +185,10 @@ def warmup_distill(supernet: WeightSharingSupernet, teacher: Teacher, sample: Ca
         while step < stop:
             t0, c0 = time.perf_counter(), time.process_time()
             candidate = sample(step)
-            terms = candidate_loss(supernet, kd, batch(step), candidate)
+            with engine.autocast(cfg.precision, device):
+                terms = candidate_loss(supernet, kd, batch(step), candidate)
             terms.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            engine.clip_and_step(optimizer, scheduler, params, cfg.max_grad_norm, foreach=cfg.fused_optimizer)
             step += 1
             f.write(json.dumps({"step": step, "candidate": [str(c) for c in candidate],
                                 "loss": terms.loss.item(), "attention": terms.attention.item(),

@@ -53,8 +53,9 @@ from transformers import (
     get_linear_schedule_with_warmup,
     set_seed,
 )
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from . import config
+from . import config, engine
 from .data import GLUE_TASK_INFO, GLUE_TASKS, DataUnavailableOffline, load_glue, load_squad, load_tokenizer
 from .data.glue import glue_task_info
 from .metrics import glue_metrics, glue_score, squad_evaluate, squad_question_scores
@@ -95,6 +96,13 @@ class FinetuneConfig:
     # "dev": score on the dev split (the reported numbers); "heldout": on examples held out of the *train* split
     # (:func:`heldout_split`), to choose a learning rate without ever looking at dev (:func:`choose_lr`)
     evaluate_on: str = "dev"
+    # how the steps are computed (atb.engine; defaults from the scale's `engine` section)
+    precision: str = "auto"
+    fused_optimizer: bool = True
+    # batches of similar lengths (Hugging Face's `group_by_length`): random mega-batches of 50 batches, each sorted by
+    # length, so dynamic padding pads little (SST-2's random batches of 16 are 2.7x their real tokens); False: the
+    # uniformly shuffled batches of the earlier study
+    group_by_length: bool = True
     scale: str | None = None  # the scale whose budget this is, for the record
 
     def __post_init__(self) -> None:
@@ -105,6 +113,9 @@ class FinetuneConfig:
             raise ValueError(f"FinetuneConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.evaluate_on not in EVALUATE_ON:
             raise ValueError(f"FinetuneConfig.evaluate_on must be one of {EVALUATE_ON}, got {self.evaluate_on!r}")
+        engine.check_engine(self.precision, self.fused_optimizer, "finetune")
+        if not isinstance(self.group_by_length, bool):
+            raise ValueError(f"FinetuneConfig.group_by_length must be true or false, got {self.group_by_length!r}")
 
     def check_squad(self) -> FinetuneConfig:
         """SQuAD windows: the question takes part of every window, so the stride must fit in half of it."""
@@ -157,26 +168,20 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
                      for split in info.validation_splits}
     except DataUnavailableOffline as err:
         return _save(_unavailable(task, err, cfg, model_dir), output_dir)
-    train = _subset(train, cfg.max_train_examples, cfg.seed)
+    train = train_subset(train, cfg)
 
     tokenizer = load_tokenizer()
-
-    def encode(batch: dict) -> dict:
-        return tokenizer(*(batch[c] for c in info.text_columns), truncation=True, max_length=cfg.max_seq_len)
-
-    text_columns = [*info.text_columns, "idx"]
     set_seed(cfg.seed)  # before loading: the new classifier head is drawn from it
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=info.num_labels)
     collate = DataCollatorWithPadding(tokenizer)
-    train_loss = train_model(model, train.map(encode, batched=True, remove_columns=text_columns), collate, cfg,
-                             desc=f"fine-tune {task}")
+    train_loss = train_model(model, glue_features(train, task, cfg, tokenizer), collate, cfg, desc=f"fine-tune {task}")
 
     metrics: dict[str, float] = {}
     dev: dict[str, dict[str, list]] = {}
     for split, data in evals.items():
-        features = data.map(encode, batched=True, remove_columns=[*text_columns, "label"])
+        features = glue_features(data, task, cfg, tokenizer, labels=False)
         logits = np.concatenate([out.logits.float().cpu().numpy()
-                                 for _, out in predict(model, features, collate, cfg.batch_size)])
+                                 for _, out in predict(model, features, collate, cfg.batch_size, cfg.precision)])
         predictions = logits[:, 0] if info.is_regression else logits.argmax(-1)
         metrics.update(glue_metrics(task, predictions, data["label"], split))
         dev[split] = {"predictions": predictions.tolist(), "labels": list(data["label"])}
@@ -184,8 +189,25 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
         "task": task, "metrics": metrics, "score": glue_score(task, metrics),
         "train_examples": len(train), "eval_examples": sum(len(d) for d in evals.values()),
         "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 2),
-        "config": dataclasses.asdict(cfg), "model_dir": str(model_dir), "dev": dev,
+        "config": dataclasses.asdict(cfg), "engine": engine_record(cfg), "model_dir": str(model_dir), "dev": dev,
     }, output_dir)
+
+
+def glue_features(data: datasets.Dataset, task: str, cfg: FinetuneConfig, tokenizer: PreTrainedTokenizerBase,
+                  labels: bool = True) -> datasets.Dataset:
+    """``data`` of GLUE ``task`` tokenised (truncated to ``cfg.max_seq_len``, not padded: batches are padded to their
+    own longest row), without its text and ``idx`` columns, and without ``label`` unless ``labels``."""
+    info = GLUE_TASK_INFO[task]
+
+    def encode(batch: dict) -> dict:
+        return tokenizer(*(batch[c] for c in info.text_columns), truncation=True, max_length=cfg.max_seq_len)
+
+    return data.map(encode, batched=True, remove_columns=[*info.text_columns, "idx", *([] if labels else ["label"])])
+
+
+def train_subset(train: datasets.Dataset, cfg: FinetuneConfig) -> datasets.Dataset:
+    """The examples of a train split that ``cfg`` fine-tunes on: a seeded random ``cfg.max_train_examples``."""
+    return _subset(train, cfg.max_train_examples, cfg.seed)
 
 
 def majority_baseline(task: str, cfg: FinetuneConfig) -> dict:
@@ -197,7 +219,7 @@ def majority_baseline(task: str, cfg: FinetuneConfig) -> dict:
     """
     info = glue_task_info(task)
     try:
-        train = _subset(load_glue(task, "train"), cfg.max_train_examples, cfg.seed)
+        train = train_subset(load_glue(task, "train"), cfg)
         evals = {split: _subset(load_glue(task, split), cfg.max_eval_examples, EVAL_SUBSET_SEED)
                  for split in info.validation_splits}
     except DataUnavailableOffline as err:
@@ -236,7 +258,7 @@ def finetune_squad(model_dir: str | Path, version: str, cfg: FinetuneConfig,
             dev = _subset(load_squad(version, "validation"), cfg.max_eval_examples, EVAL_SUBSET_SEED)
     except DataUnavailableOffline as err:
         return _save(_unavailable(task, err, cfg, model_dir), output_dir)
-    train = _subset(train, cfg.max_train_examples, cfg.seed)
+    train = train_subset(train, cfg)
 
     tokenizer = load_tokenizer()
     train_features = train.map(tokenize_squad, batched=True, remove_columns=train.column_names,
@@ -251,7 +273,7 @@ def finetune_squad(model_dir: str | Path, version: str, cfg: FinetuneConfig,
 
     start_logits, end_logits = [], []
     model_inputs = dev_features.remove_columns(["example_id", "offset_mapping"])
-    for batch, out in predict(model, model_inputs, collate, cfg.batch_size):
+    for batch, out in predict(model, model_inputs, collate, cfg.batch_size, cfg.precision):
         for n, s, e in zip(batch["attention_mask"].sum(1).tolist(), out.start_logits, out.end_logits):
             start_logits.append(s[:n].float().cpu().numpy())  # drop the padding: one logit per real token
             end_logits.append(e[:n].float().cpu().numpy())
@@ -266,7 +288,7 @@ def finetune_squad(model_dir: str | Path, version: str, cfg: FinetuneConfig,
         "train_examples": len(train), "eval_examples": len(dev),
         "train_features": len(train_features), "eval_features": len(dev_features),
         "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 2),
-        "config": dataclasses.asdict(cfg), "model_dir": str(model_dir),
+        "config": dataclasses.asdict(cfg), "engine": engine_record(cfg), "model_dir": str(model_dir),
         "dev": {"ids": list(per_question["f1"]), "em": list(per_question["em"].values()),
                 "f1": list(per_question["f1"].values())},
     }, output_dir)
@@ -366,34 +388,44 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def engine_record(cfg: FinetuneConfig) -> dict:
+    """How a fine-tuning run computed its steps (:func:`atb.engine.describe`), for its result."""
+    return engine.describe(cfg.precision, device(), fused_optimizer=cfg.fused_optimizer)
+
+
+def train_batches(features: datasets.Dataset, collate: Callable, cfg: FinetuneConfig) -> DataLoader:
+    """One epoch's batches (iterate again for the next): shuffled by a generator seeded with ``cfg.seed``, grouped by
+    length with ``cfg.group_by_length`` (Hugging Face's ``LengthGroupedSampler``), padded per batch."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    if not cfg.group_by_length:
+        return DataLoader(features, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, generator=generator)
+    lengths = [len(ids) for ids in features["input_ids"]]
+    sampler = LengthGroupedSampler(cfg.batch_size, lengths=lengths, generator=generator)
+    return DataLoader(features, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate)
+
+
 def train_model(model: PreTrainedModel, features: datasets.Dataset, collate: Callable, cfg: FinetuneConfig,
                 desc: str = "fine-tune") -> float:
     """``cfg.epochs`` epochs of AdamW with linear warm-up/decay and clipping; returns the mean train loss.
 
     Weight decay skips biases and LayerNorm weights (every 1-d parameter), as BERT does. Batch order
-    comes from a generator seeded with ``cfg.seed`` and dropout from the global seed, so a run on the
-    CPU is repeatable bit for bit.
+    comes from a generator seeded with ``cfg.seed`` (:func:`train_batches`) and dropout from the global seed, so a
+    run on the CPU is repeatable bit for bit at a given precision (:mod:`atb.engine`).
     """
     model.to(device()).train()
-    loader = DataLoader(features, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    loader = train_batches(features, collate, cfg)
     steps = cfg.epochs * len(loader)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ], lr=cfg.lr)
+    optimizer = engine.adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused_optimizer)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * steps), steps)
     total = 0.0
     with tqdm(total=steps, desc=desc, mininterval=2.0) as bar:
         for _ in range(cfg.epochs):
             for batch in loader:
-                loss = model(**batch.to(device())).loss
+                with engine.autocast(cfg.precision, device()):
+                    loss = model(**batch.to(device())).loss
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                engine.clip_and_step(optimizer, scheduler, params, cfg.max_grad_norm, foreach=cfg.fused_optimizer)
                 total += loss.item()
                 bar.update()
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
@@ -402,12 +434,15 @@ def train_model(model: PreTrainedModel, features: datasets.Dataset, collate: Cal
 
 @torch.no_grad()
 def predict(model: PreTrainedModel, features: datasets.Dataset, collate: Callable,
-            batch_size: int) -> Iterator[tuple[dict, object]]:
-    """``(batch, model output)`` for the features in order, in eval mode, without gradients."""
+            batch_size: int, precision: str = "fp32") -> Iterator[tuple[dict, object]]:
+    """``(batch, model output)`` for the features in order, in eval mode, without gradients, computed in
+    ``precision`` (:func:`atb.engine.autocast`; callers upcast the logits)."""
     model.to(device()).eval()
     for batch in DataLoader(features, batch_size=batch_size, collate_fn=collate):
         batch = batch.to(device())
-        yield batch, model(**batch)
+        with engine.autocast(precision, device()):
+            out = model(**batch)
+        yield batch, out
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -452,14 +487,16 @@ def cached_result(output_dir: str | Path | None, task: str, cfg: FinetuneConfig,
 
     Results without a score (data unavailable) are never reused: the data may be there next time. Nor are results
     without the per-example dev predictions (``dev``, written since seeds were added): intervals need them, so such
-    a result is fine-tuned once more.
+    a result is fine-tuned once more. Nor, under ``precision: auto``, one computed in another precision than this
+    machine's (a bf16 result on an fp32 machine, or the reverse): it is not the run this machine would make.
     """
     path = None if output_dir is None else result_path(output_dir, task, cfg.seed)
     if path is None or not path.exists():
         return None
     result = json.loads(path.read_text())
     same = (result.get("config") == json.loads(json.dumps(dataclasses.asdict(cfg)))
-            and result.get("model_dir") == str(model_dir))
+            and result.get("model_dir") == str(model_dir)
+            and (result.get("engine") or {}).get("computed_in") == engine.resolve_precision(cfg.precision, device()))
     return result if same and result.get("score") is not None and result.get("dev") else None
 
 

@@ -652,14 +652,23 @@ def render(records: dict, results_dir: str | Path) -> str:
         lines += ["", "## Run", "", "| notebook | seconds | status |", "|---|---|---|",
                   *(f"| {n} | {v['seconds']:.0f}{' (cached)' if v.get('cached') else ''} | {_cell(v['status'])} |"
                     for n, v in sorted(run["notebooks"].items())),
-                  "", f"Total: {run.get('total_seconds', 0) / 60:.1f} minutes. Seconds are those of each notebook's "
-                      "last execution (of the run that produced it, for a notebook skipped as unchanged); work cached "
-                      "under `runs/` (checkpoints, search logs, fine-tuning results) is not redone, so a re-execution "
-                      "can be far shorter than the first."]
+                  "", run_total(run)]
     figures = [f for f in FIGURES if (results_dir / f).exists()]
     if figures:
         lines += ["", "## Figures", "", *(f"![{f}]({f})" for f in figures)]
     return "\n".join(lines) + "\n"
+
+
+def run_total(run: dict) -> str:
+    """The Run section's last line: the total, and whether it is the study's cost from scratch."""
+    machine = run.get("machine") or {}
+    where = f" on {machine['cpu']} ({machine.get('computed_in', 'fp32')})" if machine.get("cpu") else ""
+    total = f"Total: {run.get('total_seconds', 0) / 60:.1f} minutes{where}"
+    if run.get("runs_empty_at_start"):
+        return total + ": one run of every notebook from an empty `runs/`, the study's cost from scratch."
+    return (total + ". **Not the cost from scratch**: seconds are those of each notebook's last execution (of the run "
+            "that produced it, for a notebook skipped as unchanged), and work cached under `runs/` (checkpoints, search "
+            "logs, fine-tuning results) is not redone, so a re-execution can be far shorter than the first.")
 
 
 def summary(records: dict) -> dict:

@@ -238,12 +238,39 @@ def read_record(layout: Layout) -> dict:
     return record
 
 
+def runs_empty(layout: Layout) -> bool:
+    """Whether ``runs/<scale>/`` holds no cached work (checkpoints, search logs, fine-tuning results...): a run that
+    starts there pays for every step, so its seconds are the study's cost from scratch."""
+    return not layout.runs.exists() or not any(p.name != "executing" for p in layout.runs.iterdir())
+
+
+def machine_record(scale: str) -> dict:
+    """The machine a call ran on and how it computed: CPU, cores, torch, threads, native bf16, the precision."""
+    from . import config
+    from .engine import EngineConfig, describe
+    from .records import machine_info
+
+    engine = EngineConfig(**config.load(scale).section("engine"))
+    described = describe(engine.precision, fused_optimizer=engine.fused_optimizer)
+    return {**machine_info(), **{k: described[k] for k in ("native_bf16", "precision", "computed_in", "optimizer")}}
+
+
+def from_scratch(record: dict) -> bool:
+    """Whether every notebook's current copy comes from one call that started from an empty ``runs/`` and executed
+    them all (the study's cost from scratch), rather than re-executions that reused cached steps."""
+    entries = list(record.get("notebooks", {}).values())
+    calls = {e.get("call") for e in entries}
+    return bool(entries) and len(calls) == 1 and None not in calls and all(
+        e.get("runs_empty_at_start") and e.get("status") == "ok" and not e.get("cached") for e in entries)
+
+
 def _save(layout: Layout, record: dict, call_start: float) -> None:
     """Write the record atomically; ``total_seconds`` is the wall time of the runs that produced the current
     executed copies (for a failed notebook, its last good run)."""
     good = [e if e.get("status") == "ok" else e.get("last_ok") or {} for e in record["notebooks"].values()]
     record["total_seconds"] = round(sum(e.get("seconds", 0.0) for e in good), 1)
     record["this_call_seconds"] = round(time.perf_counter() - call_start, 1)
+    record["runs_empty_at_start"] = from_scratch(record)
     write_json_atomic(layout.results / "reproduce.json", record)
 
 
@@ -267,6 +294,9 @@ def run(scale: str, notebook_dir: Path = ROOT / "notebooks", results_root: Path 
     scrub_table = machine_paths(layout, notebook_dir)
     record = read_record(layout)
     record["commit"] = git_commit()
+    call = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    empty = runs_empty(layout)
+    record["machine"] = machine_record(scale)
     call_start = time.perf_counter()
     with _exported({"ATB_RESULTS_DIR": str(layout.results_root), "ATB_RUNS_DIR": str(layout.runs_root)}):
         for nb in selected:
@@ -294,7 +324,8 @@ def run(scale: str, notebook_dir: Path = ROOT / "notebooks", results_root: Path 
             if temporary.exists():
                 scrub_paths(temporary, scrub_table)
             entry = {"status": scrub_text(status, scrub_table), "seconds": round(seconds, 1), "key": key,
-                     "cached": False, "commit": record["commit"],
+                     "cached": False, "commit": record["commit"], "call": call, "runs_empty_at_start": empty,
+                     "cpu": record["machine"]["cpu"], "computed_in": record["machine"]["computed_in"],
                      "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
             if status == "ok":
                 _move(temporary, executed)

@@ -28,7 +28,6 @@ process). Rerunning the same command resumes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -43,7 +42,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, BertForMaskedLM, get_linear_schedule_with_warmup
 
-from . import config
+from . import config, engine
 from .checkpoint import load_latest, save_checkpoint
 from .extract import export, extract, from_bert
 from .objectives import KDObjective, MLMObjective
@@ -77,7 +76,10 @@ class TrainConfig:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     dropout: float = 0.1
-    precision: str = "auto"  # "auto" (bf16/fp16 autocast on GPU, fp32 on CPU) | "fp32" | "bf16" | "fp16"
+    # atb.engine (defaults from the scale's `engine` section): "auto" = bf16 autocast where the GPU or CPU computes
+    # bf16 natively, fp16 on other GPUs, fp32 elsewhere | "fp32" | "bf16" | "fp16"; the fused AdamW
+    precision: str = "auto"
+    fused_optimizer: bool = True
     teacher: str = "minilm-offline"
     sampler: str = "uniform"  # "uniform" (the paper) | "sandwich"
     sampler_k: int | None = None
@@ -100,8 +102,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.objective not in ("mlm", "kd"):
             raise ValueError(f"config field 'objective' must be 'mlm' or 'kd', got {self.objective!r}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ValueError(f"config field 'precision' must be auto/fp32/bf16/fp16, got {self.precision!r}")
+        engine.check_engine(self.precision, self.fused_optimizer, "pretrain")
         if self.inplace_distillation and self.objective != "mlm":
             raise ValueError("config field 'inplace_distillation' is implemented for the MLM objective only")
         if self.kd_hidden_norm != "none" and self.objective != "kd":
@@ -281,25 +282,6 @@ def build_objective(cfg: TrainConfig, student: SuperBert, device: torch.device) 
     return MLMObjective(inplace_distillation=cfg.inplace_distillation)
 
 
-def parameter_groups(modules: list[torch.nn.Module], weight_decay: float) -> list[dict]:
-    """BERT's AdamW groups: no weight decay on biases and LayerNorm weights, i.e. on the 1-D parameters (so a
-    LayerNorm is recognised whatever its name: EfficientBERT's blocks call theirs ``norm``)."""
-    decay, no_decay = [], []
-    for module in modules:
-        for p in module.parameters():
-            (no_decay if p.ndim < 2 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def autocast_context(precision: str, device: torch.device):
-    if device.type != "cuda" or precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    if precision == "auto" and not torch.cuda.is_bf16_supported():
-        dtype = torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
 # ----------------------------------------------------------------------------------------------- loop
 @dataclass
 class TrainResult:
@@ -327,9 +309,10 @@ class Trainer:
                         make_sampler(cfg.sampler, self.space, cfg.seed, cfg.sampler_k, cfg.inplace_distillation))
         self.objective = build_objective(cfg, self.model, self.device)
         trainable = [self.model, self.objective]  # KD: W_fit is trained with the student
-        self.optimizer = torch.optim.AdamW(parameter_groups(trainable, cfg.weight_decay), lr=cfg.lr)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.steps)
         self.params = [p for m in trainable for p in m.parameters()]
+        self.optimizer = engine.adamw(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                      fused=cfg.fused_optimizer)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.steps)
         self.tokenizer = load_tokenizer()
         self.examples = load_examples(cfg, self.tokenizer)
         if len(self.examples) == 0:
@@ -390,13 +373,14 @@ class Trainer:
         are the targets of the others."""
         mine = self.share(batch)
         share_of = batch if self.ctx.world > 1 else None
-        targets = self.objective.targets(mine)  # KD: the teacher's outputs, once per step; MLM: the labels
-        with autocast_context(self.cfg.precision, self.device):
-            for i, arch in enumerate(archs):
+        with engine.autocast(self.cfg.precision, self.device):
+            targets = self.objective.targets(mine)  # KD: the teacher's outputs, once per step; MLM: the labels
+        for i, arch in enumerate(archs):
+            with engine.autocast(self.cfg.precision, self.device):  # the forward pass, not the caller's backward
                 out = self.objective(self.model, mine, arch, targets, share_of=share_of)
-                if self.cfg.inplace_distillation and i == 0:
-                    targets = MLMObjective.soft_targets(out.logits)
-                yield out.loss
+            if self.cfg.inplace_distillation and i == 0:
+                targets = MLMObjective.soft_targets(out.logits)
+            yield out.loss
 
     def train_step(self) -> dict:
         start = time.perf_counter()
@@ -407,11 +391,9 @@ class Trainer:
             (loss / len(archs)).backward()
             total += loss.item() / len(archs)
         sum_gradients(self.params, self.ctx)
-        torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        engine.clip_and_step(self.optimizer, self.scheduler, self.params, self.cfg.max_grad_norm,
+                             foreach=self.cfg.fused_optimizer)
         self.step += 1
         tokens = int(batch["attention_mask"].sum())
         return {"step": self.step, "loss": global_sum(total, self.ctx), "archs": [str(a) for a in archs], "lr": lr,
@@ -425,6 +407,7 @@ class Trainer:
         if self.ctx.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.run_dir / "config.json", dataclasses.asdict(self.cfg))
+            engine.record_run(self.run_dir, self.cfg.precision, self.device, fused_optimizer=self.cfg.fused_optimizer)
             truncate_log(log_path, self.step if resumed else 0)
         if (self.ctx.main and self.cfg.init_from and self.cfg.arch is None and self.step == 0
                 and not (self.run_dir / WARM_START_DIR).exists()):

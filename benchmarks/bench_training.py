@@ -1,67 +1,153 @@
-"""Throughput of one-shot SuperPLM training at a scale (default mini) on this machine, and the share of a
-KD step spent in the teacher's forward pass.
+"""The training engine, side by side in one run: the earlier study's path (commit ecb91f4: fp32, the unfused AdamW
+loop, uniformly shuffled fine-tuning batches) against the new default (``precision: auto`` — bf16 autocast where the
+CPU multiplies bf16 natively, fp32 elsewhere —, fused AdamW and foreach clipping, length-grouped fine-tuning batches).
 
-Both objectives run the real ``Trainer`` for the same steps (same sampled architectures, same batches);
-the teacher's forward is then timed alone on those batches. Usage:
-``python benchmarks/bench_training.py [--config configs/mini.yaml] [--steps 20] [--out results/mini/bench_training.json]``
+Timed at a scale's budgets (default mini), alternating the two paths ``--rounds`` times and keeping each one's median:
+
+- ``finetune_sst2`` / ``finetune_mrpc``: the mean fine-tuning step over one epoch of the scale's training subset, on
+  the shape of mini's KD evolved model (``--arch``), ``atb.finetune.train_model``'s step (each path with its own
+  batches: shuffled vs grouped by length); ``*_same_batches``: the same on the shuffled batches, i.e. the numerics
+  alone;
+- ``kd_step`` / ``mlm_step``: a one-shot training step (``atb.train.Trainer``, the scale's SuperBERT and batch);
+- ``further_step``: a further-training step of ``--arch`` (KD);
+
+and the share of a KD step spent in the teacher's forward pass. Prints the ratios (earlier / new: > 1 is faster) and
+writes them, the raw seconds, the CPU, whether it computes bf16 natively and the precision used, to ``--out``.
+Usage: ``python benchmarks/bench_training.py [--scale mini] [--out results/mini/bench_training.json]``
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
+import dataclasses
 import statistics
 import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import torch
+from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
-from atb.records import write_json_atomic
+from atb import engine
+from atb.data import load_glue, load_tokenizer
+from atb.finetune import FinetuneConfig, glue_features, train_batches, train_subset
+from atb.modeling import AtbBertConfig, AtbBertForSequenceClassification
+from atb.records import machine_info, write_json_atomic
+from atb.space import Arch
 from atb.train import TrainConfig, Trainer
 
+EARLIER = {"precision": "fp32", "fused_optimizer": False}  # the ecb91f4 path
+PATHS = ("earlier", "new")
 
-def measure(config: Path, objective: str, steps: int) -> tuple[Trainer, list[dict]]:
-    cfg = TrainConfig.load(config, objective, steps=steps + 1, checkpoint_every=10**9)
-    trainer = Trainer(cfg, tempfile.mkdtemp(prefix=f"bench-{objective}-"))
-    trainer.train_step()  # warm-up
-    return trainer, [trainer.train_step() for _ in range(steps)]
+
+# ------------------------------------------------------------------------------------------ fine-tuning
+def finetune_features(task: str, cfg: FinetuneConfig):
+    """The scale's training subset of ``task``, tokenised as :func:`atb.finetune.finetune_glue` does."""
+    tokenizer = load_tokenizer()
+    return (glue_features(train_subset(load_glue(task, "train"), cfg), task, cfg, tokenizer),
+            DataCollatorWithPadding(tokenizer))
+
+
+def finetune_epoch(arch: Arch, features, collate, cfg: FinetuneConfig, batches_of: FinetuneConfig) -> float:
+    """Seconds per step of one epoch of ``train_model``'s loop under ``cfg``, on the batches ``batches_of`` draws."""
+    torch.manual_seed(0)
+    model = AtbBertForSequenceClassification(AtbBertConfig.from_arch(arch, num_labels=2)).train()
+    params = list(model.parameters())
+    optimizer = engine.adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused_optimizer)
+    loader = train_batches(features, collate, batches_of)
+    scheduler = get_linear_schedule_with_warmup(optimizer, 1, len(loader))
+    start = time.perf_counter()
+    for batch in loader:
+        with engine.autocast(cfg.precision):
+            loss = model(**batch).loss
+        loss.backward()
+        engine.clip_and_step(optimizer, scheduler, params, cfg.max_grad_norm, foreach=cfg.fused_optimizer)
+    return (time.perf_counter() - start) / len(loader)
+
+
+# ------------------------------------------------------------------------------------------- pre-training
+def trainer_steps(cfg: TrainConfig, steps: int) -> tuple[float, Trainer]:
+    """Median seconds of ``steps`` steps of the real ``Trainer`` (after one untimed step)."""
+    trainer = Trainer(dataclasses.replace(cfg, steps=steps + 1, checkpoint_every=10**9),
+                      tempfile.mkdtemp(prefix="bench-train-"))
+    trainer.train_step()
+    return statistics.median(trainer.train_step()["seconds"] for _ in range(steps)), trainer
+
+
+def teacher_seconds(trainer: Trainer, steps: int) -> float:
+    """Median seconds of the teacher's forward pass on the trainer's batches, under its precision."""
+    times = []
+    for step in range(1, steps + 1):
+        batch = trainer.share(trainer.batch(step))
+        start = time.perf_counter()
+        with engine.autocast(trainer.cfg.precision):
+            trainer.objective.targets(batch)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# -------------------------------------------------------------------------------------------------- main
+def side_by_side(measure: Callable[[str], float], rounds: int) -> dict[str, float]:
+    """``measure(path)`` for both paths, alternated ``rounds`` times (so a load change hits both); the medians."""
+    times: dict[str, list[float]] = {path: [] for path in PATHS}
+    for _ in range(rounds):
+        for path in PATHS:
+            times[path].append(measure(path))
+    return {path: statistics.median(values) for path, values in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path("configs/mini.yaml"))
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--scale", default="mini")
+    parser.add_argument("--arch", default="6/288/224/12/252", help="the fine-tuned / further-trained shape")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per pre-training measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", help="JSON record (default: print only)")
     args = parser.parse_args()
+    arch = Arch.parse(args.arch)
+    new = engine.describe("auto")
+    results: dict = {"scale": args.scale, "arch": str(arch), "machine": machine_info(),
+                     "native_bf16": new["native_bf16"], "new": {**EARLIER, **{k: new[k] for k in (
+                         "precision", "computed_in", "optimizer")}, "fused_optimizer": True, "group_by_length": True},
+                     "earlier": {**EARLIER, "group_by_length": False, "commit": "ecb91f4"},
+                     "seconds": {}, "speedup": {}}
 
-    results = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-               "threads": torch.get_num_threads(), "config": str(args.config)}
-    for objective in ("mlm", "kd"):
-        trainer, records = measure(args.config, objective, args.steps)
-        step_s = statistics.median(r["seconds"] for r in records)
-        tokens = statistics.median(r["tokens"] for r in records)
-        entry = {"sec_per_step": step_s, "tokens_per_s": tokens / step_s, "batch": trainer.cfg.batch_size,
-                 "seq_len": trainer.cfg.max_seq_len}
-        if objective == "kd":
-            times = []
-            for step in range(1, args.steps + 1):
-                batch = trainer.share(trainer.batch(step))
-                t = time.perf_counter()
-                trainer.objective.targets(batch)  # the teacher's forward pass
-                times.append(time.perf_counter() - t)
-            entry["teacher"] = trainer.cfg.teacher
-            entry["teacher_forward_s"] = statistics.median(times)
-            entry["teacher_share"] = entry["teacher_forward_s"] / step_s
-        results[objective] = entry
+    for task in ("sst2", "mrpc"):
+        base = FinetuneConfig.load(args.scale, task)
+        cfgs = {"earlier": dataclasses.replace(base, **EARLIER, group_by_length=False),
+                "new": dataclasses.replace(base, precision="auto", fused_optimizer=True, group_by_length=True)}
+        features, collate = finetune_features(task, base)
+        results["seconds"][f"finetune_{task}"] = side_by_side(
+            lambda path: finetune_epoch(arch, features, collate, cfgs[path], cfgs[path]), args.rounds)
+        results["seconds"][f"finetune_{task}_same_batches"] = side_by_side(
+            lambda path: finetune_epoch(arch, features, collate, cfgs[path], cfgs["earlier"]), args.rounds)
 
-    print(f"one-shot training, {args.config}, {results['threads']} threads, {results['machine']}")
-    print("| objective | s/step | tokens/s |\n|---|---|---|")
-    for objective in ("mlm", "kd"):
-        r = results[objective]
-        print(f"| {objective} | {r['sec_per_step']:.3f} | {r['tokens_per_s']:.0f} |")
-    kd = results["kd"]
-    print(f"KD teacher ({kd['teacher']}) forward: {kd['teacher_forward_s']:.3f} s = {100 * kd['teacher_share']:.0f} % of a step")
+    teacher = {}
+    for name, objective, extra in (("kd_step", "kd", {}), ("mlm_step", "mlm", {}),
+                                   ("further_step", "kd", {"arch": str(arch)})):
+        base = TrainConfig.load(args.scale, objective, init_from=None, **extra)  # random weights: same speed
+        cfgs = {"earlier": dataclasses.replace(base, **EARLIER),
+                "new": dataclasses.replace(base, precision="auto", fused_optimizer=True)}
+
+        def measure(path: str) -> float:
+            seconds, trainer = trainer_steps(cfgs[path], args.steps)
+            if name == "kd_step":
+                teacher.setdefault(path, []).append(teacher_seconds(trainer, args.steps))
+            return seconds
+
+        results["seconds"][name] = side_by_side(measure, args.rounds)
+    results["teacher_forward_seconds"] = {path: statistics.median(v) for path, v in teacher.items()}
+    results["teacher_share_of_kd_step"] = {path: results["teacher_forward_seconds"][path] /
+                                           results["seconds"]["kd_step"][path] for path in PATHS}
+    results["speedup"] = {name: s["earlier"] / s["new"] for name, s in results["seconds"].items()}
+
+    print(f"{args.scale}: {results['machine']['cpu']}, {results['machine']['threads']} threads, native bf16: "
+          f"{results['native_bf16']}; new default computes in {results['new']['computed_in']}")
+    print("| step | earlier (s) | new (s) | speed-up |\n|---|---|---|---|")
+    for name, s in results["seconds"].items():
+        print(f"| {name} | {s['earlier']:.3f} | {s['new']:.3f} | {results['speedup'][name]:.2f}x |")
+    share = results["teacher_share_of_kd_step"]
+    print(f"teacher forward: {100 * share['earlier']:.0f} % of a KD step before, {100 * share['new']:.0f} % now")
     if args.out:
         write_json_atomic(args.out, results)
 

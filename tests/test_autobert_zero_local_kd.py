@@ -44,10 +44,11 @@ def batch(seed: int = 0, rows: int = 3, length: int = 10) -> dict[str, torch.Ten
     return {"input_ids": ids, "token_type_ids": torch.zeros_like(ids), "attention_mask": mask}
 
 
-def run(tmp_path, *, steps=6, max_steps=None, conv_type="light", fixed=False, lr=1e-2, bert=None, net=None):
+def run(tmp_path, *, steps=6, max_steps=None, conv_type="light", fixed=False, lr=1e-2, bert=None, net=None,
+        precision="auto"):
     bert = bert or tiny_bert()
     net = net or warm_supernet(bert, conv_type)
-    cfg = LocalKDConfig(steps=steps, batch_size=3, lr=lr, warmup_steps=1, checkpoint_every=2)
+    cfg = LocalKDConfig(steps=steps, batch_size=3, lr=lr, warmup_steps=1, checkpoint_every=2, precision=precision)
     result = train_convolutions(net, Teacher(bert), cfg, tmp_path, max_steps=max_steps,
                                 batch=(lambda step: batch(0)) if fixed else (lambda step: batch(step)))
     return net, result
@@ -86,12 +87,13 @@ def test_the_loss_falls_and_only_the_convolution_branch_changes(tmp_path, conv_t
     assert {k for r in log for k in r["kernels"]} == set(KERNELS)  # every kernel size trained the shared kernel
 
 
-def test_resuming_after_max_steps_gives_the_uninterrupted_weights(tmp_path):
-    straight, result = run(tmp_path / "straight")
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_resuming_after_max_steps_gives_the_uninterrupted_weights(tmp_path, precision):
+    straight, result = run(tmp_path / "straight", precision=precision)
     assert result["steps"] == 6 and (tmp_path / "straight" / "final" / "config.json").exists()
-    _, partial = run(tmp_path / "resumed", max_steps=3)  # killed after step 3 (last checkpoint: step 2)
+    _, partial = run(tmp_path / "resumed", max_steps=3, precision=precision)  # killed after step 3 (checkpoint: 2)
     assert partial["steps"] == 3 and not (tmp_path / "resumed" / "final").exists()
-    resumed, again = run(tmp_path / "resumed")
+    resumed, again = run(tmp_path / "resumed", precision=precision)
     assert again["steps"] == 6
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
@@ -100,7 +102,7 @@ def test_resuming_after_max_steps_gives_the_uninterrupted_weights(tmp_path):
         return [line.split('"seconds"')[0] for line in (tmp_path / run_name / "log.jsonl").read_text().splitlines()]
 
     assert len(steps("resumed")) == 6 and steps("resumed") == steps("straight")
-    _, cached = run(tmp_path / "straight")  # a finished run does nothing more
+    _, cached = run(tmp_path / "straight", precision=precision)  # a finished run does nothing more
     assert cached["steps"] == 6 and cached["loss_last"] == result["loss_last"]
 
 

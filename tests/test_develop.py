@@ -290,7 +290,8 @@ def test_finetune_run_reuses_only_scored_results_of_the_same_model(tmp_path, mon
     def fake_glue(model_dir, task, cfg, output_dir=None):
         calls.append((str(model_dir), task))
         return finetune._save({"task": task, "score": score["value"], "metrics": {"accuracy": score["value"]},
-                               "config": dataclasses.asdict(cfg), "model_dir": str(model_dir),
+                               "config": dataclasses.asdict(cfg), "engine": finetune.engine_record(cfg),
+                               "model_dir": str(model_dir),
                                "dev": {"validation": {"predictions": [1], "labels": [1]}}}, output_dir)
 
     monkeypatch.setattr(finetune, "finetune_glue", fake_glue)
@@ -313,9 +314,15 @@ def test_finetune_run_reuses_only_scored_results_of_the_same_model(tmp_path, mon
 def test_cached_result_needs_the_same_budget_and_the_dev_predictions(tmp_path):
     cfg = finetune.FinetuneConfig.load("smoke", "rte")
     dev = {"validation": {"predictions": [0], "labels": [1]}}
-    finetune._save({"task": "rte", "score": 50.0, "config": dataclasses.asdict(cfg), "model_dir": "m", "dev": dev},
-                   tmp_path)
+    result = {"task": "rte", "score": 50.0, "config": dataclasses.asdict(cfg), "engine": finetune.engine_record(cfg),
+              "model_dir": "m", "dev": dev}
+    finetune._save(result, tmp_path)
     assert finetune.cached_result(tmp_path, "rte", cfg, "m")["score"] == 50.0
+    # computed in another precision than this machine's `auto` (bf16 elsewhere, or fp32 here with bf16): run again
+    other = "fp32" if result["engine"]["computed_in"] == "bf16" else "bf16"
+    finetune._save({**result, "engine": {**result["engine"], "computed_in": other}}, tmp_path)
+    assert finetune.cached_result(tmp_path, "rte", cfg, "m") is None
+    finetune._save(result, tmp_path)
     assert finetune.cached_result(tmp_path, "rte", dataclasses.replace(cfg, seed=1), "m") is None
     assert finetune.cached_result(None, "rte", cfg, "m") is None and finetune.cached_result(tmp_path, "cola", cfg, "m") is None
     # a result of the single-seed code (no per-example predictions) is found under its name but fine-tuned again
@@ -329,7 +336,8 @@ def test_run_seeds_fine_tunes_each_task_once_per_seed_and_caches_each(tmp_path, 
     def fake_glue(model_dir, task, cfg, output_dir=None):
         calls.append((task, cfg.seed))
         return finetune._save({"task": task, "score": 10.0 * cfg.seed, "metrics": {"accuracy": 10.0 * cfg.seed},
-                               "config": dataclasses.asdict(cfg), "model_dir": str(model_dir),
+                               "config": dataclasses.asdict(cfg), "engine": finetune.engine_record(cfg),
+                               "model_dir": str(model_dir),
                                "dev": {"validation": {"predictions": [cfg.seed], "labels": [1]}}}, output_dir)
 
     monkeypatch.setattr(finetune, "finetune_glue", fake_glue)

@@ -138,22 +138,23 @@ def test_layerwise_kd_is_zero_for_the_teacher_itself_and_maps_layers_by_interval
         LayerwiseKD(Teacher(tiny_bert(layers=3)), 2, 24)
 
 
-def _warmup(tmp_path, max_steps=None):
+def _warmup(tmp_path, max_steps=None, precision="auto"):
     bert = tiny_bert()
     torch.manual_seed(1)
     net = EfficientBertSuperNet(supernet_config(bert.config))
-    cfg = WarmupConfig(steps=6, batch_size=3, lr=1e-3, warmup_steps=1, checkpoint_every=2)
+    cfg = WarmupConfig(steps=6, batch_size=3, lr=1e-3, warmup_steps=1, checkpoint_every=2, precision=precision)
     sample = random_sampler(lambda rng: random_candidate(rng, 2), seed=0)
     result = warmup_distill(net, Teacher(bert), sample, cfg, tmp_path, batch=lambda step: batch(step),
                             max_steps=max_steps)
     return net, result
 
 
-def test_warmup_distillation_lowers_the_loss_and_resumes_bitwise(tmp_path):
-    straight, result = _warmup(tmp_path / "straight")
+@pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])  # the default, and each precision explicitly
+def test_warmup_distillation_lowers_the_loss_and_resumes_bitwise(tmp_path, precision):
+    straight, result = _warmup(tmp_path / "straight", precision=precision)
     assert result["steps"] == 6 and (tmp_path / "straight" / "final" / "config.json").exists()
-    _warmup(tmp_path / "resumed", max_steps=3)  # killed after step 3 (last checkpoint: step 2)
-    resumed, again = _warmup(tmp_path / "resumed")
+    _warmup(tmp_path / "resumed", max_steps=3, precision=precision)  # killed after step 3 (last checkpoint: step 2)
+    resumed, again = _warmup(tmp_path / "resumed", precision=precision)
     assert again["steps"] == 6
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name

@@ -299,3 +299,51 @@ def test_jobs_in_two_processes_give_what_one_process_gives(tiny_model, tmp_path)
     assert [r["train_loss"] for r in two] == pytest.approx([r["train_loss"] for r in one], rel=1e-5)
     cached = finetune.run_seeds(tiny_model, ["rte", "stsb"], "smoke", tmp_path / "two", seeds=2)
     assert [r["seconds"] for t in ("rte", "stsb") for r in cached[t]] == [r["seconds"] for r in two]  # read back
+
+
+# ------------------------------------------------------------------------------------------- the engine
+def _features(lengths):
+    import datasets
+
+    return datasets.Dataset.from_dict({"input_ids": [[101] + [7] * (n - 2) + [102] for n in lengths],
+                                       "attention_mask": [[1] * n for n in lengths], "labels": [i % 2 for i in
+                                                                                               range(len(lengths))]})
+
+
+def test_length_grouped_batches_cover_the_epoch_and_pad_less(tmp_path):
+    from transformers import DataCollatorWithPadding
+
+    rng = np.random.default_rng(0)
+    lengths = [int(n) for n in rng.integers(4, 120, size=400)]
+    features, collate = _features(lengths), DataCollatorWithPadding(load_tokenizer())
+    cfg = dataclasses.replace(FinetuneConfig(batch_size=16), seed=3)
+
+    def padded(c: FinetuneConfig) -> tuple[int, list[int]]:
+        batches = list(finetune.train_batches(features, collate, c))
+        ids = sorted(int(x) for b in batches for x in b["labels"].shape)  # shapes only: batch sizes
+        return sum(b["input_ids"].numel() for b in batches), ids
+
+    grouped, shuffled = padded(cfg), padded(dataclasses.replace(cfg, group_by_length=False))
+    assert grouped[1] == shuffled[1] and sum(grouped[1]) == len(lengths)  # every example, once, in batches of 16
+    assert grouped[0] < 0.7 * shuffled[0] and grouped[0] >= sum(lengths)  # far less padding
+    first = [b["input_ids"].shape for b in finetune.train_batches(features, collate, cfg)]
+    again = [b["input_ids"].shape for b in finetune.train_batches(features, collate, cfg)]
+    other = [b["input_ids"].shape for b in finetune.train_batches(features, collate, dataclasses.replace(cfg, seed=4))]
+    assert first == again and first != other  # a function of the seed
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_fine_tuning_computes_its_matmuls_in_the_configured_precision(tiny_model, precision, dtype):
+    """Autocast must reach the model's matmuls (a run in bf16 that computes in fp32 would look fine and gain nothing),
+    while the weights stay fp32."""
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+    seen = []
+    query = next(m for name, m in model.named_modules() if name.endswith("query"))
+    query.register_forward_hook(
+        lambda module, args, out: seen.append(out.dtype))
+    cfg = FinetuneConfig(precision=precision, batch_size=8, epochs=1)
+    finetune.train_model(model, _features([5, 9, 12, 7] * 4), DataCollatorWithPadding(load_tokenizer()), cfg)
+    assert seen and set(seen) == {dtype}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -36,8 +36,9 @@ PIPELINE: list[tuple[str, ...]] = [
     ("report",),                                                   # REPORT.md from the records
     ("reproduce",),                                                # the notebook runner
 ]
-# Utilities: any module may import them; they import only each other and ``space``.
-UTILITIES = {"data", "records", "layout", "config", "plots", "zoo", "teacher", "stats"}
+# Utilities: any module may import them; they import only each other and ``space`` (``engine``: precision and
+# optimizer of every training loop).
+UTILITIES = {"data", "records", "layout", "config", "plots", "zoo", "teacher", "stats", "engine"}
 UTILITY_MAY_IMPORT = UTILITIES | {"space"}
 PACKAGE = "__init__"  # the package's public names; outside the order, but part of the cycle check
 

@@ -81,6 +81,22 @@ def test_unchanged_notebooks_are_skipped_and_force_reruns(tmp_path):
     assert not any(v["cached"] for v in run("mini", nb_dir, results, runs_root=runs)["notebooks"].values())
 
 
+def test_the_record_tells_a_run_from_scratch_from_a_re_execution(tmp_path):
+    """A study's cost is its run from an empty ``runs/``; re-executions that reuse cached steps are far shorter, and
+    the record (and REPORT.md) must not pass them off as the cost."""
+    nb_dir, results, runs = tmp_path / "nbs", tmp_path / "results", tmp_path / "runs"
+    cache = 'import os, pathlib; pathlib.Path(os.environ["ATB_RUNS_DIR"], "smoke", "step.txt").write_text("cached")'
+    _tiny_notebooks(nb_dir, [cache, "y = 2"])
+    first = run("smoke", nb_dir, results, runs_root=runs)
+    assert first["runs_empty_at_start"] and all(v["runs_empty_at_start"] for v in first["notebooks"].values())
+    assert first["machine"]["cpu"] and first["machine"]["computed_in"] in ("fp32", "bf16")
+    assert "the study's cost from scratch" in (results / "smoke" / "REPORT.md").read_text()
+    assert not run("smoke", nb_dir, results, runs_root=runs)["runs_empty_at_start"]  # skipped as unchanged
+    again = run("smoke", nb_dir, results, runs_root=runs, force=True)  # executed, but runs/ held cached work
+    assert not again["runs_empty_at_start"] and not any(v["runs_empty_at_start"] for v in again["notebooks"].values())
+    assert "Not the cost from scratch" in (results / "smoke" / "REPORT.md").read_text()
+
+
 # ------------------------------------------------------------------------------ failed runs lose nothing
 @kernels
 def test_a_failed_rerun_keeps_the_last_good_copy_and_its_record(tmp_path):

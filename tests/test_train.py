@@ -48,6 +48,24 @@ def test_mlm_loss_decreases_on_real_text(tmp_path):
     assert len(losses) == 40 and last < first - 1.0, (first, last)  # from ln(30522) = 10.3, a clear margin
 
 
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_kd_steps_compute_student_and_teacher_in_the_configured_precision(tmp_path, precision, dtype):
+    """Autocast reaches the student's and the teacher's matmuls (not only the loss), the weights stay fp32, and the
+    run records how it computed (``engine.json``: the precision, the CPU, whether it computes bf16 natively)."""
+    cfg = TrainConfig(**{**TINY, "steps": 1, "objective": "kd", "precision": precision})
+    trainer = Trainer(cfg, tmp_path)
+    seen = {"student": set(), "teacher": set()}
+    for who, model in (("student", trainer.model), ("teacher", trainer.objective.teacher)):
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) or type(module).__name__ == "ElasticLinear":
+                module.register_forward_hook(lambda m, args, out, who=who: seen[who].add(out.dtype))
+    trainer.run()
+    assert seen == {"student": {dtype}, "teacher": {dtype}}
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+    record = json.loads((tmp_path / "engine.json").read_text())
+    assert record["computed_in"] == precision and record["cpu"] and "native_bf16" in record
+
+
 def test_kd_loss_is_zero_for_an_exact_copy_of_the_teacher():
     """KDObjective, teacher call included: a student holding the teacher's weights, W_fit = identity, gives 0."""
     objective = KDObjective(load_teacher("minilm-offline"), max_student_hidden=384)
@@ -106,6 +124,7 @@ RESUMED = {  # config fields and CLI arguments of each kind of run a SIGKILL mus
     "kd": ({"objective": "kd"}, []),
     "sandwich-inplace": ({"objective": "mlm", "sampler": "sandwich", "sampler_k": 1, "inplace_distillation": True}, []),
     "further-training": ({"objective": "kd"}, ["--further-train", "--arch", "1/48/64/12/36"]),
+    "kd-bf16": ({"objective": "kd", "precision": "bf16"}, []),  # bf16 autocast (emulated on a CPU without it)
 }
 
 

@@ -43,12 +43,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from .. import engine
 from ..checkpoint import CheckpointError, load_latest, save_checkpoint
 from ..distill import WarmupConfig, pretraining_batches
 from ..objectives import masked_mse
 from ..records import write_dir_atomic, write_json_atomic
 from ..teacher import Teacher
-from ..train import parameter_groups, truncate_log
+from ..train import truncate_log
 from .modeling import bool_mask
 from .space import ConvLayer
 from .supernet import AutoBertZeroSuperNet
@@ -133,7 +134,8 @@ def train_convolutions(supernet: AutoBertZeroSuperNet, teacher: Teacher, cfg: Lo
     params = list(named.values())
     layers, kernels = supernet.config.num_hidden_layers, list(supernet.config.kernels)
     convs = [layer.conv for layer in supernet.layer]
-    optimizer = torch.optim.AdamW(parameter_groups(convs, cfg.weight_decay), lr=cfg.lr)
+    optimizer = engine.adamw([p for conv in convs for p in conv.parameters()], lr=cfg.lr,
+                             weight_decay=cfg.weight_decay, fused=cfg.fused_optimizer)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
     step = 0
     ckpt = load_latest(run_dir / "checkpoints")
@@ -146,6 +148,8 @@ def train_convolutions(supernet: AutoBertZeroSuperNet, teacher: Teacher, cfg: Lo
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", {**asdict(cfg), "kernels": kernels, "teacher": teacher.name,
                                                 "trained": sorted(named)})
+    device = params[0].device
+    engine.record_run(run_dir, cfg.precision, device, fused_optimizer=cfg.fused_optimizer)
     log = run_dir / "log.jsonl"
     truncate_log(log, step)  # a resumed run re-logs the steps after its checkpoint
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
@@ -156,13 +160,11 @@ def train_convolutions(supernet: AutoBertZeroSuperNet, teacher: Teacher, cfg: Lo
             while step < stop:
                 t0, c0 = time.perf_counter(), time.process_time()
                 drawn = draw_kernels(kernels, layers, cfg.seed, step)
-                losses = layer_local_losses(supernet, teacher, batch(step), drawn)
-                loss = torch.stack(losses).sum()
+                with engine.autocast(cfg.precision, device):
+                    losses = layer_local_losses(supernet, teacher, batch(step), drawn)
+                    loss = torch.stack(losses).sum()
                 loss.backward(inputs=params)  # gradients reach the convolution branch only
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                engine.clip_and_step(optimizer, scheduler, params, cfg.max_grad_norm, foreach=cfg.fused_optimizer)
                 step += 1
                 f.write(json.dumps({"step": step, "kernels": drawn, "loss": loss.item(),
                                     "layers": [v.item() for v in losses], "seconds": time.perf_counter() - t0,
