@@ -3,7 +3,8 @@
     python -m atb.finetune runs/extracted/kd-s4 --scale mini --tasks rte squad_v1.1 --output-dir results/kd-s4
 
 The shape of Hugging Face's ``run_glue.py`` / ``run_qa.py``, much shorter: one small training loop
-(AdamW, linear warm-up and decay, gradient clipping at 1.0), dynamic padding, official metrics
+(AdamW, linear warm-up and decay, gradient clipping at 1.0; :mod:`atb.engine`'s precision and fused optimizer),
+dynamic padding over batches of similar lengths (``group_by_length``; evaluation sorted by length), official metrics
 (:mod:`atb.metrics`). Models load through ``AutoModelFor*.from_pretrained``, so an exported plain-BERT
 checkpoint and an ``atb-bert`` one (``qkv != hidden``; registered by ``import atb``, which importing this
 module does) take the same path; the task head (pooler + classifier, or the span head) is freshly
@@ -67,6 +68,8 @@ BUDGET_GROUPS = ("all", "glue", "squad", *GLUE_TASKS, *SQUAD_TASKS)
 # Evaluation subsets (max_eval_examples) are drawn with a fixed seed, so that runs with different
 # training seeds, and different models, are scored on the same questions.
 EVAL_SUBSET_SEED = 0
+# Evaluation batches (no gradients, sorted by length: :func:`predict`); Hugging Face's `per_device_eval_batch_size`
+EVAL_BATCH_SIZE = 64
 EVALUATE_ON = ("dev", "heldout")
 # The held-out part of a train split (evaluate_on="heldout"): this fraction of it, at most max_eval_examples (or
 # HELDOUT_MAX), drawn with its own fixed seed, never used for training in that mode.
@@ -180,8 +183,7 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
     dev: dict[str, dict[str, list]] = {}
     for split, data in evals.items():
         features = glue_features(data, task, cfg, tokenizer, labels=False)
-        logits = np.concatenate([out.logits.float().cpu().numpy()
-                                 for _, out in predict(model, features, collate, cfg.batch_size, cfg.precision)])
+        logits = np.stack(predict(model, features, collate, EVAL_BATCH_SIZE, cfg.precision)["logits"])
         predictions = logits[:, 0] if info.is_regression else logits.argmax(-1)
         metrics.update(glue_metrics(task, predictions, data["label"], split))
         dev[split] = {"predictions": predictions.tolist(), "labels": list(data["label"])}
@@ -271,12 +273,10 @@ def finetune_squad(model_dir: str | Path, version: str, cfg: FinetuneConfig,
     collate = DataCollatorWithPadding(tokenizer)
     train_loss = train_model(model, train_features, collate, cfg, desc=f"fine-tune {task}")
 
-    start_logits, end_logits = [], []
     model_inputs = dev_features.remove_columns(["example_id", "offset_mapping"])
-    for batch, out in predict(model, model_inputs, collate, cfg.batch_size, cfg.precision):
-        for n, s, e in zip(batch["attention_mask"].sum(1).tolist(), out.start_logits, out.end_logits):
-            start_logits.append(s[:n].float().cpu().numpy())  # drop the padding: one logit per real token
-            end_logits.append(e[:n].float().cpu().numpy())
+    logits = predict(model, model_inputs, collate, EVAL_BATCH_SIZE, cfg.precision, ("start_logits", "end_logits"),
+                     per_token=True)
+    start_logits, end_logits = logits["start_logits"], logits["end_logits"]  # one logit per real token
     answers, null_odds = postprocess_qa_predictions(dev, dev_features, start_logits, end_logits,
                                                     cfg.n_best, cfg.max_answer_length)
     evaluation = {"version": version, "na_probs": null_odds if version == "v2.0" else None,
@@ -433,16 +433,28 @@ def train_model(model: PreTrainedModel, features: datasets.Dataset, collate: Cal
 
 
 @torch.no_grad()
-def predict(model: PreTrainedModel, features: datasets.Dataset, collate: Callable,
-            batch_size: int, precision: str = "fp32") -> Iterator[tuple[dict, object]]:
-    """``(batch, model output)`` for the features in order, in eval mode, without gradients, computed in
-    ``precision`` (:func:`atb.engine.autocast`; callers upcast the logits)."""
+def predict(model: PreTrainedModel, features: datasets.Dataset, collate: Callable, batch_size: int,
+            precision: str = "fp32", fields: Sequence[str] = ("logits",),
+            per_token: bool = False) -> dict[str, list[np.ndarray]]:
+    """The model's ``fields`` (output names) for every feature, in the features' order, as fp32 arrays: one row per
+    feature, cut to the feature's real tokens when the outputs are ``per_token`` (``[B, T]``: SQuAD's start and end
+    logits). Computed in eval mode without gradients, in ``precision`` (:func:`atb.engine.autocast`),
+    over batches of similar lengths (the features sorted by length, the order restored after): padding changes
+    nothing but the work, since padded keys are masked."""
     model.to(device()).eval()
-    for batch in DataLoader(features, batch_size=batch_size, collate_fn=collate):
-        batch = batch.to(device())
+    lengths = np.array([len(ids) for ids in features["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    out: dict[str, list] = {name: [None] * len(features) for name in fields}
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        batch = collate([features[int(i)] for i in rows]).to(device())
         with engine.autocast(precision, device()):
-            out = model(**batch)
-        yield batch, out
+            output = model(**batch)
+        for name in fields:
+            values = getattr(output, name).float().cpu().numpy()
+            for row, i in enumerate(rows):
+                out[name][i] = values[row, :lengths[i]] if per_token else values[row]
+    return out
 
 
 # ------------------------------------------------------------------------------------------- helpers

@@ -347,3 +347,25 @@ def test_fine_tuning_computes_its_matmuls_in_the_configured_precision(tiny_model
     finetune.train_model(model, _features([5, 9, 12, 7] * 4), DataCollatorWithPadding(load_tokenizer()), cfg)
     assert seen and set(seen) == {dtype}
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_predict_evaluates_sorted_by_length_and_returns_the_features_order(tiny_model):
+    """Length-sorted evaluation batches change the work, not the outputs: each feature's logits equal those of the
+    feature evaluated alone (no padding), in the features' order, token outputs cut to the real tokens."""
+    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, DataCollatorWithPadding
+
+    collate = DataCollatorWithPadding(load_tokenizer())
+    lengths = [5, 30, 9, 17, 3, 30, 12]
+    features = _features(lengths).remove_columns("labels")
+    for auto, fields, per_token in ((AutoModelForSequenceClassification, ("logits",), False),
+                                    (AutoModelForQuestionAnswering, ("start_logits", "end_logits"), True)):
+        torch.manual_seed(0)
+        model = auto.from_pretrained(tiny_model).eval()
+        out = finetune.predict(model, features, collate, 3, fields=fields, per_token=per_token)
+        for i, n in enumerate(lengths):
+            with torch.no_grad():
+                alone = model(**collate([features[i]]))
+            for name in fields:
+                expected = getattr(alone, name)[0].numpy()
+                assert out[name][i].shape == ((n,) if per_token else (2,))
+                np.testing.assert_allclose(out[name][i], expected, rtol=1e-4, atol=1e-5)
