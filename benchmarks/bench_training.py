@@ -5,8 +5,8 @@ CPU multiplies bf16 natively, fp32 elsewhere —, fused AdamW and foreach clippi
 Timed at a scale's budgets (default mini), alternating the two paths ``--rounds`` times and keeping each one's median:
 
 - ``finetune_sst2`` / ``finetune_mrpc``: the mean fine-tuning step over one epoch of the scale's training subset, on
-  the shape of mini's KD evolved model (``--arch``), ``atb.finetune.train_model``'s step (each path with its own
-  batches: shuffled vs grouped by length); ``*_same_batches``: the same on the shuffled batches, i.e. the numerics
+  the shape of mini's KD evolved model (``--arch``), ``atb.finetune.train_model`` itself (each path with its own
+  batches: shuffled vs grouped by length); ``*_same_batches``: both on the shuffled batches, i.e. the numerics
   alone;
 - ``kd_step`` / ``mlm_step``: a one-shot training step (``atb.train.Trainer``, the scale's SuperBERT and batch);
 - ``further_step``: a further-training step of ``--arch`` (KD);
@@ -26,11 +26,11 @@ import time
 from collections.abc import Callable
 
 import torch
-from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+from transformers import DataCollatorWithPadding
 
 from atb import engine
 from atb.data import load_glue, load_tokenizer
-from atb.finetune import FinetuneConfig, glue_features, train_batches, train_subset
+from atb.finetune import FinetuneConfig, glue_features, train_batches, train_model, train_subset
 from atb.modeling import AtbBertConfig, AtbBertForSequenceClassification
 from atb.records import machine_info, write_json_atomic
 from atb.space import Arch
@@ -48,21 +48,14 @@ def finetune_features(task: str, cfg: FinetuneConfig):
             DataCollatorWithPadding(tokenizer))
 
 
-def finetune_epoch(arch: Arch, features, collate, cfg: FinetuneConfig, batches_of: FinetuneConfig) -> float:
-    """Seconds per step of one epoch of ``train_model``'s loop under ``cfg``, on the batches ``batches_of`` draws."""
+def finetune_epoch(arch: Arch, features, collate, cfg: FinetuneConfig) -> float:
+    """Seconds per step of one epoch of :func:`atb.finetune.train_model` under ``cfg`` (its batches, its engine)."""
     torch.manual_seed(0)
-    model = AtbBertForSequenceClassification(AtbBertConfig.from_arch(arch, num_labels=2)).train()
-    params = list(model.parameters())
-    optimizer = engine.adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused_optimizer)
-    loader = train_batches(features, collate, batches_of)
-    scheduler = get_linear_schedule_with_warmup(optimizer, 1, len(loader))
+    model = AtbBertForSequenceClassification(AtbBertConfig.from_arch(arch, num_labels=2))
+    cfg = dataclasses.replace(cfg, epochs=1)
     start = time.perf_counter()
-    for batch in loader:
-        with engine.autocast(cfg.precision):
-            loss = model(**batch).loss
-        loss.backward()
-        engine.clip_and_step(optimizer, scheduler, params, cfg.max_grad_norm, foreach=cfg.fused_optimizer)
-    return (time.perf_counter() - start) / len(loader)
+    train_model(model, features, collate, cfg, desc=f"{cfg.precision}, grouped {cfg.group_by_length}")
+    return (time.perf_counter() - start) / len(train_batches(features, collate, cfg))
 
 
 # ------------------------------------------------------------------------------------------- pre-training
@@ -118,9 +111,10 @@ def main() -> None:
                 "new": dataclasses.replace(base, precision="auto", fused_optimizer=True, group_by_length=True)}
         features, collate = finetune_features(task, base)
         results["seconds"][f"finetune_{task}"] = side_by_side(
-            lambda path: finetune_epoch(arch, features, collate, cfgs[path], cfgs[path]), args.rounds)
-        results["seconds"][f"finetune_{task}_same_batches"] = side_by_side(
-            lambda path: finetune_epoch(arch, features, collate, cfgs[path], cfgs["earlier"]), args.rounds)
+            lambda path: finetune_epoch(arch, features, collate, cfgs[path]), args.rounds)
+        results["seconds"][f"finetune_{task}_same_batches"] = side_by_side(  # the numerics alone
+            lambda path: finetune_epoch(arch, features, collate, dataclasses.replace(cfgs[path], group_by_length=False)),
+            args.rounds)
 
     teacher = {}
     for name, objective, extra in (("kd_step", "kd", {}), ("mlm_step", "mlm", {}),
