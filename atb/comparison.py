@@ -190,18 +190,21 @@ def efficientbert_rows(record: Mapping[str, Any]) -> list[dict]:
 
 
 def autobert_zero_rows(record: Mapping[str, Any]) -> list[dict]:
-    """AutoBERT-Zero's developed models (notebook 09), whose record gives each model's own development cost (the
-    OP-NAS run it came from, for the searched model, and its further distillation); the BIWS supernet's warm-up,
-    shared by every model, is listed separately."""
-    warmup = _number((record.get("warmup") or {}).get("cpu_seconds"))
+    """AutoBERT-Zero's developed models (notebook 09), whose record gives each model's own development cost (for the
+    searched model the OP-NAS runs and the rerank that picked it, and every model's further distillation); the BIWS
+    supernet's warm-up and its convolutions' layer-local distillation, shared by every model, are listed separately."""
+    shared = [_number((record.get(step) or {}).get("cpu_seconds")) for step in ("warmup", "conv_kd")]
+    warmup = None if shared[0] is None else shared[0] + (shared[1] or 0.0)
+    rerank = ((record.get("search") or {}).get("developed_pick") or {}).get("rerank_seconds")
     rows = []
     for name, m in record["models"].items():
         squad = m.get("squad") or {}
         cost = _number(m.get("development_cpu_seconds"))
-        note = (("its OP-NAS run + further distillation" if m.get("method") == "searched" else
-                 "further distillation only (no search)") if cost is not None else
+        note = (("its OP-NAS runs" + (" + the rerank" if rerank else "") + " + further distillation"
+                 if m.get("method") == "searched" else "further distillation only (no search)") if cost is not None else
                 "notebook 09 recorded no development_cpu_seconds for this model")
-        note += f"; the warmed-up BIWS supernet (shared by {len(record['models'])} models) is listed separately"
+        note += (f"; the warmed-up BIWS supernet{' and its trained convolutions' if shared[1] else ''} (shared by "
+                 f"{len(record['models'])} models) listed separately")
         row = _row("autobert-zero", name, m, squad_v1_f1=_f1(squad), method=m.get("method") or "searched",
                    arch="; ".join(str(layer) for layer in m.get("layers") or []),
                    bert_base_ms=_number(m.get("bert_base_ms") or record.get("bert_base_ms")),

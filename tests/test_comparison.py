@@ -136,6 +136,18 @@ def test_synthetic_autobert_zero_record_adds_rows(mini_copy: Path):
     assert "AutoBERT-Zero: 1 model(s)" in comparison.summary(rows, missing)
 
 
+def test_autobert_zero_shared_cost_holds_the_warm_up_and_the_convolutions_training(mini_copy: Path):
+    record = _synthetic_09()
+    record["warmup"], record["conv_kd"] = {"cpu_seconds": 700.0}, {"cpu_seconds": 250.0}
+    record["search"]["developed_pick"] = {"rerank_seconds": 900.0}
+    record["models"]["abz-searched"]["method"] = "searched"
+    (mini_copy / "09_autobert_zero.json").write_text(json.dumps(record))
+    row = next(r for r in comparison.comparison_rows(mini_copy)[0] if r["system"] == "autobert-zero")
+    assert row["shared_cpu_seconds"] == 950.0 and row["development_cpu_seconds"] == 321.0
+    assert "OP-NAS runs + the rerank + further distillation" in row["cost_note"]
+    assert "its trained convolutions" in row["cost_note"]
+
+
 def test_missing_records_are_reported(mini_copy: Path):
     (mini_copy / "08_efficientbert.json").unlink()
     (mini_copy / "05_glue.json").unlink()
