@@ -1,7 +1,7 @@
 """How a training step is computed on this machine: mixed precision where the hardware has it, a fused optimizer.
 
 The papers trained on GPUs with fp16 mixed precision. A CPU gains from lower precision only where it multiplies
-bf16 natively: Intel AMX or AVX-512 BF16 run a bf16 matmul 4-7x faster than fp32, while elsewhere (AVX2 CPUs, such as
+bf16 natively: Intel AMX or AVX-512 BF16 run a bf16 matmul several times faster than fp32, while elsewhere (AVX2 CPUs, such as
 the AMD EPYC of the committed mini records) bf16 is emulated and *slower* than fp32. So ``precision: auto`` means
 
 - on a GPU: bf16 autocast where the GPU supports bf16, fp16 otherwise (as before);
@@ -13,7 +13,7 @@ computed in fp32 (autocast's fp32 list; the objectives also upcast). Latency is 
 claim 1 is about fp32 CPU latency, so :mod:`atb.latency` keeps the paper's fp32 protocol.
 
 The optimizer is AdamW with ``fused=True`` where the device supports it (one kernel over all parameters instead of
-a dozen per parameter: about 5x faster over an 11 M-parameter model on a CPU), and gradient clipping uses the
+a dozen per parameter; benchmarks/bench_training.py measures the difference), and gradient clipping uses the
 ``foreach`` kernels. ``fused_optimizer: false`` restores the unfused path of the earlier study (for comparisons).
 """
 

@@ -103,7 +103,7 @@ class FinetuneConfig:
     precision: str = "auto"
     fused_optimizer: bool = True
     # batches of similar lengths (Hugging Face's `group_by_length`): random mega-batches of 50 batches, each sorted by
-    # length, so dynamic padding pads little (SST-2's random batches of 16 are 2.7x their real tokens); False: the
+    # length, so dynamic padding pads little (short-sentence tasks such as SST-2 gain most); False: the
     # uniformly shuffled batches of the earlier study
     group_by_length: bool = True
     scale: str | None = None  # the scale whose budget this is, for the record
