@@ -54,6 +54,7 @@ from .finetune import SQUAD_TASKS, choose_lr, chosen_budgets, run_jobs, run_seed
 from .latency_predictor import LatencyFn, predict_latency
 from .layout import Layout
 from .metrics import glue_score_fn
+from .progress import libraries_quiet
 from .modeling import AtbBertConfig, AtbBertForMaskedLM
 from .records import write_dir_atomic, write_json_atomic
 from .space import Arch, SearchSpace
@@ -783,7 +784,8 @@ def export_with_tokenizer(model, directory: Path, readme: str) -> Path:
     from .data import load_tokenizer
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
+        with libraries_quiet():  # transformers' "Writing model shards" bar, once per saved model
+            model.save_pretrained(tmp, safe_serialization=True)
         load_tokenizer().save_pretrained(tmp)
         (tmp / "README.md").write_text(readme)
 

@@ -34,12 +34,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from . import engine
 from .checkpoint import load_latest, save_checkpoint
 from .objectives import masked_mse, real_pairs
+from .progress import bar as progress_bar
 from .records import write_dir_atomic, write_json_atomic
 from .teacher import Teacher, TeacherOutput
 from .train import batch_indices, truncate_log
@@ -181,7 +181,8 @@ def warmup_distill(supernet: WeightSharingSupernet, teacher: Teacher, sample: Ca
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
     supernet.train()
     start = time.perf_counter()
-    with tqdm(total=cfg.steps, initial=step, desc=f"layer-wise KD ({Path(run_dir).parent.name}/{Path(run_dir).name})") as bar, open(log, "a") as f:
+    name = f"{Path(run_dir).parent.name}/{Path(run_dir).name}"
+    with progress_bar(total=cfg.steps, initial=step, desc=f"layer-wise KD ({name})") as bar, open(log, "a") as f:
         while step < stop:
             t0, c0 = time.perf_counter(), time.process_time()
             candidate = sample(step)

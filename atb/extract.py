@@ -22,6 +22,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerBase
 
 from .modeling import AtbBertConfig, AtbBertForMaskedLM, AtbBertModel
+from .progress import libraries_quiet
 from .records import write_text_atomic
 from .space import Arch
 from .superbert import SuperBert
@@ -104,7 +105,7 @@ def export(model: AtbBertForMaskedLM | SuperBert, directory: str | Path, *, arch
         tokenizer = load_tokenizer()
     directory = Path(directory)
     deployable = to_bert(model) if model.config.qkv_size == model.config.hidden_size else model
-    with torch.no_grad():
+    with torch.no_grad(), libraries_quiet():  # transformers' "Writing model shards" bar, once per export
         deployable.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
     write_card(directory, export_card(model.config.arch, parameters=deployable.num_parameters(), made=card))

@@ -44,7 +44,6 @@ import datasets
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import (
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
@@ -60,6 +59,7 @@ from . import config, engine
 from .data import GLUE_TASK_INFO, GLUE_TASKS, DataUnavailableOffline, load_glue, load_squad, load_tokenizer
 from .data.glue import glue_task_info
 from .metrics import glue_metrics, glue_score, squad_evaluate, squad_question_scores
+from .progress import bar as progress_bar, libraries_quiet, silence_this_process
 from .records import write_json_atomic
 
 SQUAD_TASKS = ("squad_v1.1", "squad_v2.0")
@@ -175,7 +175,7 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
 
     tokenizer = load_tokenizer()
     set_seed(cfg.seed)  # before loading: the new classifier head is drawn from it
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=info.num_labels)
+    model = load_with_new_head(AutoModelForSequenceClassification, model_dir, num_labels=info.num_labels)
     collate = DataCollatorWithPadding(tokenizer)
     train_loss = train_model(model, glue_features(train, task, cfg, tokenizer), collate, cfg, desc=f"fine-tune {task}")
 
@@ -193,6 +193,46 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
         "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 2),
         "config": dataclasses.asdict(cfg), "engine": engine_record(cfg), "model_dir": str(model_dir), "dev": dev,
     }, output_dir)
+
+
+# A head swap leaves these behind by design: the task head (and a pooler the checkpoint lacks) is new, and the
+# pre-training heads (MLM, NSP) and a pooler the span head does not use are dropped. Any other key is news.
+EXPECTED_MISSING = ("classifier.", "qa_outputs.", "pooler.", "bert.pooler.")
+EXPECTED_UNUSED = ("cls.", "lm_head.", "pooler.", "bert.pooler.")
+
+
+class _DropLoadReport:
+    """A logging filter that drops ``transformers``' load report and lets every other record through."""
+
+    def filter(self, record) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+def load_with_new_head(auto_class: type, model_dir: str | Path, **kwargs: Any) -> PreTrainedModel:
+    """``auto_class.from_pretrained(model_dir, **kwargs)`` without the load report that ``transformers`` prints
+    for every head swap (a table of the new head's and the dropped MLM head's keys, 12 lines per fine-tuning, the
+    bulk of an executed notebook). Keys outside :data:`EXPECTED_MISSING` / :data:`EXPECTED_UNUSED` still warn,
+    naming them: a checkpoint that lost encoder weights must not load silently."""
+    import logging
+    import warnings
+
+    loader = logging.getLogger("transformers.modeling_utils")
+    no_report = _DropLoadReport()  # a filter, not the logger's level: transformers reads that level for other checks
+    loader.addFilter(no_report)
+    try:
+        with libraries_quiet():
+            model, info = auto_class.from_pretrained(model_dir, output_loading_info=True, **kwargs)
+    finally:
+        loader.removeFilter(no_report)
+    unexpected = {"missing from the checkpoint (newly initialised)": [
+                      k for k in info["missing_keys"] if not k.startswith(EXPECTED_MISSING)],
+                  "in the checkpoint but unused": [
+                      k for k in info["unexpected_keys"] if not k.startswith(EXPECTED_UNUSED)]}
+    for what, keys in unexpected.items():
+        if keys:
+            warnings.warn(f"{model_dir}: {len(keys)} weights {what}: {', '.join(sorted(keys)[:8])}"
+                          f"{' ...' if len(keys) > 8 else ''}", stacklevel=2)
+    return model
 
 
 def glue_features(data: datasets.Dataset, task: str, cfg: FinetuneConfig, tokenizer: PreTrainedTokenizerBase,
@@ -269,7 +309,7 @@ def finetune_squad(model_dir: str | Path, version: str, cfg: FinetuneConfig,
                            fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "train": False})
 
     set_seed(cfg.seed)
-    model = AutoModelForQuestionAnswering.from_pretrained(model_dir)
+    model = load_with_new_head(AutoModelForQuestionAnswering, model_dir)
     collate = DataCollatorWithPadding(tokenizer)
     train_loss = train_model(model, train_features, collate, cfg, desc=f"fine-tune {task}")
 
@@ -419,7 +459,7 @@ def train_model(model: PreTrainedModel, features: datasets.Dataset, collate: Cal
     optimizer = engine.adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused_optimizer)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * steps), steps)
     total = 0.0
-    with tqdm(total=steps, desc=desc, mininterval=2.0) as bar:
+    with progress_bar(total=steps, desc=desc, mininterval=2.0) as bar:
         for _ in range(cfg.epochs):
             for batch in loader:
                 with engine.autocast(cfg.precision, device()):
@@ -570,8 +610,9 @@ class Job:
     budgets: Mapping[str, Mapping[str, Any]] | None = None
 
     def __call__(self) -> dict:
-        return run(self.model_dir, [self.task], self.scale, self.output_dir, seed=self.seed,
-                   budgets=self.budgets)[self.task]
+        with libraries_quiet():  # a tokenising `map` and a load per job: hundreds of bars in a notebook otherwise
+            return run(self.model_dir, [self.task], self.scale, self.output_dir, seed=self.seed,
+                       budgets=self.budgets)[self.task]
 
 
 def seed_jobs(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, output_dir: str | Path | None,
@@ -582,8 +623,10 @@ def seed_jobs(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, ou
             for task in tasks for s in seeds_of(scale, task, seeds)]
 
 
-def _one_worker_thread(threads: int) -> None:
+def _init_worker(threads: int) -> None:
+    """A fine-tuning worker: ``threads`` threads, no progress bars (the parent's bar counts the jobs)."""
     torch.set_num_threads(threads)
+    silence_this_process()
 
 
 def run_jobs(jobs: Sequence[Job], workers: int = 1) -> list[dict]:
@@ -593,16 +636,17 @@ def run_jobs(jobs: Sequence[Job], workers: int = 1) -> list[dict]:
     of running them one after the other (SST-2, 4/256/1024/12/252: 33 s each side by side, 26 s each alone).
     Results do not depend on ``workers``: each run is seeded and its data order, head and dropout come from its seed.
     """
-    if workers <= 1 or len(jobs) <= 1:
-        return [job() for job in jobs]
+    if workers <= 1 or len(jobs) <= 1:  # one bar for them all; each job's own bar stays silent inside it
+        return [job() for job in progress_bar(jobs, desc="fine-tuning", disable=len(jobs) <= 1)]
     import multiprocessing
     import os
     from concurrent.futures import ProcessPoolExecutor
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_one_worker_thread, initargs=(threads,)) as pool:
-        return list(tqdm(pool.map(operator.call, jobs), total=len(jobs), desc=f"fine-tuning ({workers} processes)"))
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        return list(progress_bar(pool.map(operator.call, jobs), total=len(jobs),
+                                 desc=f"fine-tuning ({workers} processes)"))
 
 
 def choose_lr(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, candidates: Sequence[float],

@@ -53,10 +53,10 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import spearmanr
-from tqdm.auto import tqdm
 
 from . import config, records, zoo
 from .modeling import AtbBertConfig, AtbBertModel
+from .progress import bar as progress_bar
 from .space import FIELDS, Arch, SearchSpace
 
 
@@ -492,7 +492,7 @@ def sweep(archs: Iterable[Arch], csv_path: str | Path, protocol: Protocol | None
         writer = csv.DictWriter(f, CSV_FIELDS, lineterminator="\n")
         if new_file:
             writer.writeheader()
-        for arch in tqdm(todo, desc=f"latency sweep ({len(measured & set(map(str, archs)))} cached)",
+        for arch in progress_bar(todo, desc=f"latency sweep ({len(measured & set(map(str, archs)))} cached)",
                          disable=not progress or not todo):
             writer.writerow(_row(measure(arch, protocol, implementation=implementation), machine))
             f.flush()
@@ -591,7 +591,7 @@ def zoo_speedups(source: LatencyMeter | pd.DataFrame, models: Iterable[zoo.ZooMo
         bert_base_ms = source.bert_base.latency_ms
         latency_of = lambda arch: source.measure(arch).latency_ms  # noqa: E731
     rows = []
-    for m in tqdm(models, desc="zoo latency", disable=not progress or isinstance(source, pd.DataFrame)):
+    for m in progress_bar(models, desc="zoo latency", disable=not progress or isinstance(source, pd.DataFrame)):
         latency = latency_of(m.arch)
         rows.append({"name": m.name, "arch": str(m.arch), "objective": m.objective, "kind": m.kind,
                      "latency_ms": latency, "measured": bert_base_ms / latency, "paper": m.paper_speedup})

@@ -45,11 +45,11 @@ from pathlib import Path
 from typing import Any
 
 from scipy.stats import kendalltau
-from tqdm.auto import tqdm
 
 from . import config
 from .fitness import Fitness, make_fitness, supernet_objective
 from .objectives import copy_objective
+from .progress import bar as progress_bar, libraries_quiet
 from .records import machine_info, write_dir_atomic, write_json_atomic
 from .search import SearchConfig, describe_fitness, evaluate
 from .space import Arch
@@ -172,7 +172,8 @@ def trained_supernet(train_run_dir: str | Path) -> Path:
     model, _ = build_student(cfg)
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
+        with libraries_quiet():  # transformers' "Writing model shards" bar
+            model.save_pretrained(tmp)
         copy_objective(run_dir / "final", tmp)  # what the fitness reads beside the weights (KD: W_fit)
 
     return write_dir_atomic(run_dir / "superbert", write)
@@ -226,7 +227,7 @@ def kendall_inherited_vs_trained(
         "further_training": {k: v for k, v in dataclasses.asdict(base).items() if k not in ("arch", "init")},
     })
     inherited, trained = [], []
-    for arch in tqdm(archs, desc="inherited vs trained", disable=not progress):
+    for arch in progress_bar(archs, desc="inherited vs trained", disable=not progress):
         arch_dir = run_dir / arch_slug(arch)
         inherited.append(cached_evaluation(arch_dir / "inherited.json", inherited_fitness, arch))
         trained_path = arch_dir / "trained.json"
@@ -268,7 +269,7 @@ def kendall_proxy_vs_paper(
     claim_study(cache_dir, {"study": "proxy_vs_paper", "proxy": describe_fitness(proxy),
                             "paper": describe_fitness(paper)})
     proxy_records, paper_records = [], []
-    for arch in tqdm(archs, desc="proxy vs paper", disable=not progress):
+    for arch in progress_bar(archs, desc="proxy vs paper", disable=not progress):
         proxy_records.append(cached_evaluation(cache_dir / "proxy" / f"{arch_slug(arch)}.json", proxy, arch))
         paper_records.append(cached_evaluation(cache_dir / "paper" / f"{arch_slug(arch)}.json", paper, arch))
     tasks_used: dict[str, set[str]] = {}  # e.g. {"mnli": {"sst2"}} offline

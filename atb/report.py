@@ -660,15 +660,23 @@ def render(records: dict, results_dir: str | Path) -> str:
 
 
 def run_total(run: dict) -> str:
-    """The Run section's last line: the total, and whether it is the study's cost from scratch."""
+    """The Run section's last line: the total, and whether it is the study's cost from scratch (or, for a
+    re-execution, what the last study from scratch cost)."""
     machine = run.get("machine") or {}
     where = f" on {machine['cpu']} ({machine.get('computed_in', 'fp32')})" if machine.get("cpu") else ""
     total = f"Total: {run.get('total_seconds', 0) / 60:.1f} minutes{where}"
+    cost = run.get("from_scratch") or {}
+    calls = cost.get("calls", 1)
+    sittings = "one call" if calls == 1 else f"{calls} calls, each resuming at a notebook boundary"
     if run.get("runs_empty_at_start"):
-        return total + ": one run of every notebook from an empty `runs/`, the study's cost from scratch."
+        return (total + f": every notebook executed once, from an empty `runs/` ({sittings}), the study's cost from "
+                "scratch.")
+    earlier = (f" The last study from scratch took {cost['total_seconds'] / 60:.1f} minutes on "
+               f"{', '.join(cost.get('cpus') or ['an unrecorded CPU'])} ({sittings}; commit "
+               f"{', '.join(c[:7] for c in cost.get('commits', []))}).") if cost else ""
     return (total + ". **Not the cost from scratch**: seconds are those of each notebook's last execution (of the run "
             "that produced it, for a notebook skipped as unchanged), and work cached under `runs/` (checkpoints, search "
-            "logs, fine-tuning results) is not redone, so a re-execution can be far shorter than the first.")
+            "logs, fine-tuning results) is not redone, so a re-execution can be far shorter than the first." + earlier)
 
 
 def summary(records: dict) -> dict:

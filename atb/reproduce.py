@@ -19,7 +19,14 @@ is cleaned of this machine's absolute paths first (:func:`scrub_paths`).
 
 Each notebook gets a single parameter, ``scale``, and asks ``Layout(scale)`` for its paths. ``--results`` and
 ``--runs`` move the two roots: the runner exports them as ``ATB_RESULTS_DIR`` / ``ATB_RUNS_DIR`` while it runs,
-and the kernels inherit them.
+and the kernels inherit them, with the two variables that turn off the Hugging Face libraries' own progress bars
+(:data:`QUIET_LIBRARIES`; ``atb``'s one bar per step stays, :mod:`atb.progress`). Each executed copy's size and lines
+of text output are recorded (:func:`output_lines`): a reading group reads these copies.
+
+A study from scratch may take longer than one sitting: the call that finds ``runs/<scale>/`` empty starts a study
+(``runs/<scale>/study.json``), and later calls that execute the remaining notebooks (``--only``) belong to it. The
+record says whether every current copy was executed exactly once within one such study (``runs_empty_at_start``)
+and keeps that study's cost (``from_scratch``) after later re-executions.
 
 A notebook whose inputs did not change since its last successful run at the same scale is skipped: the
 cache key hashes the notebook, the scale, the data source (``ATB_DATA_DIR``), every config file, the
@@ -146,6 +153,38 @@ def scrub_text(text: str, roots: Mapping[str | Path, str]) -> str:
     return _path_pattern(roots)(text)[0]
 
 
+# The kernels draw atb's bars (one per step of the study, atb.progress) but not the libraries' own: a bar for every
+# weight loading and dataset `map` would fill the executed copy (hundreds per notebook) and its widget state.
+QUIET_LIBRARIES = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+# What an executed notebook may save, so that it reads on GitHub and in JupyterLab (tests hold the smoke run to it).
+MAX_OUTPUT_LINES, MAX_NOTEBOOK_BYTES = 300, 1_000_000
+RICH_OUTPUTS = ("text/html", "text/markdown", "image/png", "image/svg+xml")  # rendered, not read as lines of text
+
+
+def output_lines(nb_path: str | Path) -> int:
+    """Lines of text a reader scrolls past in an executed notebook: printed and logged lines (a carriage return,
+    as a text progress bar writes, starts a line too), plain-text results, tracebacks, and one per progress widget.
+    Rendered tables, Markdown and figures are not counted."""
+    import nbformat
+
+    def lines(text: str | list[str]) -> int:
+        return sum(1 for line in re.split(r"[\r\n]", "".join(text)) if line.strip())
+
+    total = 0
+    for cell in nbformat.read(str(nb_path), as_version=4).cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if out["output_type"] == "stream":
+                total += lines(out["text"])
+            elif out["output_type"] == "error":
+                total += lines("\n".join(out["traceback"]))
+            elif "application/vnd.jupyter.widget-view+json" in data:
+                total += 1
+            elif not any(kind in data for kind in RICH_OUTPUTS):
+                total += lines(data.get("text/plain", ""))
+    return total
+
+
 def scrub_paths(nb_path: str | Path, roots: Mapping[str | Path, str]) -> int:
     """Replace each absolute path of ``roots`` by its stand-in (e.g. ``{ROOT: ".", Path.home(): "~"}``) in every
     text of the notebook ``nb_path`` (cell sources, outputs, metadata; not base64 images), in place.
@@ -255,13 +294,56 @@ def machine_record(scale: str) -> dict:
     return {**machine_info(), **{k: described[k] for k in ("native_bf16", "precision", "computed_in", "optimizer")}}
 
 
+STUDY_FILE = "study.json"  # in runs/<scale>/: the study a call started there from empty, and what it executed
+
+
+def start_study(layout: Layout, call: str, commit: str | None) -> dict:
+    """The study whose work ``runs/<scale>/`` holds: a new one when ``runs/`` is empty (the call that starts it pays
+    for every step), else the one recorded there (``{}`` when its work predates such records)."""
+    path = layout.runs / STUDY_FILE
+    if runs_empty(layout):
+        write_json_atomic(path, {"id": call, "commit": commit, "executed": []})
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def note_executing(layout: Layout, study: dict, notebook: str) -> bool:
+    """Record that ``notebook`` starts executing in ``study``; returns whether it already had (a retry: that earlier
+    attempt may have left cached work under ``runs/``, so this one is no longer its cost from scratch)."""
+    if not study:
+        return False
+    retried = notebook in study["executed"]
+    study["executed"] = sorted({*study["executed"], notebook})
+    write_json_atomic(layout.runs / STUDY_FILE, study)
+    return retried
+
+
 def from_scratch(record: dict) -> bool:
-    """Whether every notebook's current copy comes from one call that started from an empty ``runs/`` and executed
-    them all (the study's cost from scratch), rather than re-executions that reused cached steps."""
+    """Whether every notebook's current copy was executed exactly once within one study that started from an empty
+    ``runs/`` (its cost from scratch), over one call or several (a study too long for one sitting resumes at a
+    notebook boundary), rather than by re-executions that reused cached steps."""
     entries = list(record.get("notebooks", {}).values())
+    if not entries or not all(e.get("status") == "ok" and not e.get("cached") and not e.get("retried")
+                              for e in entries):
+        return False
+    studies = {e.get("study") for e in entries}
     calls = {e.get("call") for e in entries}
-    return bool(entries) and len(calls) == 1 and None not in calls and all(
-        e.get("runs_empty_at_start") and e.get("status") == "ok" and not e.get("cached") for e in entries)
+    one_call = len(calls) == 1 and None not in calls and all(e.get("runs_empty_at_start") for e in entries)
+    return one_call or (len(studies) == 1 and None not in studies)
+
+
+def study_cost(record: dict) -> dict:
+    """What the study from scratch cost (for :func:`from_scratch` records): seconds, calls, commits, CPUs."""
+    entries = list(record["notebooks"].values())
+    return {"total_seconds": round(sum(e.get("seconds", 0.0) for e in entries), 1),
+            "study": entries[0].get("study") or entries[0].get("call"),
+            "calls": len({e.get("call") for e in entries}),
+            "commits": sorted({e.get("commit") for e in entries if e.get("commit")}),
+            "cpus": sorted({e.get("cpu") for e in entries if e.get("cpu")}),
+            "computed_in": sorted({e.get("computed_in") for e in entries if e.get("computed_in")}),
+            "finished": max(e.get("finished", "") for e in entries)}
 
 
 def _save(layout: Layout, record: dict, call_start: float) -> None:
@@ -271,6 +353,8 @@ def _save(layout: Layout, record: dict, call_start: float) -> None:
     record["total_seconds"] = round(sum(e.get("seconds", 0.0) for e in good), 1)
     record["this_call_seconds"] = round(time.perf_counter() - call_start, 1)
     record["runs_empty_at_start"] = from_scratch(record)
+    if record["runs_empty_at_start"]:  # kept by later re-executions: what the study costs from scratch
+        record["from_scratch"] = study_cost(record)
     write_json_atomic(layout.results / "reproduce.json", record)
 
 
@@ -296,9 +380,11 @@ def run(scale: str, notebook_dir: Path = ROOT / "notebooks", results_root: Path 
     record["commit"] = git_commit()
     call = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     empty = runs_empty(layout)
+    study = start_study(layout, call, record["commit"])
     record["machine"] = machine_record(scale)
     call_start = time.perf_counter()
-    with _exported({"ATB_RESULTS_DIR": str(layout.results_root), "ATB_RUNS_DIR": str(layout.runs_root)}):
+    with _exported({"ATB_RESULTS_DIR": str(layout.results_root), "ATB_RUNS_DIR": str(layout.runs_root),
+                    **QUIET_LIBRARIES}):
         for nb in selected:
             key = step_key(nb, layout)
             last = record["notebooks"].get(nb.name, {})
@@ -311,6 +397,7 @@ def run(scale: str, notebook_dir: Path = ROOT / "notebooks", results_root: Path 
             temporary = layout.runs / "executing" / nb.name
             temporary.parent.mkdir(parents=True, exist_ok=True)
             temporary.unlink(missing_ok=True)
+            retried = note_executing(layout, study, nb.name)
             start = time.perf_counter()
             status = "ok"
             try:
@@ -325,8 +412,11 @@ def run(scale: str, notebook_dir: Path = ROOT / "notebooks", results_root: Path 
                 scrub_paths(temporary, scrub_table)
             entry = {"status": scrub_text(status, scrub_table), "seconds": round(seconds, 1), "key": key,
                      "cached": False, "commit": record["commit"], "call": call, "runs_empty_at_start": empty,
+                     "study": study.get("id"), "retried": retried,
                      "cpu": record["machine"]["cpu"], "computed_in": record["machine"]["computed_in"],
                      "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+            if temporary.exists():
+                entry.update(output_lines=output_lines(temporary), output_bytes=temporary.stat().st_size)
             if status == "ok":
                 _move(temporary, executed)
                 failed.unlink(missing_ok=True)

@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .develop import develop_candidate
+from .develop import DevelopConfig, develop_candidate
 from .distill import WarmupConfig
-from .finetune import FinetuneConfig, GLUE_TASKS, run_seeds
+from .finetune import FinetuneConfig, GLUE_TASKS, run_jobs, seed_jobs
+from .progress import bar as progress_bar
 from .supernet import Candidate, WeightSharingSupernet
 
 _PREFIX = "rerank field"
@@ -161,23 +162,28 @@ def rerank(supernet: WeightSharingSupernet, screened: Sequence[tuple[Candidate, 
     :func:`screen` returns it, the start first), cached in ``root/<slug>`` (a candidate reranked twice is scored once).
     ``start``: the search's start, marked ``is_start``. ``what``: the system, for the model cards."""
     root = Path(root)
-    entries = []
-    for candidate, fitness in screened:
-        folder = root / candidate_slug(candidate)
-        adapted = develop_candidate(
-            supernet, candidate, folder, teacher=teacher, warm=warm, further_steps=cfg.adapt_steps, control=False,
+    adapted = []
+    for candidate, _ in progress_bar(screened, desc=f"rerank: adapt {len(screened)} candidates"):
+        adapted.append(develop_candidate(
+            supernet, candidate, root / candidate_slug(candidate), teacher=teacher, warm=warm,
+            further_steps=cfg.adapt_steps, control=False,
             card=f"{what} rerank candidate: cut out of the supernet and distilled on this candidate alone for "
                  f"{cfg.adapt_steps} steps before its held-out {cfg.task} fine-tuning (atb.rerank). Not a model to use.",
-            layers=layers(candidate))
-        results = run_seeds(adapted["model_dir"], [cfg.task], scale, adapted["finetune_dir"], seeds=cfg.seeds,
-                            budgets=cfg.budgets())[cfg.task]
-        missing = [r.get("reason") for r in results if r.get("score") is None]
+            layers=layers(candidate)))
+    # Every candidate's seeds in one pool: the scale's fine-tuning processes side by side (DevelopConfig.workers).
+    jobs = [seed_jobs(a["model_dir"], [cfg.task], scale, a["finetune_dir"], seeds=cfg.seeds, budgets=cfg.budgets())
+            for a in adapted]
+    results = iter(run_jobs([job for seeds in jobs for job in seeds], DevelopConfig.load(scale).workers))
+    entries = []
+    for (candidate, fitness), a, seeds in zip(screened, adapted, jobs):
+        scored = [next(results) for _ in seeds]
+        missing = [r.get("reason") for r in scored if r.get("score") is None]
         if missing:
-            raise RuntimeError(f"rerank: no {cfg.task} score for {folder} ({missing[0]}); choose an available task")
+            raise RuntimeError(f"rerank: no {cfg.task} score for {root / candidate_slug(candidate)} ({missing[0]}); "
+                               "choose an available task")
         entries.append(Reranked(tuple(candidate), float(fitness), candidate_names(candidate) == candidate_names(start),
-                                [float(r["score"]) for r in results],
-                                adapted["further_training"].get("cpu_seconds"),
-                                float(sum(r.get("seconds") or 0.0 for r in results)), adapted["model_dir"]))
+                                [float(r["score"]) for r in scored], a["further_training"].get("cpu_seconds"),
+                                float(sum(r.get("seconds") or 0.0 for r in scored)), a["model_dir"]))
     tau, reason = None, None
     if len(entries) < 3:
         reason = f"{len(entries)} reranked candidates: Kendall's tau needs at least 3"

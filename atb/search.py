@@ -57,11 +57,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .latency import is_feasible, latency_window
 from . import config
 from .latency_predictor import LatencyFn, predict_latency
+from .progress import bar as progress_bar
 from .records import machine_info, write_text_atomic
 from .sampler import step_rng
 from .space import STEP_FIELDS, Arch, Range, SearchSpace
@@ -189,7 +189,7 @@ class CandidatePool:
         grid = filter(Arch.is_efficient, space.grid()) if efficient_only else space.grid()
         archs: list[Arch] = []
         latency: dict[Arch, float] = {}
-        bar = tqdm(total=len(space), desc=f"candidates {speedup:g}x", disable=not progress, unit="arch")
+        bar = progress_bar(total=len(space), desc=f"candidates {speedup:g}x", disable=not progress, unit="arch")
         for chunk in _chunks(grid, chunk_size):
             ms = predict_latency(latency_fn, chunk)
             for arch, t, ok in zip(chunk, ms, is_feasible(ms, bert_base_ms, speedup)):
@@ -565,13 +565,13 @@ def run_search(space: SearchSpace, fitness, latency_fn: LatencyFn, speedup: floa
     history: list[float] = []
     replayed = 0
     generations = cfg.generations_for(method)
-    with Evaluator(fitness, cfg.workers, cfg.threads_per_worker) as evaluator:
+    with Evaluator(fitness, cfg.workers, cfg.threads_per_worker) as evaluator, \
+            progress_bar(total=generations * cfg.population, desc=f"{method} {speedup:g}x", unit="arch",
+                         disable=not progress) as bar:  # one bar per search, not one per generation
         for generation in range(generations):
             archs = evolution.propose(generation)
-            bar = tqdm(total=len(archs), desc=f"{method} {speedup:g}x gen {generation + 1}/{generations}",
-                       disable=not progress)
+            bar.set_description(f"{method} {speedup:g}x gen {generation + 1}/{generations}", refresh=False)
             candidates, cached = _evaluate_generation(generation, archs, pool, log, evaluator, bar)
-            bar.close()
             replayed += cached
             evolution.add(candidates)
             history.append(max(max(c.fitness for c in candidates), history[-1] if history else -math.inf))

@@ -39,13 +39,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, BertForMaskedLM, get_linear_schedule_with_warmup
 
 from . import config, engine
 from .checkpoint import load_latest, save_checkpoint
 from .extract import export, extract, from_bert
 from .objectives import KDObjective, MLMObjective
+from .progress import bar as progress_bar, libraries_quiet
 from .records import write_dir_atomic, write_json_atomic, write_text_atomic
 from .sampler import FixedSampler, make_sampler
 from .space import Arch, Range, SearchSpace
@@ -414,7 +414,7 @@ class Trainer:
             self.save_warm_start()
         stop = self.cfg.steps if max_steps is None else min(self.cfg.steps, self.step + max_steps)
         archs, last, seconds, tokens = [], None, [], 0
-        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=f"{self.cfg.objective} {self.cfg.scale}",
+        bar = progress_bar(total=self.cfg.steps, initial=self.step, desc=f"{self.cfg.objective} {self.cfg.scale}",
                    disable=not self.ctx.main)
         while self.step < stop:
             record = self.train_step()
@@ -445,7 +445,8 @@ class Trainer:
         write_dir_atomic(self.run_dir / WARM_START_DIR, self._save_supernet)
 
     def _save_supernet(self, directory: Path) -> None:
-        self.model.save_pretrained(directory)
+        with libraries_quiet():  # transformers' "Writing model shards" bar
+            self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         self.objective.save(directory)
 

@@ -369,3 +369,23 @@ def test_predict_evaluates_sorted_by_length_and_returns_the_features_order(tiny_
                 expected = getattr(alone, name)[0].numpy()
                 assert out[name][i].shape == ((n,) if per_token else (2,))
                 np.testing.assert_allclose(out[name][i], expected, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- quiet loading
+def test_a_head_swap_loads_without_the_load_report_but_lost_encoder_weights_still_warn(tiny_model, tmp_path,
+                                                                                       capfd, recwarn):
+    from transformers import AutoModelForSequenceClassification
+
+    model = finetune.load_with_new_head(AutoModelForSequenceClassification, tiny_model, num_labels=2)
+    assert model.config.num_labels == 2
+    out, err = capfd.readouterr()
+    assert "LOAD REPORT" not in out + err and "UNEXPECTED" not in out + err and not recwarn.list
+    from transformers.utils import logging as hf_logging
+    assert hf_logging.get_logger("transformers.modeling_utils").level != hf_logging.ERROR  # restored
+
+    broken = tmp_path / "broken"  # a checkpoint that lost an encoder weight: news, not chatter
+    full = AtbBertForMaskedLM.from_pretrained(tiny_model)
+    state = {k: v for k, v in full.state_dict().items() if "layer.0.attention" not in k}
+    full.save_pretrained(broken, state_dict=state)
+    with pytest.warns(UserWarning, match="missing from the checkpoint .*layer.0.attention"):
+        finetune.load_with_new_head(AutoModelForSequenceClassification, broken, num_labels=2)

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from atb.develop import COMPARISONS, GLUE_COLUMNS, LEARNED, DevelopConfig
-from atb.reproduce import ROOT, notebooks, run
+from atb.reproduce import MAX_NOTEBOOK_BYTES, MAX_OUTPUT_LINES, ROOT, notebooks, output_lines, run
 from test_comparison import check_comparison_contract
 
 
@@ -34,11 +34,23 @@ def test_all_notebooks_run_at_smoke_scale(tmp_path):
                   if o.get("output_type") == "error"]
         assert not errors, f"{nb.name}: {errors[0]['ename']}"
         assert executed.metadata.papermill.parameters == {"scale": "smoke"}
+        check_quiet(results / "notebooks" / nb.name, record["notebooks"][nb.name])
     check_result_contracts(results)
     assert [p.name for p in (tmp_path / "results").iterdir()] == ["smoke"]
     after = tree_hashes(ROOT / "results")
     changed = sorted(name for name in committed.keys() | after.keys() if committed.get(name) != after.get(name))
     assert not changed, f"a smoke run changed the repository's results/: {changed}"
+
+
+def check_quiet(path, entry):
+    """A reading group reads the executed copy: no library chatter (load reports of head swaps), no progress text
+    from worker processes, at most 300 lines and 1 MB (issue #24); the record says how much it saved."""
+    text = path.read_text()
+    assert "LOAD REPORT" not in text, f"{path.name}: a transformers load report reached the notebook"
+    lines = output_lines(path)
+    assert lines <= MAX_OUTPUT_LINES, f"{path.name}: {lines} lines of text output (at most {MAX_OUTPUT_LINES})"
+    assert path.stat().st_size <= MAX_NOTEBOOK_BYTES, f"{path.name}: {path.stat().st_size} bytes"
+    assert entry["output_lines"] == lines and entry["output_bytes"] > 0
 
 
 def check_result_contracts(results):

@@ -95,6 +95,37 @@ def test_the_record_tells_a_run_from_scratch_from_a_re_execution(tmp_path):
     again = run("smoke", nb_dir, results, runs_root=runs, force=True)  # executed, but runs/ held cached work
     assert not again["runs_empty_at_start"] and not any(v["runs_empty_at_start"] for v in again["notebooks"].values())
     assert "Not the cost from scratch" in (results / "smoke" / "REPORT.md").read_text()
+    assert again["from_scratch"]["total_seconds"] == first["total_seconds"]  # the cost from scratch stays on record
+    assert "The last study from scratch took" in (results / "smoke" / "REPORT.md").read_text()
+
+
+@kernels
+def test_a_study_from_scratch_may_span_calls_that_resume_at_notebook_boundaries(tmp_path):
+    """A study too long for one sitting: the first call starts it from an empty ``runs/``, a later call executes the
+    remaining notebooks on top of its work. Every notebook executed once, so the sum is still the cost from scratch."""
+    nb_dir, results, runs = tmp_path / "nbs", tmp_path / "results", tmp_path / "runs"
+    cache = 'import os, pathlib; pathlib.Path(os.environ["ATB_RUNS_DIR"], "smoke", "step.txt").write_text("cached")'
+    _tiny_notebooks(nb_dir, [cache, "y = 2"])
+    first = run("smoke", nb_dir, results, runs_root=runs, only=["00_"])
+    assert first["runs_empty_at_start"]
+    second = run("smoke", nb_dir, results, runs_root=runs, only=["01_"])
+    entries = second["notebooks"]
+    assert entries["00_step.ipynb"]["call"] != entries["01_step.ipynb"]["call"]
+    assert entries["00_step.ipynb"]["study"] == entries["01_step.ipynb"]["study"] is not None
+    assert second["runs_empty_at_start"] and second["from_scratch"]["calls"] == 2
+    assert "2 calls, each resuming at a notebook boundary" in (results / "smoke" / "REPORT.md").read_text()
+
+
+@kernels
+def test_a_notebook_executed_twice_in_one_study_is_no_longer_its_cost_from_scratch(tmp_path):
+    """An attempt that was stopped (or failed, or is forced again) may leave cached work that the next one reuses."""
+    nb_dir, results, runs = tmp_path / "nbs", tmp_path / "results", tmp_path / "runs"
+    cache = 'import os, pathlib; pathlib.Path(os.environ["ATB_RUNS_DIR"], "smoke", "step.txt").write_text("cached")'
+    _tiny_notebooks(nb_dir, [cache, "y = 2"])
+    assert run("smoke", nb_dir, results, runs_root=runs)["runs_empty_at_start"]
+    again = run("smoke", nb_dir, results, runs_root=runs, only=["01_"], force=True)
+    assert again["notebooks"]["01_step.ipynb"]["retried"] and not again["runs_empty_at_start"]
+    assert json.loads((runs / "smoke" / "study.json").read_text())["executed"] == ["00_step.ipynb", "01_step.ipynb"]
 
 
 # ------------------------------------------------------------------------------ failed runs lose nothing

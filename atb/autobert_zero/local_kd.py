@@ -40,13 +40,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .. import engine
 from ..checkpoint import CheckpointError, load_latest, save_checkpoint
 from ..distill import WarmupConfig, pretraining_batches
 from ..objectives import masked_mse
+from ..progress import bar as progress_bar
 from ..records import write_dir_atomic, write_json_atomic
 from ..teacher import Teacher
 from ..train import truncate_log
@@ -155,8 +155,9 @@ def train_convolutions(supernet: AutoBertZeroSuperNet, teacher: Teacher, cfg: Lo
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
     supernet.train()
     try:
-        with tqdm(total=cfg.steps, initial=step, desc=f"conv layer-local KD ({run_dir.parent.name}/{run_dir.name})") \
-                as bar, open(log, "a") as f:
+        name = f"{run_dir.parent.name}/{run_dir.name}"
+        with progress_bar(total=cfg.steps, initial=step, desc=f"conv layer-local KD ({name})") as bar, \
+                open(log, "a") as f:
             while step < stop:
                 t0, c0 = time.perf_counter(), time.process_time()
                 drawn = draw_kernels(kernels, layers, cfg.seed, step)
