@@ -680,11 +680,51 @@ def run_total(run: dict) -> str:
 
 
 def summary(records: dict) -> dict:
-    """``report.json``: ``{"scale", "commit", "claims": {number: {"claim", "verdict", "measure", "difference",
-    "ci95", "n", "reason", "extra"}}}`` (``difference`` / ``ci95`` / ``n`` ``None`` where there is no interval)."""
-    keys = ("claim", "verdict", "measure", "difference", "ci95", "n", "reason", "extra")
+    """``report.json``: ``{"scale", "commit", "claims": {number: {"claim", "paper", "ours", "verdict", "measure",
+    "difference", "ci95", "n", "reason", "extra"}}}`` (``paper`` / ``ours``: REPORT.md's two cells; ``difference`` /
+    ``ci95`` / ``n`` ``None`` where there is no interval)."""
+    keys = ("claim", "paper", "ours", "verdict", "measure", "difference", "ci95", "n", "reason", "extra")
     return {"scale": _scale(records), "commit": records.get("reproduce", {}).get("commit"),
             "claims": {str(c["number"]): {k: c[k] for k in keys} for c in (f(records) for f in CLAIMS)}}
+
+
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def headline(claim: dict) -> str:
+    """A claim's result in one short cell: REPORT.md's own words up to the first interval's details (what is compared
+    and the interval it was decided from), or the whole cell when it has no interval."""
+    return str(claim["ours"]).split(" (95 % CI")[0]
+
+
+def readme_block(report: dict) -> str:
+    """The README's results table, from a ``report.json`` (:func:`summary`): claim, the paper's number, ours,
+    verdict; between :data:`README_START` and :data:`README_END` (``python -m atb.report --readme README.md``)."""
+    claims = report["claims"]
+    rows = [f"| {n} | {_cell(c['claim'])} | {_cell(c['paper'])} | {_cell(headline(c))} | **{c['verdict']}** |"
+            for n, c in sorted(claims.items(), key=lambda item: int(item[0]))]
+    return "\n".join([
+        README_START,
+        f"Generated from `results/{report['scale']}/report.json` (commit `{(report.get('commit') or 'unknown')[:7]}`)"
+        " by `python -m atb.report --readme README.md`; a test keeps it equal to the record. Intervals are 95 %.",
+        "",
+        "| # | claim | paper | this study | verdict |",
+        "|---|---|---|---|---|",
+        *rows,
+        README_END,
+    ])
+
+
+def sync_readme(readme: str | Path, results_dir: str | Path) -> Path:
+    """Replace the block between the markers of ``readme`` with :func:`readme_block` of ``results_dir``'s report."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if text.count(README_START) != 1 or text.count(README_END) != 1:
+        raise ValueError(f"{readme}: expected one {README_START} and one {README_END} line around the results table")
+    before, rest = text.split(README_START)
+    after = rest.split(README_END)[1]
+    block = readme_block(json.loads((Path(results_dir) / "report.json").read_text()))
+    return write_text_atomic(readme, before + block + after)
 
 
 def write_report(results_dir: str | Path) -> Path:
@@ -702,8 +742,12 @@ def main(argv: list[str] | None = None) -> None:
     where.add_argument("--scale", choices=SCALES, default="mini",
                        help="report on results/<scale>/ (under $ATB_RESULTS_DIR when set); default mini")
     where.add_argument("--results-dir", type=Path, help="report on this folder of one scale's records instead")
+    parser.add_argument("--readme", type=Path, help="also rewrite this README's results table from the report")
     args = parser.parse_args(argv)
-    print(write_report(args.results_dir or Layout(args.scale).results))
+    results = args.results_dir or Layout(args.scale).results
+    print(write_report(results))
+    if args.readme:
+        print(sync_readme(args.readme, results))
 
 
 if __name__ == "__main__":

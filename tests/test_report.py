@@ -496,3 +496,62 @@ def test_speedups_at_smoke_are_not_testable(spearman, ratio):
     assert claim["verdict"] == NT and claim["reason"] == report.SMOKE and not claim["note"]
     assert f"Spearman {spearman:.2f}" in claim["ours"]  # the numbers are still shown
     assert report.claim_speedups(latency_records(spearman, ratio))["verdict"] != NT
+
+
+# ------------------------------------------------------------------------------------------- the README
+def _prose(text: str) -> str:
+    """Markdown without its code fences and inline code: what a reader takes for the study's statements."""
+    import re
+
+    return re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", text, flags=re.S))
+
+
+def test_the_readme_results_table_is_the_committed_report():
+    """The README's table is generated (``python -m atb.report --readme README.md``); it may not drift."""
+    readme = (ROOT / "README.md").read_text()
+    committed = json.loads((ROOT / "results" / "mini" / "report.json").read_text())
+    block = readme.split(report.README_START)[1].split(report.README_END)[0]
+    assert report.README_START + block + report.README_END == report.readme_block(committed)
+    assert {str(n) for n in range(12)} == set(committed["claims"]) and all(
+        f"**{c['verdict']}**" in block for c in committed["claims"].values())
+
+
+def test_the_readme_is_short_and_states_no_number_of_its_own():
+    """At most 250 lines, and outside the generated table no measured number: a number typed by hand drifts from its
+    record. Decimals, intervals and speedups belong to the records, REPORT.md and the generated block."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    before, rest = readme.split(report.README_START)
+    outside = _prose(before + rest.split(report.README_END)[1])
+    numbers = r"(?<![v\d.])\d+\.\d+|\d+(?:\.\d+)? ?[x×]\b|\d+ ?%"  # (v1.1: a dataset's version, not a number)
+    assert not re.findall(numbers, outside.replace("95 %", ""))
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "docs").glob("*.md")))
+def test_the_docs_pages_hold_methods_not_results(page):
+    """The pages under docs/ explain methods and deviations; results are read from the records, never copied."""
+    import re
+
+    text = _prose((ROOT / "docs" / page).read_text())
+    assert not re.findall(r"\[[−+-]?\d+\.\d+, [−+-]?\d+\.\d+\]", text), "an interval copied from a record"
+    assert not re.findall(r"\d+\.\d+ ?(?:[x×]\b|ms\b|s\b|points\b|CPU-s)", text), "a measurement copied from a record"
+
+
+def test_sync_readme_rewrites_only_the_block_and_names_a_readme_without_markers(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    summary = {"scale": "mini", "commit": "abc1234def", "claims": {"0": {
+        "claim": "c", "paper": "p", "ours": "GLUE avg +1.00 [+0.50, +1.50] (95 % CI; 1 pair, n = 3)",
+        "verdict": "reproduced"}}}
+    (results / "report.json").write_text(json.dumps(summary))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"top\n{report.README_START}\nstale\n{report.README_END}\nbottom\n")
+    report.sync_readme(readme, results)
+    text = readme.read_text()
+    assert text.startswith("top\n") and text.endswith("\nbottom\n") and "stale" not in text
+    assert "| 0 | c | p | GLUE avg +1.00 [+0.50, +1.50] | **reproduced** |" in text
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="README.md"):
+        report.sync_readme(readme, results)
