@@ -32,7 +32,6 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from .latency_predictor import parameters
 from .layout import Layout
@@ -108,7 +107,12 @@ def _row(system: str, model: str, entry: Mapping, **extra: Any) -> dict:
             "params": None if entry.get("params") is None else int(entry["params"]),
             "glue_avg": _number(entry.get("avg")), "squad_v1_f1": extra.pop("squad_v1_f1", None),
             "development_cpu_seconds": None, "glue_ci95": entry.get("avg_ci95"),
-            "latency_ms": _number(entry.get("latency_ms")), **extra}
+            "latency_ms": _number(entry.get("latency_ms")), "glue_tasks": _tasks(entry), **extra}
+
+
+def _tasks(entry: Mapping | None) -> dict[str, float]:
+    """The scored GLUE tasks of a record's entry (seed means), for the notebook's explorer."""
+    return {task: float(v) for task, v in ((entry or {}).get("tasks") or {}).items() if v is not None}
 
 
 def _control_row(row: dict, control: Mapping | None, squad_control: Mapping | None) -> dict:
@@ -118,7 +122,7 @@ def _control_row(row: dict, control: Mapping | None, squad_control: Mapping | No
                if k in row},
             "system": "control", "model": f"control of {row['model']}", "control_of": row["model"],
             "control_system": row["system"], "glue_avg": _number(control.get("avg")),
-            "glue_ci95": control.get("avg_ci95"), "squad_v1_f1": _f1(squad_control),
+            "glue_ci95": control.get("avg_ci95"), "glue_tasks": _tasks(control), "squad_v1_f1": _f1(squad_control),
             "development_cpu_seconds": 0.0, "cpu_seconds_lower_bound": 0.0, "cost_note": CONTROL_NOTE}
 
 
@@ -149,7 +153,7 @@ def autotinybert_rows(records: Mapping[str, dict]) -> list[dict]:
                 + ("" if one_shot.get("cpu_seconds") is not None else
                    " and was not recorded as CPU time (shared_wall_seconds: its steps x mean wall seconds per step)"))
         system = "default-rule" if m["method"] == "default-rule" else "autotinybert"
-        row = _row(system, name, {**m, "avg": g.get("avg"), "avg_ci95": g.get("avg_ci95"),
+        row = _row(system, name, {**m, "avg": g.get("avg"), "avg_ci95": g.get("avg_ci95"), "tasks": g.get("tasks"),
                                   "params": int(parameters([Arch.parse(m["arch"])])[0])},
                    squad_v1_f1=_f1(s), method=m["method"], objective=objective, arch=m["arch"],
                    speedup_target=m.get("speedup_target"), bert_base_ms=_number(m.get("bert_base_ms")),
@@ -304,6 +308,18 @@ def figure_frame(rows: list[dict]) -> pd.DataFrame:
                                          "control GLUE avg", "SQuAD v1.1 F1", "control SQuAD v1.1 F1"])
 
 
+def explorer_frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per model and control, every column a reader asks for when pointing at a dot of the figure: what it
+    is, its shape, speed, size, per-task GLUE scores, SQuAD v1.1 F1 and cost (the notebook's interactive view)."""
+    tasks = sorted({t for r in rows for t in r.get("glue_tasks") or {}})
+    return pd.DataFrame([{"model": r["model"], "system": LABELS.get(r["system"], r["system"]),
+                          "method": r.get("method"), "architecture": r.get("arch"), "speedup": r.get("speedup"),
+                          "params (M)": None if r.get("params") is None else r["params"] / 1e6,
+                          "GLUE avg": r.get("glue_avg"), **{t: (r.get("glue_tasks") or {}).get(t) for t in tasks},
+                          "SQuAD v1.1 F1": r.get("squad_v1_f1"), "own CPU-s": r.get("development_cpu_seconds")}
+                         for r in rows])
+
+
 def plot_comparison(rows: list[dict], title: str = ""):
     """GLUE average (and SQuAD v1.1 F1 when any model has one) against speedup, log x: one colour per system,
     one marker per method, 95 % intervals, hollow markers for the untrained controls."""
@@ -315,9 +331,6 @@ def plot_comparison(rows: list[dict], title: str = ""):
     for ax, (y, control, lo, hi) in zip(axes[0], panels):
         if points[y].notna().any():
             plot_with_controls(ax, points, y, control=control, lo=lo, hi=hi)
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_xticks(sorted({round(x) for x in points["speedup"]}))
         ax.set_title(f"{title}{y} against speedup (hollow: untrained controls)")
     fig.tight_layout()
     return fig

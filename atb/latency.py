@@ -676,17 +676,21 @@ def plot_speedups(table: pd.DataFrame, title: str):
     """Measured against published speedup of the released models (log-log), the diagonal for reference."""
     import matplotlib.pyplot as plt
 
+    from .plots import colour_of, legend_beside, speedup_axis
+
     published = table.dropna(subset=["paper"])
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), layout="constrained")
     for objective, marker in (("mlm", "o"), ("kd", "s")):
         rows = published[published.objective == objective]
-        ax.scatter(rows.paper, rows.measured, marker=marker, label=f"{objective.upper()} models")
+        ax.scatter(rows.paper, rows.measured, marker=marker, color=colour_of(objective),
+                   label=f"{objective.upper()} models")
         for r in rows.itertuples():
             ax.annotate(r.name, (r.paper, r.measured), textcoords="offset points", xytext=(4, 3), fontsize=8)
-    top = 1.2 * max(published.paper.max(), published.measured.max())
-    ax.plot([1, top], [1, top], "k--", lw=0.8, label="measured = paper")
-    ax.set(xscale="log", yscale="log", xlabel="paper speedup (×)", ylabel="measured speedup here (×)", title=title)
-    ax.legend()
-    fig.tight_layout()
+    both = [*published.paper, *published.measured]
+    ax.plot([min(both), max(both)], [min(both), max(both)], "k--", lw=0.8, label="measured = paper")
+    speedup_axis(ax, both, "paper speedup")
+    speedup_axis(ax, both, "measured speedup here", axis="y")
+    ax.set_title(title)
+    legend_beside(ax)
     return fig
 

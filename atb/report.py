@@ -688,6 +688,65 @@ def summary(records: dict) -> dict:
             "claims": {str(c["number"]): {k: c[k] for k in keys} for c in (f(records) for f in CLAIMS)}}
 
 
+# Each notebook is a chapter: the claims it tests, named in its opening cell and decided in its closing one.
+CHAPTERS: dict[str, tuple[int, ...]] = {
+    "00_overview": (), "01_superpretraining": (), "02_latency": (1,), "03_search": (3, 5, 6),
+    "04_further_training": (5,), "05_glue": (0, 2, 4, 5), "06_squad": (0, 2, 4, 5), "07_accuracy_latency": (2, 4),
+    "08_efficientbert": (7, 8, 9), "09_autobert_zero": (10, 11), "10_comparison": (),
+}
+
+
+def _chapter(notebook: str) -> tuple[int, ...]:
+    name = Path(notebook).stem
+    if name not in CHAPTERS:
+        raise ValueError(f"unknown notebook {notebook!r}; chapters: {', '.join(CHAPTERS)}")
+    return CHAPTERS[name]
+
+
+def chapter_opening(notebook: str, results_root: str | Path | None = None) -> str:
+    """Markdown for a notebook's opening: the claims it tests with the paper's numbers (the words of REPORT.md), and
+    what the notebook cost at each scale whose ``results/<scale>/reproduce.json`` records it."""
+    numbers = _chapter(notebook)
+    claims = {c["number"]: c for c in (f({}) for f in CLAIMS)}  # claim and paper cells need no records
+    lines = (["**The claims this notebook tests** (decided at its end and in `REPORT.md`):", "",
+              "| # | claim | paper |", "|---|---|---|",
+              *(f"| {n} | {_cell(claims[n]['claim'])} | {_cell(claims[n]['paper'])} |" for n in numbers)]
+             if numbers else ["**No claim is decided in this notebook**; its records feed the chapters after it."])
+    root = Path(results_root) if results_root is not None else Layout("mini").results_root
+    costs = []
+    for scale in SCALES:
+        try:
+            run = json.loads((root / scale / "reproduce.json").read_text())
+        except (OSError, ValueError):
+            continue
+        entry = run.get("notebooks", {}).get(f"{Path(notebook).stem}.ipynb")
+        if entry and entry.get("status") == "ok":
+            where = f" on {entry['cpu']} ({entry.get('computed_in', 'fp32')})" if entry.get("cpu") else ""
+            costs.append(f"{scale} {entry['seconds'] / 60:.1f} min{where}")
+    if costs:
+        lines += ["", f"**Its last run took** {'; '.join(costs)} (`results/<scale>/reproduce.json`; a run that reused "
+                  "cached steps under `runs/` is shorter than one from scratch)."]
+    return "\n".join(lines)
+
+
+def chapter_verdicts(notebook: str, results_dir: str | Path) -> str:
+    """Markdown for a notebook's closing cell: REPORT.md's rows for the claims it tests, computed by the report's rules
+    from the records now in ``results_dir`` (records of later notebooks may still be those of an earlier run)."""
+    numbers = _chapter(notebook)
+    if not numbers:
+        return "**No claim is decided in this notebook.**"
+    records = load_records(results_dir)
+    claims = {c["number"]: c for c in (f(records) for f in CLAIMS)}
+    return "\n".join([
+        f"**Verdicts** (`atb.report`, from the records in `results/{_scale(records)}/`, the words of `REPORT.md`):", "",
+        "| # | claim | this study | verdict |", "|---|---|---|---|",
+        *(f"| {n} | {_cell(claims[n]['claim'])} | {_cell(claims[n]['ours'])} | **{claims[n]['verdict']}** |"
+          for n in numbers),
+        "",
+        *(f"- Claim {n}: {claims[n]['note']}" for n in numbers if claims[n]["note"]),
+    ])
+
+
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 

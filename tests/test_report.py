@@ -555,3 +555,28 @@ def test_sync_readme_rewrites_only_the_block_and_names_a_readme_without_markers(
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="README.md"):
         report.sync_readme(readme, results)
+
+
+# ------------------------------------------------------------------------------------------- chapters
+def test_every_notebook_is_a_chapter_and_every_claim_is_tested_in_one():
+    notebooks = {p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    assert set(report.CHAPTERS) == notebooks
+    assert set().union(*report.CHAPTERS.values()) == set(range(12))
+    for name in notebooks:  # the opening names the claims, the closing cell decides them, both from atb.report
+        source = (ROOT / "notebooks" / f"{name}.ipynb").read_text()
+        assert f'chapter_opening(\\"{name}\\")' in source and f'chapter_verdicts(\\"{name}\\", ' in source, name
+
+
+def test_a_chapter_opens_with_its_claims_and_cost_and_closes_with_the_reports_verdicts(tmp_path):
+    results = tmp_path / "mini"
+    results.mkdir()
+    (results / "reproduce.json").write_text(json.dumps({"scale": "mini", "notebooks": {"08_efficientbert.ipynb": {
+        "status": "ok", "seconds": 600.0, "cpu": "Some CPU", "computed_in": "fp32"}}}))
+    opening = report.chapter_opening("08_efficientbert", tmp_path)
+    assert all(f"| {n} | EfficientBERT" in opening for n in (7, 8, 9)) and "6.9x" in opening
+    assert "mini 10.0 min on Some CPU (fp32)" in opening
+    assert "No claim is decided" in report.chapter_opening("00_overview", tmp_path)
+    closing = report.chapter_verdicts("08_efficientbert", results)  # no records: each claim says so
+    assert closing.count("**not testable**") == 3
+    with pytest.raises(ValueError, match="unknown notebook '11_nothing'"):
+        report.chapter_opening("11_nothing")
