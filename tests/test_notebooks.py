@@ -164,3 +164,11 @@ def check_autobert_zero_contract(record, cfg):
         assert m["control"]["avg"] is not None and m["control"]["seeds"] == control_seeds
         check_difference(m["vs_control"])
     check_difference(record["searched_vs_standard"]["glue"])
+
+
+def test_every_figure_a_notebook_saves_is_also_shown_inline():
+    """A figure goes to results/<scale>/ as PNG (GitHub shows it) and into the notebook (a reader steps through it)."""
+    for nb in notebooks(ROOT / "notebooks"):
+        code = "\n".join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code")
+        saved, shown = code.count("save_figure("), code.count("display(Image(")
+        assert saved <= shown, f"{nb.name}: {saved} figures saved, {shown} shown"
