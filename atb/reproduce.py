@@ -14,7 +14,9 @@ one scale never writes into another's:
   (git-ignored; removed when the notebook next succeeds).
 
 papermill writes to a temporary copy (``runs/<scale>/executing/``), never to the committed one: a failed or
-killed run loses nothing. A succeeded copy replaces the committed one with ``os.replace``. Every executed copy
+killed run loses nothing. What a notebook writes to ``results/<scale>/`` while it runs (figures, records) is undone
+when it fails, from a snapshot taken before it (:func:`snapshot_results`); a killed run leaves the snapshot behind
+and the next call undoes it first. A succeeded copy replaces the committed one with ``os.replace``. Every executed copy
 is cleaned of this machine's absolute paths first (:func:`scrub_paths`).
 
 Each notebook gets a single parameter, ``scale``, and asks ``Layout(scale)`` for its paths. ``--results`` and
@@ -251,6 +253,48 @@ def _move(src: Path, dst: Path) -> None:
         src.unlink()
 
 
+SNAPSHOT = "results-before"  # in runs/<scale>/executing/: results/<scale>/ as it was before the running notebook
+
+
+def _results_files(results: Path) -> dict[str, Path]:
+    """The files a notebook may write under ``results/<scale>/`` (records, figures, model cards, REPORT.md), keyed
+    by relative path; executed copies (``notebooks/``) are the runner's and are replaced only on success anyway."""
+    return {p.relative_to(results).as_posix(): p for p in results.rglob("*")
+            if p.is_file() and p.relative_to(results).parts[0] != "notebooks"}
+
+
+def snapshot_results(layout: Layout) -> Path:
+    """Copy ``results/<scale>/`` aside before a notebook runs, so that a failed or killed run (which has written
+    half of its figures and records) can be undone: a failed run never overwrites a good one."""
+    snapshot = layout.runs / "executing" / SNAPSHOT
+    shutil.rmtree(snapshot, ignore_errors=True)
+    for name, path in _results_files(layout.results).items():
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, snapshot / name)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    return snapshot
+
+
+def restore_results(layout: Layout, snapshot: Path) -> list[str]:
+    """Put ``results/<scale>/`` back as :func:`snapshot_results` found it (files the run changed restored, files it
+    created removed); returns the paths restored or removed."""
+    before, now = _results_files(snapshot), _results_files(layout.results)
+    undone = []
+    for name, path in now.items():
+        if name not in before:
+            path.unlink()
+            undone.append(name)
+    for name, path in before.items():
+        target = layout.results / name
+        if not target.exists() or target.read_bytes() != path.read_bytes():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target.with_name(target.name + ".tmp"))
+            os.replace(target.with_name(target.name + ".tmp"), target)
+            undone.append(name)
+    shutil.rmtree(snapshot)
+    return sorted(undone)
+
+
 @contextlib.contextmanager
 def _exported(variables: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the kernels started inside the block, and restore them afterwards."""
@@ -376,6 +420,10 @@ def run(scale: str, notebook_dir: Path = ROOT / "notebooks", results_root: Path 
     for folder in (layout.results, layout.runs):
         folder.mkdir(parents=True, exist_ok=True)
     scrub_table = machine_paths(layout, notebook_dir)
+    leftover = layout.runs / "executing" / SNAPSHOT
+    if leftover.is_dir():  # a run killed mid-notebook: undo what that notebook had written to results/
+        undone = restore_results(layout, leftover)
+        print(f"a killed run left results/{scale}/ half written; restored {len(undone)} files: {undone}", flush=True)
     record = read_record(layout)
     record["commit"] = git_commit()
     call = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -398,6 +446,7 @@ def run(scale: str, notebook_dir: Path = ROOT / "notebooks", results_root: Path 
             temporary.parent.mkdir(parents=True, exist_ok=True)
             temporary.unlink(missing_ok=True)
             retried = note_executing(layout, study, nb.name)
+            snapshot = snapshot_results(layout)
             start = time.perf_counter()
             status = "ok"
             try:
@@ -420,7 +469,9 @@ def run(scale: str, notebook_dir: Path = ROOT / "notebooks", results_root: Path 
             if status == "ok":
                 _move(temporary, executed)
                 failed.unlink(missing_ok=True)
+                shutil.rmtree(snapshot)
             else:
+                entry["restored"] = restore_results(layout, snapshot)  # its half-written figures and records
                 if temporary.exists():
                     _move(temporary, failed)
                     entry["failed_copy"] = scrub_text(str(failed), scrub_table)

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from atb.layout import Layout
-from atb.reproduce import ROOT, run, scrub_paths, step_key
+from atb.reproduce import ROOT, SNAPSHOT, restore_results, run, scrub_paths, snapshot_results, step_key
 
 pytestmark = pytest.mark.timeout(600)
 kernels = pytest.mark.slow  # runs tiny notebooks through papermill kernels (seconds each)
@@ -129,6 +129,35 @@ def test_a_notebook_executed_twice_in_one_study_is_no_longer_its_cost_from_scrat
 
 
 # ------------------------------------------------------------------------------ failed runs lose nothing
+@kernels
+def test_a_failed_notebook_leaves_the_figures_and_records_of_the_last_good_run(tmp_path):
+    """A notebook writes its figures and records as it goes; when it then fails, what it wrote is undone."""
+    nb_dir, results, runs = tmp_path / "nbs", tmp_path / "results", tmp_path / "runs"
+    write = ('import os, pathlib; r = pathlib.Path(os.environ["ATB_RESULTS_DIR"], "smoke"); '
+             '(r / "fig.png").write_text(VERSION); (r / "new.json").write_text(VERSION) if VERSION == "bad" else None')
+    _tiny_notebooks(nb_dir, [f'VERSION = "good"; {write}'])
+    run("smoke", nb_dir, results, runs_root=runs)
+    _tiny_notebooks(nb_dir, [f'VERSION = "bad"; {write}; raise RuntimeError("boom")'])
+    with pytest.raises(SystemExit):
+        run("smoke", nb_dir, results, runs_root=runs)
+    assert (results / "smoke" / "fig.png").read_text() == "good" and not (results / "smoke" / "new.json").exists()
+    assert _record(results)["notebooks"]["00_step.ipynb"]["restored"] == ["fig.png", "new.json"]
+    assert not any((runs / "smoke" / "executing").iterdir())
+
+
+def test_a_run_killed_mid_notebook_is_undone_by_the_next_call(tmp_path):
+    """SIGKILL leaves no chance to restore; the snapshot left behind tells the next call what to undo."""
+    layout = Layout("smoke", tmp_path / "results", tmp_path / "runs")
+    layout.results.mkdir(parents=True)
+    (layout.results / "fig.png").write_text("good")
+    snapshot_results(layout)
+    (layout.results / "fig.png").write_text("half")  # the killed notebook's work
+    (layout.results / "model_cards").mkdir()
+    (layout.results / "model_cards" / "x.md").write_text("half")
+    assert restore_results(layout, layout.runs / "executing" / SNAPSHOT) == ["fig.png", "model_cards/x.md"]
+    assert (layout.results / "fig.png").read_text() == "good" and not (layout.results / "model_cards" / "x.md").exists()
+
+
 @kernels
 def test_a_failed_rerun_keeps_the_last_good_copy_and_its_record(tmp_path):
     nb_dir, results, runs = tmp_path / "nbs", tmp_path / "results", tmp_path / "runs"
