@@ -1,6 +1,6 @@
 """Progress bars a reader of an executed notebook can live with: one bar per step of the study.
 
-Every long loop of ``atb`` reports through :func:`bar` (``tqdm.auto``: a widget in Jupyter, text elsewhere). Two
+Every long loop of ``atb`` reports through :func:`bar` (``tqdm.auto``: a widget in Jupyter, text elsewhere). Three
 rules keep executed notebooks short without hiding anything of value:
 
 * **Nested bars stay silent.** A loop that runs inside another one's bar (the fine-tunings of a rerank, the warm-up

@@ -55,7 +55,7 @@ from pathlib import Path
 
 from .layout import SCALES, Layout
 from .records import write_json_atomic
-from .report import write_report
+from .report import README_START, sync_readme, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -338,6 +338,7 @@ def machine_record(scale: str) -> dict:
     return {**machine_info(), **{k: described[k] for k in ("native_bf16", "precision", "computed_in", "optimizer")}}
 
 
+README_SCALE = "mini"  # the committed study whose verdicts the README's table shows
 STUDY_FILE = "study.json"  # in runs/<scale>/: the study a call started there from empty, and what it executed
 
 
@@ -485,6 +486,9 @@ def run(scale: str, notebook_dir: Path = ROOT / "notebooks", results_root: Path 
                 kept = f"; the last good copy stays in {executed}" if executed.exists() else ""
                 raise SystemExit(f"notebook {nb.name} {status}; executed copy with the error: {failed}{kept}")
     print(f"claims report: {write_report(layout.results)}", flush=True)
+    readme = ROOT / "README.md"
+    if layout.results == (ROOT / "results" / README_SCALE).resolve() and README_START in readme.read_text():
+        print(f"README results table: {sync_readme(readme, layout.results)}", flush=True)
     return record
 
 

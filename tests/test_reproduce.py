@@ -128,6 +128,23 @@ def test_a_notebook_executed_twice_in_one_study_is_no_longer_its_cost_from_scrat
     assert json.loads((runs / "smoke" / "study.json").read_text())["executed"] == ["00_step.ipynb", "01_step.ipynb"]
 
 
+@kernels
+def test_a_run_of_the_committed_study_regenerates_the_readme_table_and_no_other_run_does(tmp_path, monkeypatch):
+    import atb.reproduce as reproduce
+    from atb.report import README_END, README_START
+
+    nb_dir, runs = tmp_path / "nbs", tmp_path / "runs"
+    _tiny_notebooks(nb_dir, ["y = 1"])
+    (tmp_path / "README.md").write_text(f"# x\n{README_START}\nstale\n{README_END}\n")
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.setattr(reproduce, "README_SCALE", "smoke")
+    run("smoke", nb_dir, tmp_path / "elsewhere", runs_root=runs)  # not the committed results folder: untouched
+    assert "stale" in (tmp_path / "README.md").read_text()
+    run("smoke", nb_dir, tmp_path / "results", runs_root=runs)
+    text = (tmp_path / "README.md").read_text()
+    assert "stale" not in text and "| 11 |" in text and "**not testable**" in text
+
+
 # ------------------------------------------------------------------------------ failed runs lose nothing
 @kernels
 def test_a_failed_notebook_leaves_the_figures_and_records_of_the_last_good_run(tmp_path):
