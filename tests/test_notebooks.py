@@ -76,6 +76,7 @@ def check_result_contracts(results):
         check_intervals(control["tasks_ci95"], control["tasks"])
         check_difference(entry["vs_control"])
     check_comparisons(glue_record["intervals"], glue)
+    check_calibration(glue_record["calibration"], cfg.glue_tasks)
     squad_record = json.loads((results / "06_squad.json").read_text())
     squad, (seeds, control_seeds) = squad_record["models"], cfg.seed_counts(cfg.squad_tasks)
     assert squad.keys() == glue.keys() and squad_record["seeds"] == seeds
@@ -86,6 +87,7 @@ def check_result_contracts(results):
         assert lo <= hi and {"em", "f1"} <= set(s["control"]["squad_v1"])
         check_difference(s["vs_control"])
     check_comparisons(squad_record["intervals"], squad)
+    check_calibration(squad_record["calibration"], ["squad_v1"])
     assert (results / "07_accuracy_latency.png").exists() and (results / "model_cards").is_dir()
     assert "| 6 |" in (results / "REPORT.md").read_text()
     check_efficientbert_contract(json.loads((results / "08_efficientbert.json").read_text()), cfg)
@@ -95,6 +97,15 @@ def check_result_contracts(results):
     assert set(claims) == {str(n) for n in range(12)}
     assert all({"verdict", "difference", "ci95", "n", "reason"} <= set(c) for c in claims.values())
     assert all(c["verdict"] in ("not testable", "partly", "not reproduced") for c in claims.values())  # smoke
+
+
+def check_calibration(entry, columns):
+    """The teacher beside its untrained control (issue #23): both scored, a paired interval per scored column."""
+    assert entry["kind"] == "calibration" and entry["arch"] == entry["control"]["arch"] == "6/384/1536/12/384"
+    assert entry["vs_control_by_task"], "no column of the calibration was scored"
+    assert all(c.split(".")[0] in columns or c in columns for c in entry["vs_control_by_task"])
+    for interval in entry["vs_control_by_task"].values():
+        assert interval["ci95"] is None or interval["ci95"][0] <= interval["difference"] <= interval["ci95"][1]
 
 
 def check_intervals(intervals, scores):
