@@ -99,12 +99,13 @@ def legend_beside(ax, **kwargs) -> None:
 def plot_with_controls(ax, points: pd.DataFrame, y: str, *, control: str | None = None, lo: str | None = None,
                        hi: str | None = None, x: str = "speedup") -> None:
     """Score against speedup: one line per (objective, method) of ``points`` (filled markers: ``METHOD_MARKERS``;
-    colour: the system, :func:`colour_of`), the 95 % interval ``lo``-``hi`` as error bars, and each model's untrained control
-    (column ``control``) at the same speedup as a hollow marker of the same shape and colour, joined to its model
-    by a dotted line. Rows without a score are left out."""
+    colour: the system, :func:`colour_of`), the 95 % interval ``lo``-``hi`` as error bars, and each model's
+    untrained control (column ``control``) at the same speedup as a hollow marker of the same shape and colour,
+    joined to its model by a dotted line. Rows without a score are left out."""
     for (objective, method), group in points.dropna(subset=[y]).groupby(["objective", "method"]):
         group = group.sort_values(x)
-        colour, marker = colour_of("default" if method == "default-rule" else objective), METHOD_MARKERS.get(method, "o")
+        colour = colour_of("default" if method == "default-rule" else objective)
+        marker = METHOD_MARKERS.get(method, "o")
         ax.plot(group[x], group[y], color=colour, marker=marker, markersize=7, label=f"{objective} {method}")
         if lo and hi and group[[lo, hi]].notna().all(axis=None):
             ax.errorbar(group[x], group[y], yerr=[group[y] - group[lo], group[hi] - group[y]], fmt="none",
