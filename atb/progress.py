@@ -48,35 +48,34 @@ def bar(iterable: Iterable | None = None, *, desc: str, disable: bool = False, *
     return _Bar(iterable, desc=desc, disable=disable or _silenced or _open > 0, **kwargs)
 
 
+def _library_bars(datasets_on: bool, transformers_on: bool) -> tuple[bool, bool]:
+    """Switch ``datasets``' and ``transformers``' own progress bars (their global switches); returns how they were."""
+    import datasets
+    from datasets.utils import logging as ds_logging
+    from transformers.utils import logging as hf_logging
+
+    were = ds_logging.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
+    (datasets.enable_progress_bars if datasets_on else datasets.disable_progress_bars)()
+    (hf_logging.enable_progress_bar if transformers_on else hf_logging.disable_progress_bar)()
+    return were
+
+
 def silence_this_process() -> None:
     """Draw no bar in this process from now on, ours or the libraries' (``datasets``' ``map``, ``transformers``'
     weight loading): parallel workers, whose jobs the parent's bar counts."""
-    import datasets
-    from transformers.utils import logging as hf_logging
-
     global _silenced
     _silenced = True
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
+    _library_bars(False, False)
 
 
 @contextlib.contextmanager
 def libraries_quiet() -> Iterator[None]:
     """``datasets``' and ``transformers``' progress bars off inside, restored as they were afterwards."""
-    import datasets
-    from datasets.utils import logging as ds_logging
-    from transformers.utils import logging as hf_logging
-
-    had_datasets, had_transformers = ds_logging.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
+    were = _library_bars(False, False)
     try:
         yield
     finally:
-        if had_datasets:
-            datasets.enable_progress_bars()
-        if had_transformers:
-            hf_logging.enable_progress_bar()
+        _library_bars(*were)
 
 
 def is_drawing() -> bool:

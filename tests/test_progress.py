@@ -48,3 +48,14 @@ def test_a_silenced_worker_draws_no_bar_not_even_the_libraries(fresh, monkeypatc
     assert calls == ["datasets", "transformers"]
     with fresh.bar(total=1, desc="in a worker") as b:
         assert b.disable
+
+
+def test_library_bars_are_off_inside_and_restored_as_they_were(fresh):
+    from datasets.utils import logging as ds_logging
+    from transformers.utils import logging as hf_logging
+
+    state = lambda: (ds_logging.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled())
+    before = state()
+    with fresh.libraries_quiet():
+        assert state() == (False, False)
+    assert state() == before
