@@ -14,6 +14,7 @@ section        read by                                 what it sets
 ``develop``    :class:`atb.develop.DevelopConfig`      further training, baselines, downstream tasks
 ``finetune``   :class:`atb.finetune.FinetuneConfig`    fine-tuning budgets (``all``, ``glue``,
                                                        ``squad``, then per task)
+``budgets``    :class:`atb.budgets.BudgetConfig`       the ladder that chooses those budgets
 ``engine``     :class:`atb.engine.EngineConfig`        precision and optimizer of every training
                                                        loop (the defaults of their own fields)
 =============  ======================================  ==========================================
@@ -44,8 +45,8 @@ import yaml
 from .layout import ROOT
 
 CONFIG_DIR = ROOT / "configs"
-SECTIONS = ("pretrain", "latency", "search", "ranking", "develop", "finetune", "efficientbert", "autobert_zero",
-            "engine")
+SECTIONS = ("pretrain", "latency", "search", "ranking", "develop", "finetune", "budgets", "efficientbert",
+            "autobert_zero", "engine")
 # Where the ``engine`` section's settings become defaults: the (nested) mappings of each section that configure a
 # training loop (TrainConfig; FinetuneConfig's ``all`` group; the studies' WarmupConfig / LocalKDConfig, which also
 # drive the reranks' adaptation and the developed candidates' further distillation).

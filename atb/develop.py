@@ -112,12 +112,21 @@ class DevelopConfig:
     workers: int = 1  # fine-tuning processes side by side (atb.finetune.run_jobs); 2 on a 2-core CPU: ~1.6x faster
     # which models to develop per objective, among "evolved", "fast" and "default-rule" (None: all three)
     methods: dict[str, list[str]] | None = None
+    # The GLUE columns that decide the claims (:func:`decision_tasks`): those on which the teacher, fine-tuned with
+    # the same budget (:func:`calibrate`), beats its untrained control with an interval above 0 and by at least this
+    # many points over the better of its control and the majority class (a column not named: any margin above 0).
+    decision_margins: dict[str, float] = field(default_factory=dict)
+    squad_min_f1: float = 40.0  # SQuAD v1.1 decides only where the teacher reaches this F1 (:func:`squad_decision`)
     scale: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "fast_steps", "baseline_layers", "seeds", "workers", "control_seeds", "squad_seeds"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"DevelopConfig.{name} must be >= 1, got {getattr(self, name)}")
+        unknown = set(self.decision_margins) - set(GLUE_AVERAGE)
+        if unknown:
+            raise ValueError(f"DevelopConfig.decision_margins: {sorted(unknown)} are not columns of the GLUE average "
+                             f"({', '.join(GLUE_AVERAGE)})")
         for objective, methods in (self.methods or {}).items():
             unknown = set(methods) - set(METHOD_ORDER)
             if objective not in ("mlm", "kd") or unknown:
@@ -536,25 +545,29 @@ def squad_seed_entry(results: Mapping[str, Sequence[Mapping[str, Any]]], *, n_bo
 
 GLUE_MEASURE = "GLUE avg"  # comparisons on the GLUE average (its columns scored on both sides) ...
 SQUAD_MEASURE = "SQuAD v1.1 F1"  # ... or on SQuAD v1.1 F1
+DECISION_MEASURE = "decision avg"  # ... or the GLUE average over the decision tasks (:func:`decision_tasks`)
 _MEASURE_COLUMNS = {GLUE_MEASURE: GLUE_AVERAGE, SQUAD_MEASURE: ("squad_v1.f1",)}  # any other measure: one column
 
 
 def pooled_difference(pairs: Sequence[tuple[str, str]], a_runs: Mapping[str, Mapping[str, ModelRuns]],
                       b_runs: Mapping[str, Mapping[str, ModelRuns]], measure: str = GLUE_MEASURE, *,
-                      n_boot: int = N_BOOT) -> dict:
+                      columns: Sequence[str] | None = None, n_boot: int = N_BOOT) -> dict:
     """One paired bootstrap over every pair ``(a, b)`` of ``pairs`` (``a_runs[a]`` against ``b_runs[b]``, from
     :func:`column_runs`) on ``measure``'s columns that both have: ``{"difference", "ci95", "n", "n_boot", "pairs",
-    "columns", "seeds", "measure", "reason"}``.
+    "columns", "seeds", "measure", "reason"}``. ``columns``: the measure's columns when its name does not say them
+    (:data:`DECISION_MEASURE`: the decision tasks).
 
     The difference is the mean over pairs of each pair's mean difference over the columns (its GLUE-average or
     SQuAD-F1 difference when every pair has the same columns). Seeds common to all runs are resampled jointly; the
     dev examples of a column are resampled once per draw for all pairs (key = the column); the pairs are fixed
     (:mod:`atb.stats`). ``n`` = seeds × pairs × columns. Without any scored pair, ``difference``, ``ci95`` and
     ``n`` are ``None`` and ``reason`` says why."""
-    columns = _MEASURE_COLUMNS.get(measure, (measure,))
+    columns = tuple(columns) if columns is not None else _MEASURE_COLUMNS.get(measure, (measure,))
     usable = [(a, b) for a, b in pairs if any(c in a_runs.get(a, {}) and c in b_runs.get(b, {}) for c in columns)]
     empty = {"difference": None, "ci95": None, "n": None, "n_boot": n_boot, "pairs": [list(p) for p in usable],
              "columns": [], "seeds": [], "measure": measure}
+    if not columns:
+        return {**empty, "reason": f"{measure} has no column"}
     if not usable:
         return {**empty, "reason": f"no pair of models with {measure} scored on both sides" if pairs else
                 "no pairs at this scale (no two such models were developed for the same speedup constraint)"}
@@ -624,9 +637,17 @@ def calibrate(layout: Layout, tasks: Sequence[str], scale: str | Path, cfg: Deve
     column with its paired interval, which says per task whether the budget can show learning at all."""
     model = calibration_model(scale)
     tuned = finetune_with_controls(layout, {CALIBRATION: model}, tasks, scale, cfg, rates)[CALIBRATION]
-    row = (squad_row if squad else glue_row)(model, tuned["scores"], tuned["control"], tuned["control_dir"],
-                                             n_boot=n_boot)
-    mine, theirs = column_runs(tuned["scores"]), column_runs(tuned["control"])
+    return calibration_entry(model, tuned["scores"], tuned["control"], tuned["control_dir"], squad=squad,
+                             n_boot=n_boot)
+
+
+def calibration_entry(model: Mapping[str, Any], results: Results, control: Results, control_dir: str | Path, *,
+                      squad: bool = False, n_boot: int = N_BOOT) -> dict:
+    """The calibration row of ``model`` (:func:`calibration_model`) from its fine-tuning ``results`` and its
+    ``control``'s (:func:`atb.finetune.run_seeds`): :func:`glue_row` (``squad``: :func:`squad_row`) plus
+    ``vs_control_by_task``, per column the teacher minus its control with its paired interval."""
+    row = (squad_row if squad else glue_row)(model, results, control, control_dir, n_boot=n_boot)
+    mine, theirs = column_runs(results), column_runs(control)
     by_task = {c: _bare(pooled_difference([(CALIBRATION, "control")], {CALIBRATION: mine}, {"control": theirs}, c,
                                           n_boot=n_boot))
                for c in mine if c in theirs and not c.endswith(".em")}
@@ -649,6 +670,58 @@ def calibration_table(entry: Mapping[str, Any]) -> list[dict]:
     return rows
 
 
+def decision_tasks(calibration: Mapping[str, Any], chance: Mapping[str, Any],
+                   margins: Mapping[str, float] | None = None) -> dict:
+    """The GLUE columns that decide the claims at this scale, from notebook 05's calibration row (:func:`calibrate`)
+    and the majority-class row (``chance``: :func:`glue_entry` of :func:`atb.finetune.majority_baseline`).
+
+    A column of the GLUE average is kept when the teacher, fine-tuned with the study's budget, beats its untrained
+    control with a 95 % interval above 0 **and** by at least ``margins[column]`` points (0 when not named) over the
+    better of its control and the majority class. A column the teacher cannot learn at this budget cannot show what
+    pre-training taught the developed models (they are cut from the teacher); averaging it in only adds noise to
+    every comparison, so it is left out, with the reason. ``{"tasks": [...], "left_out": {column: reason},
+    "margins": {...}}`` in the order of :data:`GLUE_AVERAGE`."""
+    margins = dict(margins or {})
+    teacher, control = calibration.get("tasks") or {}, (calibration.get("control") or {}).get("tasks") or {}
+    majority = chance.get("tasks") or {}
+    by_task = calibration.get("vs_control_by_task") or {}
+    kept, left_out = [], {}
+    for column in GLUE_AVERAGE:
+        interval, margin = by_task.get(column) or {}, float(margins.get(column, 0.0))
+        if teacher.get(column) is None or not interval.get("ci95"):
+            left_out[column] = (calibration.get("unavailable") or {}).get(column, "").split(":")[0] or "not scored"
+            continue
+        lo, hi = interval["ci95"]
+        over = teacher[column] - max(v for v in (control.get(column), majority.get(column), -np.inf) if v is not None)
+        if lo <= 0:
+            left_out[column] = (f"the teacher does not beat its control ({interval['difference']:+.1f} points, 95 % "
+                                f"interval [{lo:+.1f}, {hi:+.1f}])")
+        elif over < margin:
+            left_out[column] = (f"the teacher is only {over:+.1f} points over the better of its control and the "
+                                f"majority class (margin {margin:g})")
+        else:
+            kept.append(column)
+    return {"tasks": kept, "left_out": left_out, "margins": margins}
+
+
+def squad_decision(calibration: Mapping[str, Any], min_f1: float) -> dict:
+    """Whether SQuAD v1.1 can decide anything at this scale (notebook 06): the teacher, fine-tuned with the study's
+    budget (:func:`calibrate`), must beat its untrained control with an interval above 0 and reach ``min_f1``.
+    ``{"decides": bool, "teacher_f1", "min_f1", "reason"}`` (``reason`` None when it decides)."""
+    f1 = (calibration.get("squad_v1") or {}).get("f1")
+    interval = (calibration.get("vs_control_by_task") or {}).get("squad_v1.f1") or {}
+    if f1 is None or not interval.get("ci95"):
+        reason = "the teacher was not scored on SQuAD v1.1"
+    elif interval["ci95"][0] <= 0:
+        reason = (f"the teacher does not beat its untrained control ({interval['difference']:+.1f} F1, 95 % interval "
+                  f"[{interval['ci95'][0]:+.1f}, {interval['ci95'][1]:+.1f}])")
+    elif f1 < min_f1:
+        reason = f"the teacher reaches F1 {f1:.1f} at this budget, below {min_f1:g}"
+    else:
+        reason = None
+    return {"decides": reason is None, "teacher_f1": f1, "min_f1": min_f1, "reason": reason}
+
+
 def _identity(model: Mapping[str, Any]) -> dict:
     return {k: model[k] for k in ("arch", "objective", "speedup", "speedup_target", "kind", "method") if k in model}
 
@@ -660,9 +733,10 @@ def _bare(pooled: Mapping[str, Any]) -> dict:
 
 def comparison_intervals(rows: Mapping[str, Mapping[str, Any]], runs: Mapping[str, Mapping[str, ModelRuns]],
                          control_runs: Mapping[str, Mapping[str, ModelRuns]], measure: str = GLUE_MEASURE, *,
-                         n_boot: int = N_BOOT) -> dict[str, dict]:
+                         columns: Sequence[str] | None = None, n_boot: int = N_BOOT) -> dict[str, dict]:
     """Every comparison of :data:`COMPARISONS`, and :data:`LEARNED` (each model against its own control), as one
-    :func:`pooled_difference` each: ``{name: {"difference", "ci95", "n", "pairs", ...}}``.
+    :func:`pooled_difference` each (on ``measure``, with ``columns`` as there): ``{name: {"difference", "ci95", "n",
+    "pairs", ...}}``.
 
     ``rows``: ``{model: row}`` with ``objective``, ``method``, ``speedup_target`` (notebooks 05/06); pairs are
     matched as in :func:`paired_differences`. ``runs`` / ``control_runs``: ``{model: column_runs(...)}`` of the
@@ -670,8 +744,10 @@ def comparison_intervals(rows: Mapping[str, Mapping[str, Any]], runs: Mapping[st
     out = {}
     for name, (first, second) in COMPARISONS.items():
         pairs = paired_differences(rows, lambda row: 0.0, first, second)
-        out[name] = pooled_difference([(p["model"], p["other"]) for p in pairs], runs, runs, measure, n_boot=n_boot)
-    out[LEARNED] = pooled_difference([(name, name) for name in rows], runs, control_runs, measure, n_boot=n_boot)
+        out[name] = pooled_difference([(p["model"], p["other"]) for p in pairs], runs, runs, measure,
+                                      columns=columns, n_boot=n_boot)
+    out[LEARNED] = pooled_difference([(name, name) for name in rows], runs, control_runs, measure, columns=columns,
+                                     n_boot=n_boot)
     return out
 
 

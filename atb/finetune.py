@@ -162,16 +162,9 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
     info = GLUE_TASK_INFO[task]
     started = time.perf_counter()
     try:
-        train = load_glue(task, "train")
-        if cfg.evaluate_on == "heldout":  # the dev split is not even loaded
-            train, heldout = heldout_split(train, cfg)
-            evals = {split: heldout for split in info.validation_splits}  # (MNLI: both columns on the same examples)
-        else:
-            evals = {split: _subset(load_glue(task, split), cfg.max_eval_examples, EVAL_SUBSET_SEED)
-                     for split in info.validation_splits}
+        train, evals = glue_splits(task, cfg)
     except DataUnavailableOffline as err:
         return _save(_unavailable(task, err, cfg, model_dir), output_dir)
-    train = train_subset(train, cfg)
 
     tokenizer = load_tokenizer()
     set_seed(cfg.seed)  # before loading: the new classifier head is drawn from it
@@ -247,6 +240,21 @@ def glue_features(data: datasets.Dataset, task: str, cfg: FinetuneConfig, tokeni
     return data.map(encode, batched=True, remove_columns=[*info.text_columns, "idx", *([] if labels else ["label"])])
 
 
+def glue_splits(task: str, cfg: FinetuneConfig) -> tuple[datasets.Dataset, dict[str, datasets.Dataset]]:
+    """``(training subset, {evaluation split: examples})`` of GLUE ``task`` under ``cfg``: the dev split(s) (a fixed
+    subset of ``cfg.max_eval_examples``), or with ``evaluate_on="heldout"`` the examples held out of the train split
+    (:func:`heldout_split`; the dev split is not even loaded, and MNLI scores both columns on the same examples).
+    Raises :class:`atb.data.DataUnavailableOffline` when the data cannot be had."""
+    train = load_glue(task, "train")
+    splits = glue_task_info(task).validation_splits
+    if cfg.evaluate_on == "heldout":
+        train, heldout = heldout_split(train, cfg)
+        evals = {split: heldout for split in splits}
+    else:
+        evals = {split: _subset(load_glue(task, split), cfg.max_eval_examples, EVAL_SUBSET_SEED) for split in splits}
+    return train_subset(train, cfg), evals
+
+
 def train_subset(train: datasets.Dataset, cfg: FinetuneConfig) -> datasets.Dataset:
     """The examples of a train split that ``cfg`` fine-tunes on: a seeded random ``cfg.max_train_examples``."""
     return _subset(train, cfg.max_train_examples, cfg.seed)
@@ -254,16 +262,15 @@ def train_subset(train: datasets.Dataset, cfg: FinetuneConfig) -> datasets.Datas
 
 def majority_baseline(task: str, cfg: FinetuneConfig) -> dict:
     """The chance level of ``task`` under ``cfg``: always predict the most frequent label of the training subset
-    (STS-B: its mean score, whose correlation is 0), scored on the same dev subset as :func:`finetune_glue`.
+    (STS-B: its mean score, whose correlation is 0), scored on the same examples as :func:`finetune_glue`
+    (:func:`glue_splits`: the dev subset, or the examples held out of the train split).
 
     A fine-tuned model near this score has learned nothing from the task; comparisons between such models
     measure noise. Same result keys as :func:`finetune_glue` (``model_dir`` is ``"majority-class"``).
     """
     info = glue_task_info(task)
     try:
-        train = train_subset(load_glue(task, "train"), cfg)
-        evals = {split: _subset(load_glue(task, split), cfg.max_eval_examples, EVAL_SUBSET_SEED)
-                 for split in info.validation_splits}
+        train, evals = glue_splits(task, cfg)
     except DataUnavailableOffline as err:
         return _unavailable(task, err, cfg, "majority-class")
     labels = np.asarray(train["label"])

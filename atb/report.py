@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .develop import GLUE_MEASURE, LEARNED, MIN_ABOVE_CHANCE, SQUAD_MEASURE
+from .develop import DECISION_MEASURE, GLUE_MEASURE, LEARNED, MIN_ABOVE_CHANCE, SQUAD_MEASURE
 from .efficientbert.published import PAPER as EFFICIENTBERT_PAPER
 from .layout import SCALES, Layout
 from .records import write_json_atomic, write_text_atomic
@@ -124,9 +124,24 @@ def _interval_text(interval: dict | None, what: str) -> str:
 
 def comparison(records: dict, key: str, measure: str = GLUE_MEASURE) -> dict | None:
     """The recorded interval of comparison ``key`` (``atb.develop.COMPARISONS`` or ``LEARNED``) on ``measure``:
-    notebook 05's record for the GLUE average, 06's for SQuAD v1.1 F1; ``None`` when the record predates them."""
-    record = records.get("05" if measure == GLUE_MEASURE else "06") or {}
-    return (record.get("intervals") or {}).get(key)
+    notebook 05's record for the GLUE average (``intervals``) and for the average over its decision tasks
+    (``decision_intervals``), 06's for SQuAD v1.1 F1; ``None`` when the record predates them."""
+    record = records.get("06" if measure == SQUAD_MEASURE else "05") or {}
+    return (record.get("decision_intervals" if measure == DECISION_MEASURE else "intervals") or {}).get(key)
+
+
+def deciding_measure(records: dict) -> str:
+    """The measure claims 0, 2, 4 and 5 are decided on: the GLUE average over notebook 05's decision tasks (the
+    tasks on which the teacher learns at this budget, :func:`atb.develop.decision_tasks`) where it recorded them,
+    else (records before them) the average over every scored task."""
+    return DECISION_MEASURE if (records.get("05") or {}).get("decision_tasks") is not None else GLUE_MEASURE
+
+
+def measure_label(records: dict, measure: str) -> str:
+    """``measure`` as the report names it: the decision average with its tasks, e.g. ``decision avg (sst2, stsb)``."""
+    if measure != DECISION_MEASURE:
+        return measure
+    return f"{measure} ({', '.join(records['05']['decision_tasks']['tasks']) or 'no task'})"
 
 
 def decide(interval: dict | None, records: dict, *, gate: bool = True, shift: float = 0.0) -> tuple[str, str | None]:
@@ -140,7 +155,7 @@ def decide(interval: dict | None, records: dict, *, gate: bool = True, shift: fl
     if interval.get("ci95") is None:
         return NOT_TESTABLE, interval.get("reason") or "no scored pairs"
     if gate:
-        learned = comparison(records, LEARNED)
+        learned = comparison(records, LEARNED, deciding_measure(records))
         learned_verdict = (stats.verdict(_as_interval(learned)) if learned and learned.get("ci95") is not None
                            else None)
         if learned_verdict != REPRODUCED:
@@ -192,22 +207,29 @@ def claim_speedups(records: dict) -> dict:
 
 def _comparison_claim(number: int, claim: str, paper: str, records: dict, key: str, summary_key: str | None,
                       prefix: str = "") -> dict:
-    """A claim decided from the GLUE-average interval of comparison ``key`` (SQuAD v1.1 F1's shown beside it), with
-    notebook 07's pair counts (``summary_key``) when present."""
+    """A claim decided from the interval of comparison ``key`` on :func:`deciding_measure` (the GLUE average over
+    the decision tasks; the average over every scored task and SQuAD v1.1 F1 shown beside it), with notebook 07's
+    pair counts (``summary_key``) when present."""
     if not records.get("05"):
         return _claim(number, claim, paper, "notebook 05 has not run", NOT_TESTABLE, measure=GLUE_MEASURE,
                       reason="notebook 05 has not run")
-    glue, squad = comparison(records, key), comparison(records, key, SQUAD_MEASURE)
-    verdict, reason = decide(glue, records, gate=key != LEARNED)
-    parts = [_interval_text(glue, f"{prefix}{GLUE_MEASURE}")]
+    measure = deciding_measure(records)
+    decided, glue = comparison(records, key, measure), comparison(records, key)
+    squad = comparison(records, key, SQUAD_MEASURE)
+    verdict, reason = decide(decided, records, gate=key != LEARNED)
+    parts = [_interval_text(decided, f"{prefix}{measure_label(records, measure)}")]
+    if measure != GLUE_MEASURE:
+        parts.append(_interval_text(glue, f"{prefix}{GLUE_MEASURE} (every scored task)"))
     if records.get("06"):
         parts.append(_interval_text(squad, f"{prefix}{SQUAD_MEASURE}"))
     summary = ((records.get("07") or {}).get("summary") or {}).get(summary_key) if summary_key else None
     if summary:
         parts.append(_pairs_text(summary.get(GLUE_MEASURE), "GLUE avg per pair"))
     note = (f"Not testable: {reason}. " if reason else "") + _noise_note(_scale(records), above_chance(records))
-    return _claim(number, claim, paper, "; ".join(parts), verdict, note.strip(), interval=glue, measure=GLUE_MEASURE,
-                  reason=reason, extra={SQUAD_MEASURE: _bare(squad)} if squad else None)
+    extra = {**({GLUE_MEASURE: _bare(glue)} if measure != GLUE_MEASURE and glue else {}),
+             **({SQUAD_MEASURE: _bare(squad)} if squad else {})}
+    return _claim(number, claim, paper, "; ".join(parts), verdict, note.strip(), interval=decided,
+                  measure=measure_label(records, measure), reason=reason, extra=extra or None)
 
 
 def _bare(interval: dict | None) -> dict | None:
@@ -296,10 +318,12 @@ def claim_fast(records: dict) -> dict:
     if not ratios:
         return _claim(5, claim, paper, "no fast search ran at this scale", NOT_TESTABLE, measure=GLUE_MEASURE,
                       reason="no fast search ran at this scale")
-    interval, squad = comparison(records, "fast_vs_evolved"), comparison(records, "fast_vs_evolved", SQUAD_MEASURE)
+    measure = deciding_measure(records)
+    interval, squad = comparison(records, "fast_vs_evolved", measure), comparison(records, "fast_vs_evolved",
+                                                                                   SQUAD_MEASURE)
     ours = ("cost fast/full: " + "; ".join(f"{o.upper()} search {r['search']:.2f}x, further training "
                                            f"{r['further_training']:.2f}x" for o, r in ratios.items())
-            + "; quality fast - full: " + _interval_text(interval, GLUE_MEASURE))
+            + "; quality fast - full: " + _interval_text(interval, measure_label(records, measure)))
     if records.get("06"):
         ours += "; " + _interval_text(squad, SQUAD_MEASURE)
     cheaper = all(r["total"] < 1 for r in ratios.values())
@@ -312,7 +336,8 @@ def claim_fast(records: dict) -> dict:
                   f"the search ratio is measured. 'Nearly the same' is taken as at most {FAST_TOLERANCE:g} GLUE point "
                   "below the full method: reproduced when the interval of fast - full lies above "
                   f"-{FAST_TOLERANCE:g}, refuted when below. " + _noise_note(_scale(records), above_chance(records)),
-                  interval=interval, measure=f"{GLUE_MEASURE} (fast - full; tolerance {FAST_TOLERANCE:g})",
+                  interval=interval,
+                  measure=f"{measure_label(records, measure)} (fast - full; tolerance {FAST_TOLERANCE:g})",
                   reason=reason, extra={SQUAD_MEASURE: _bare(squad)} if squad else None)
 
 
@@ -647,6 +672,7 @@ def render(records: dict, results_dir: str | Path) -> str:
         *(f"- Claim {c['number']}: {c['note']}" for c in claims if c["note"]),
         "- Offline, MNLI, QQP and the QNLI train split are absent: GLUE averages here are over the scored tasks "
         f"(results/{_scale(records)}/05_glue.json lists them), not the paper's eight; SQuAD v2.0 is not scored.",
+        *decision_lines(records),
     ]
     if run.get("notebooks"):
         lines += ["", "## Run", "", "| notebook | seconds | status |", "|---|---|---|",
@@ -657,6 +683,22 @@ def render(records: dict, results_dir: str | Path) -> str:
     if figures:
         lines += ["", "## Figures", "", *(f"![{f}]({f})" for f in figures)]
     return "\n".join(lines) + "\n"
+
+
+def decision_lines(records: dict) -> list[str]:
+    """The Notes' lines on what decides claims 0, 2, 4 and 5: notebook 05's decision tasks and why each other task
+    is out, and whether SQuAD v1.1 decides anything (notebook 06); none for records before them."""
+    decision = (records.get("05") or {}).get("decision_tasks")
+    if decision is None:
+        return []
+    lines = [f"- Claims 0, 2, 4 and 5 are decided on the GLUE average over the tasks on which the teacher, "
+             f"fine-tuned with the same budget, beats its untrained control (`atb.develop.decision_tasks`): "
+             f"{', '.join(decision['tasks']) or 'none'}. Left out: "
+             + "; ".join(f"{c}, {r}" for c, r in decision["left_out"].items()) + "."]
+    squad = (records.get("06") or {}).get("decision")
+    if squad and not squad["decides"]:
+        lines.append(f"- SQuAD v1.1 decides nothing at this scale: {squad['reason']}; its intervals are shown only.")
+    return lines
 
 
 def run_total(run: dict) -> str:

@@ -74,6 +74,7 @@ def check_config(scale: str | Path) -> dict:
     from .train import TrainConfig
     from .data import GLUE_TASKS
     from .autobert_zero.study import AutoBertZeroStudyConfig
+    from .budgets import BudgetConfig
     from .efficientbert.study import EfficientBertStudyConfig
 
     file = config.load(scale)
@@ -96,6 +97,7 @@ def check_config(scale: str | Path) -> dict:
         "develop": develop,
         "develop_train": {(obj, m): develop.train_config_for(obj, m) for obj in objectives for m in ("evolved", "fast")},
         "finetune": {task: FinetuneConfig.load(scale, task) for task in (*GLUE_TASKS, *SQUAD_TASKS)},
+        "budgets": BudgetConfig.load(scale),
         "efficientbert": EfficientBertStudyConfig.load(scale),
         "autobert_zero": AutoBertZeroStudyConfig.load(scale),
     }

@@ -5,6 +5,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from atb import Arch, SearchSpace, develop, finetune, train, zoo
@@ -738,3 +739,70 @@ def test_the_calibration_table_says_per_task_whether_the_budget_shows_learning()
              "vs_control_by_task": {"squad_v1.f1": {"difference": 35.0, "ci95": None}}}
     assert calibration_table(squad) == [{"task": "squad_v1.f1", "teacher": 41.0, "control": 6.0, "difference": 35.0,
                                          "lo": None, "hi": None, "learns": None}]
+
+
+# ------------------------------------------------------------------------------------------- decision tasks
+def _calibration(scores: dict, controls: dict, intervals: dict, unavailable: dict | None = None) -> dict:
+    return {"tasks": scores, "control": {"tasks": controls}, "unavailable": unavailable or {},
+            "vs_control_by_task": {c: {"difference": scores[c] - controls[c], "ci95": list(iv)}
+                                   for c, iv in intervals.items()}}
+
+
+def test_decision_tasks_keep_what_the_teacher_learns_by_the_margin_and_say_why_the_rest_is_out():
+    from atb.develop import decision_tasks
+
+    calibration = _calibration({"cola": 20.0, "sst2": 80.0, "mrpc": 72.0, "stsb": 81.0, "rte": 52.0},
+                               {"cola": 0.0, "sst2": 55.0, "mrpc": 68.0, "stsb": 6.0, "rte": 50.0},
+                               {"cola": (12.0, 28.0), "sst2": (20.0, 30.0), "mrpc": (1.0, 7.0),
+                                "stsb": (70.0, 80.0), "rte": (-3.0, 7.0)},
+                               {"qqp": "DataUnavailableOffline: no local copy", "mnli_m": "DataUnavailableOffline: x"})
+    chance = {"tasks": {"cola": 0.0, "sst2": 50.9, "mrpc": 68.4, "stsb": 0.0, "rte": 52.7}}
+    out = decision_tasks(calibration, chance, {"sst2": 25, "cola": 10, "mrpc": 5, "stsb": 40})
+    assert out["tasks"] == ["cola", "sst2", "stsb"]  # GLUE_AVERAGE's order
+    assert set(out["left_out"]) == {"mrpc", "rte", "qqp", "mnli_m", "qnli"}
+    # MRPC: +4 over its control but only +3.6 over the majority class, the better of the two (margin 5)
+    assert "+3.6 points over the better of its control and the majority class (margin 5)" in out["left_out"]["mrpc"]
+    assert "does not beat its control" in out["left_out"]["rte"]  # the interval reaches below 0
+    assert out["left_out"]["qqp"] == "DataUnavailableOffline" and out["left_out"]["qnli"] == "not scored"
+    # without margins every column whose interval lies above 0 decides
+    assert decision_tasks(calibration, chance)["tasks"] == ["cola", "sst2", "mrpc", "stsb"]
+
+
+def test_the_margins_name_columns_of_the_glue_average():
+    from atb.develop import DevelopConfig
+
+    with pytest.raises(ValueError, match="decision_margins.*wnli"):
+        DevelopConfig(decision_margins={"wnli": 5.0})
+
+
+def test_squad_decides_only_where_the_teacher_learns_it_to_the_minimum_f1():
+    from atb.develop import squad_decision
+
+    entry = {"squad_v1": {"em": 30.0, "f1": 45.0},
+             "vs_control_by_task": {"squad_v1.f1": {"difference": 38.0, "ci95": [35.0, 41.0]}}}
+    assert squad_decision(entry, 40.0) == {"decides": True, "teacher_f1": 45.0, "min_f1": 40.0, "reason": None}
+    low = squad_decision(entry, 50.0)
+    assert not low["decides"] and low["reason"] == "the teacher reaches F1 45.0 at this budget, below 50"
+    flat = {**entry, "vs_control_by_task": {"squad_v1.f1": {"difference": 1.0, "ci95": [-2.0, 4.0]}}}
+    assert "does not beat its untrained control" in squad_decision(flat, 0.0)["reason"]
+    assert squad_decision({}, 40.0)["reason"] == "the teacher was not scored on SQuAD v1.1"
+
+
+def test_pooled_difference_on_given_columns_and_on_none():
+    from atb.develop import DECISION_MEASURE, pooled_difference
+    from atb.stats import ModelRuns
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 50)
+
+    def runs(accuracy: float) -> dict:
+        def acc(p, y):
+            return 100 * float(np.mean(p == y))
+        hit = lambda s: np.where(np.random.default_rng(s).random(50) < accuracy, labels, 1 - labels)
+        return {c: ModelRuns(acc, {s: hit(s + k) for s in (0, 1)}, labels) for k, c in enumerate(("sst2", "rte"))}
+
+    a, b = {"m": runs(0.9)}, {"c": runs(0.5)}
+    one = pooled_difference([("m", "c")], a, b, DECISION_MEASURE, columns=["sst2"], n_boot=50)
+    assert one["columns"] == ["sst2"] and one["measure"] == DECISION_MEASURE and one["difference"] > 20
+    empty = pooled_difference([("m", "c")], a, b, DECISION_MEASURE, columns=[], n_boot=50)
+    assert empty["ci95"] is None and empty["reason"] == "decision avg has no column"

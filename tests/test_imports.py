@@ -30,6 +30,7 @@ PIPELINE: list[tuple[str, ...]] = [
     ("search", "fitness"),                                         # latency-constrained search
     ("ranking",),                                                  # Kendall-tau studies of the fitness
     ("develop",),                                                  # extraction + further training of the picks
+    ("budgets",),                                                  # fine-tuning budgets the teacher can learn from
     ("rerank",),                                                   # screen, then rerank by a short held-out fine-tune
     ("efficientbert", "autobert_zero"),                            # EfficientBERT, AutoBERT-Zero: the same pipeline
     ("comparison",),                                               # the three systems in one table (notebook 10)

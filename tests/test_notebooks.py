@@ -77,6 +77,7 @@ def check_result_contracts(results):
         check_difference(entry["vs_control"])
     check_comparisons(glue_record["intervals"], glue)
     check_calibration(glue_record["calibration"], cfg.glue_tasks)
+    check_decision(glue_record, GLUE_COLUMNS)
     squad_record = json.loads((results / "06_squad.json").read_text())
     squad, (seeds, control_seeds) = squad_record["models"], cfg.seed_counts(cfg.squad_tasks)
     assert squad.keys() == glue.keys() and squad_record["seeds"] == seeds
@@ -88,6 +89,8 @@ def check_result_contracts(results):
         check_difference(s["vs_control"])
     check_comparisons(squad_record["intervals"], squad)
     check_calibration(squad_record["calibration"], ["squad_v1"])
+    decision = squad_record["decision"]
+    assert decision["decides"] == (decision["reason"] is None) and decision["min_f1"] == cfg.squad_min_f1
     assert (results / "07_accuracy_latency.png").exists() and (results / "model_cards").is_dir()
     assert "| 6 |" in (results / "REPORT.md").read_text()
     check_efficientbert_contract(json.loads((results / "08_efficientbert.json").read_text()), cfg)
@@ -106,6 +109,20 @@ def check_calibration(entry, columns):
     assert all(c.split(".")[0] in columns or c in columns for c in entry["vs_control_by_task"])
     for interval in entry["vs_control_by_task"].values():
         assert interval["ci95"] is None or interval["ci95"][0] <= interval["difference"] <= interval["ci95"][1]
+
+
+def check_decision(record, columns):
+    """The decision tasks (issue #23): each kept column learned by the teacher (interval above 0), every other column
+    of the average left out with a reason, and every comparison decided on the kept columns only."""
+    decision = record["decision_tasks"]
+    assert set(decision["tasks"]).isdisjoint(decision["left_out"]) and all(decision["left_out"].values())
+    assert set(decision["tasks"]) | set(decision["left_out"]) <= set(columns)
+    for column in decision["tasks"]:
+        assert record["calibration"]["vs_control_by_task"][column]["ci95"][0] > 0
+    assert record["decision_intervals"].keys() == record["intervals"].keys()
+    for interval in record["decision_intervals"].values():
+        assert set(interval["columns"]) <= set(decision["tasks"])
+        assert interval["ci95"] is not None or interval["reason"]
 
 
 def check_intervals(intervals, scores):

@@ -57,6 +57,37 @@ def test_comparison_verdicts_come_from_the_interval(claim, key, comparison, lear
         assert result["extra"]["SQuAD v1.1 F1"]["ci95"] == list(comparison)
 
 
+def _with_decision(records: dict, comparison, learned, key: str, tasks=("sst2", "stsb")) -> dict:
+    """``records`` whose notebook 05 also decided ``key`` over its decision tasks (:func:`atb.develop.decision_tasks`)."""
+    records["05"] = {**records["05"], "decision_tasks": {"tasks": list(tasks), "left_out": {"cola": "no learning"}},
+                     "decision_intervals": {"developed_vs_control": _interval(learned), key: _interval(comparison)}}
+    return records
+
+
+@pytest.mark.parametrize("claim,key", [(report.claim_searched_vs_baseline, "searched_vs_default_rule"),
+                                       (report.claim_kd_vs_mlm, "kd_vs_mlm"), (report.claim_learned,
+                                                                               "developed_vs_control")])
+def test_claims_are_decided_on_the_decision_tasks_with_every_task_beside(claim, key):
+    # every scored task: nothing decided (the interval includes 0); the decision tasks: reproduced
+    records = _with_decision(_records((-1.0, 2.0), LEARNED_UNSURE, key), (0.5, 3.0), LEARNED_YES, key)
+    result = claim(records)
+    assert result["verdict"] == report.REPRODUCED and result["ci95"] == [0.5, 3.0]
+    assert result["measure"] == "decision avg (sst2, stsb)" and result["ours"].count("decision avg (sst2, stsb)") == 1
+    assert result["extra"]["GLUE avg"]["ci95"] == [-1.0, 2.0]  # (for claim 0, _records' key is the learned one)
+    if key != "developed_vs_control":  # the gate (claim 0) is read on the same measure as the claim
+        gated = claim(_with_decision(_records((0.5, 3.0), LEARNED_YES, key), (0.5, 3.0), LEARNED_UNSURE, key))
+        assert gated["verdict"] == report.NOT_TESTABLE and "untrained models" in gated["reason"]
+
+
+def test_the_notes_say_which_tasks_decide_and_why_squad_does_not():
+    records = _with_decision(_records(), (0.5, 3.0), LEARNED_YES, "searched_vs_default_rule")
+    records["06"] = {**records["06"], "decision": {"decides": False, "reason": "the teacher reaches F1 12.0"}}
+    lines = report.decision_lines(records)
+    assert "sst2, stsb. Left out: cola, no learning." in lines[0]
+    assert lines[1] == "- SQuAD v1.1 decides nothing at this scale: the teacher reaches F1 12.0; its intervals are shown only."
+    assert report.decision_lines(_records()) == []
+
+
 @pytest.mark.parametrize("learned,verdict", [(LEARNED_YES, report.REPRODUCED), ((-5.0, -1.0), report.REFUTED),
                                              (LEARNED_UNSURE, report.NOT_TESTABLE)])
 def test_did_the_models_learn_is_claim_0_and_needs_no_gate(learned, verdict):

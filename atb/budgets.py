@@ -1,0 +1,141 @@
+"""Budgets with power: per GLUE task, the smallest fine-tuning budget at which the teacher can show learning.
+
+A comparison of fine-tuned models can only show what pre-training taught them where the fine-tuning budget lets
+pre-training show at all. The teacher (:func:`atb.develop.calibration_model`: at mini the packaged MiniLM, the
+space's largest architecture and the source every sub-model is cut from) is the ceiling: where even it does not
+beat an untrained model of its shape, no sub-model can. So the budget of each task is chosen by climbing a ladder
+(section ``budgets`` of ``configs/<scale>.yaml``, :class:`BudgetConfig`), cheapest rung first:
+
+1. fine-tune the teacher and its untrained control (:func:`atb.develop.control_model`) with the rung's budget
+   (fields of the task's ``finetune`` budget, e.g. ``max_train_examples`` and ``epochs``), ``seeds`` seeds each;
+2. score both on examples **held out of the train split** (``evaluate_on: heldout``; the dev split, which reports
+   the study's results, is never looked at), with the majority class of the training subset beside them;
+3. the task's budget is the first rung at which the task passes :func:`atb.develop.decision_tasks` (the paired
+   interval of teacher minus control above 0, and ``develop.decision_margins`` points over the better of the
+   control and the majority class). A task that passes at no rung keeps no budget, with the measured reason: the
+   study reports it but leaves it out of the average that decides claims.
+
+::
+
+    python -m atb.budgets --scale mini     # -> results/mini/budgets.json (runs cached in runs/mini/budgets/)
+
+The chosen budgets are then written into the scale's ``finetune`` section by hand (a test holds the two equal), so
+that the config stays the one place a scale's settings live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .develop import (DevelopConfig, calibration_entry, calibration_model, control_model, decision_tasks,
+                      glue_entry)
+from .finetune import FinetuneConfig, majority_baseline, run_jobs, run_seeds, seed_jobs
+from .layout import Layout
+from .records import write_json_atomic
+
+# Fields of a rung: what a budget is (the rest of the task's budget, the seed and where it is scored stay).
+RUNG_FIELDS = ("max_train_examples", "epochs", "batch_size", "lr", "max_seq_len", "warmup_ratio")
+RECORD = "budgets.json"
+
+
+@dataclass
+class BudgetConfig:
+    """The ladder of one scale: section ``budgets`` of ``configs/<scale>.yaml``."""
+
+    tasks: list[str] = field(default_factory=lambda: ["cola", "sst2", "mrpc", "stsb", "rte"])
+    # cheapest first; each rung replaces these fields of every task's budget (an empty ladder: the budget as it is)
+    rungs: list[dict[str, Any]] = field(default_factory=lambda: [{}])
+    seeds: int = 2  # fine-tuning seeds of the teacher and of its control per rung and task
+    scale: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"BudgetConfig.seeds must be >= 1, got {self.seeds}")
+        if not self.rungs:
+            raise ValueError("BudgetConfig.rungs needs at least one rung ({} is the scale's budget as it is)")
+        for k, rung in enumerate(self.rungs):
+            unknown = set(rung) - set(RUNG_FIELDS)
+            if unknown:
+                raise ValueError(f"BudgetConfig.rungs[{k}]: {sorted(unknown)} are not budget fields "
+                                 f"({', '.join(RUNG_FIELDS)})")
+
+    @classmethod
+    def load(cls, scale: str | Path) -> BudgetConfig:
+        settings, file = config.section(scale, "budgets")
+        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where("budgets"))
+        return config.build(cls, settings, file.where("budgets"), exclude=("scale",), scale=file.scale)
+
+
+def rung_budget(rung: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``budgets`` for :func:`atb.finetune.run_seeds`: the rung's fields for every task, scored held out."""
+    return {task: {**rung, "evaluate_on": "heldout"} for task in tasks}
+
+
+def _columns(task: str) -> tuple[str, ...]:
+    return ("mnli_m", "mnli_mm") if task == "mnli" else (task,)
+
+
+def climb(scale: str | Path, layout: Layout | None = None) -> dict:
+    """Climb the ladder of ``scale`` for every task (:class:`BudgetConfig`): per rung, every task not yet decided is
+    fine-tuned (teacher and control, ``seeds`` each, all jobs in one pool of ``develop.workers`` processes) and
+    judged by :func:`atb.develop.decision_tasks` on its held-out scores. Returns the record: per task ``rungs`` (each
+    with the teacher's and the control's held-out scores, the majority class, the paired difference and interval,
+    ``passes`` and ``reason``) and ``chosen`` (the first rung that passed, or ``None``)."""
+    cfg, develop = BudgetConfig.load(scale), DevelopConfig.load(scale)
+    layout = layout or Layout(str(scale))
+    teacher = calibration_model(scale)
+    control_dir = control_model(layout, teacher["arch"], like=teacher["model_dir"])
+    climbing = {task: {"rungs": [], "chosen": None} for task in cfg.tasks}
+    for k, rung in enumerate(cfg.rungs):
+        tasks = [t for t, c in climbing.items() if c["chosen"] is None and not c.get("unavailable")]
+        if not tasks:
+            break
+        budget, out = rung_budget(rung, tasks), layout.runs / "budgets" / f"rung{k}"
+        sides = {"teacher": (teacher["model_dir"], out / "teacher"), "control": (control_dir, out / "control")}
+        run_jobs([job for d, o in sides.values() for job in seed_jobs(d, tasks, scale, o, cfg.seeds, budget)],
+                 develop.workers)
+        tuned = {side: run_seeds(d, tasks, scale, o, seeds=cfg.seeds, budgets=budget) for side, (d, o) in sides.items()}
+        entry = calibration_entry(teacher, tuned["teacher"], tuned["control"], control_dir)
+        chance = glue_entry({t: majority_baseline(t, dataclasses.replace(FinetuneConfig.load(scale, t), **budget[t]))
+                             for t in tasks})
+        judged = decision_tasks(entry, chance, develop.decision_margins)
+        for task in tasks:
+            column = _columns(task)[0]
+            interval = entry["vs_control_by_task"].get(column) or {}
+            step = {"rung": k, "budget": dict(rung), "teacher": entry["tasks"][column],
+                    "control": entry["control"]["tasks"][column], "majority": chance["tasks"][column],
+                    "difference": interval.get("difference"), "ci95": interval.get("ci95"),
+                    "passes": column in judged["tasks"], "reason": judged["left_out"].get(column),
+                    "seconds": sum(r.get("seconds") or 0 for side in tuned.values() for r in side[task])}
+            climbing[task]["rungs"].append(step)
+            if step["passes"]:
+                climbing[task]["chosen"] = k
+            elif step["teacher"] is None:
+                climbing[task]["unavailable"] = step["reason"]
+    return {"scale": cfg.scale, "teacher": teacher, "control_dir": str(control_dir), "seeds": cfg.seeds,
+            "rungs": cfg.rungs, "margins": develop.decision_margins, "scored_on": "examples held out of the train split",
+            "tasks": climbing,
+            "budgets": {t: cfg.rungs[c["chosen"]] for t, c in climbing.items() if c["chosen"] is not None}}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", default="mini", help="a scale (configs/<scale>.yaml) or a config file's path")
+    args = parser.parse_args(argv)
+    layout = Layout(args.scale)
+    record = climb(args.scale, layout)
+    write_json_atomic(layout.results / RECORD, record, allow_nan=False)
+    for task, c in record["tasks"].items():
+        last = c["rungs"][-1] if c["rungs"] else {}
+        shown = "none" if c["chosen"] is None else f"rung {c['chosen']} {record['rungs'][c['chosen']]}"
+        print(f"{task:6s} {shown}  ({last.get('reason') or 'passes'})")
+
+
+if __name__ == "__main__":
+    main()
