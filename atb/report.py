@@ -90,11 +90,14 @@ def _claim(number: int, claim: str, paper: str, ours: str, verdict: str, note: s
            interval: dict | None = None, measure: str | None = None, reason: str | None = None,
            extra: dict | None = None) -> dict:
     """One claim's row. ``interval``: ``{"difference", "ci95", "n"}`` the verdict was decided from (``None``: the
-    claim has none, and ``reason`` says why); ``extra``: further intervals shown beside it (e.g. SQuAD)."""
+    claim has none, and ``reason`` says why), and for comparisons of models ``pairs``, the model pairs it pools
+    (counted in the row); ``extra``: further intervals shown beside it (e.g. SQuAD)."""
     interval = interval or {}
+    pairs = interval.get("pairs")
     return {"number": number, "claim": claim, "paper": paper, "ours": ours, "verdict": verdict, "note": note,
             "measure": measure, "difference": interval.get("difference"), "ci95": interval.get("ci95"),
-            "n": interval.get("n"), "reason": reason, "extra": extra or {}}
+            "n": interval.get("n"), "pairs": None if pairs is None else len(pairs), "reason": reason,
+            "extra": extra or {}}
 
 
 def above_chance(records: dict) -> float | None:

@@ -53,6 +53,7 @@ def test_comparison_verdicts_come_from_the_interval(claim, key, comparison, lear
         assert reason in result["reason"] and reason in result["note"]
     if comparison is not None:
         assert result["ci95"] == list(comparison) and result["difference"] == sum(comparison) / 2
+        assert result["pairs"] == 2  # the model pairs the interval pools (issue #23: claims 2 and 4 need >= 3)
         assert f"[{comparison[0]:+.2f}, {comparison[1]:+.2f}]" in result["ours"]
         assert result["extra"]["SQuAD v1.1 F1"]["ci95"] == list(comparison)
 
