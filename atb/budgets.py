@@ -119,7 +119,8 @@ def climb(scale: str | Path, layout: Layout | None = None) -> dict:
             elif step["teacher"] is None:
                 climbing[task]["unavailable"] = step["reason"]
     return {"scale": cfg.scale, "teacher": teacher, "control_dir": str(control_dir), "seeds": cfg.seeds,
-            "rungs": cfg.rungs, "margins": develop.decision_margins, "scored_on": "examples held out of the train split",
+            "rungs": cfg.rungs, "margins": develop.decision_margins,
+            "scored_on": "examples held out of the train split",
             "tasks": climbing,
             "budgets": {t: cfg.rungs[c["chosen"]] for t, c in climbing.items() if c["chosen"] is not None}}
 
