@@ -366,7 +366,9 @@ def claim_ranking(records: dict) -> dict:
         verdict, reason = NOT_TESTABLE, SMOKE
     else:
         verdict = stats.verdict(tau)
-        reason = "the interval of tau contains 0" if verdict == NOT_TESTABLE else None
+        reason = ("the interval of tau contains 0; with "
+                  f"{tau.n} architectures only tau >= {stats.detectable_tau(tau.n):.2f} could have an interval above "
+                  "0 (atb.stats.detectable_tau)" if verdict == NOT_TESTABLE else None)
     return _claim(6, claim, paper, ours, verdict, f"Not testable: {reason}." if reason else "",
                   interval={"difference": tau.difference, "ci95": list(tau.ci95), "n": tau.n}, measure=measure,
                   reason=reason)

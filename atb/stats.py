@@ -213,6 +213,27 @@ def kendall_tau_interval(x: Sequence[float], y: Sequence[float], *, n_boot: int 
     return Interval(float(kendalltau(x, y).statistic), (float(lo), float(hi)), int(x.size), n_boot)
 
 
+def detectable_tau(n: int) -> float:
+    """The smallest Kendall τ whose 95 % interval can exclude 0 with ``n`` ranked items: 1.96 standard deviations
+    of τ when the rankings are unrelated, ``sqrt(2 (2n + 5) / (9 n (n - 1)))`` (Kendall 1938's normal
+    approximation). A bootstrap interval over few items is wider still, so this is a lower bound: a ranking study
+    of ``n`` architectures cannot decide a weaker agreement, whatever it measures."""
+    if n < 2:
+        raise ValueError(f"a ranking needs at least 2 items, got {n}")
+    return float(1.96 * np.sqrt(2 * (2 * n + 5) / (9 * n * (n - 1))))
+
+
+def items_to_detect(tau: float, *, limit: int = 1000) -> int:
+    """The fewest ranked items at which a Kendall τ of ``tau`` can have a 95 % interval above 0
+    (:func:`detectable_tau`): how many architectures a ranking study needs for the agreement it expects."""
+    if not 0 < tau <= 1:
+        raise ValueError(f"tau must be in (0, 1], got {tau}")
+    for n in range(3, limit + 1):
+        if detectable_tau(n) < tau:
+            return n
+    raise ValueError(f"no study of up to {limit} items can detect tau = {tau}")
+
+
 def shifted(interval: Interval, by: float) -> Interval:
     """``interval`` with ``by`` added to the difference and both bounds: a claim "A is at most ``t`` worse than B"
     (non-inferiority) is ``verdict(shifted(interval, t))``."""

@@ -149,3 +149,20 @@ def test_t_interval_is_the_student_t_interval_and_wider_than_the_bootstrap_for_f
     assert t_interval([2.0, 2.0]).ci95 == (2.0, 2.0)
     with pytest.raises(ValueError, match="at least two"):
         t_interval([1.0])
+
+
+def test_how_many_architectures_a_ranking_study_needs_to_decide_a_kendall_tau():
+    from atb.stats import detectable_tau, items_to_detect
+
+    # 8 architectures (the mini study's) decide only tau >= 0.57; 10 decide 0.5
+    assert detectable_tau(8) == pytest.approx(0.5657, abs=1e-3)
+    assert items_to_detect(0.5) == 10 and detectable_tau(10) < 0.5 <= detectable_tau(9)
+    assert detectable_tau(100) < detectable_tau(10) < detectable_tau(3)  # more items, weaker agreements decided
+    # the approximation against simulation: unrelated rankings of 12 items reach |tau| >= detectable_tau(12)
+    # about 5 % of the time
+    from scipy.stats import kendalltau
+    rng = np.random.default_rng(0)
+    taus = np.array([kendalltau(rng.random(12), rng.random(12)).statistic for _ in range(4000)])
+    assert 0.02 < np.mean(np.abs(taus) >= detectable_tau(12)) < 0.08
+    with pytest.raises(ValueError, match="tau must be in"):
+        items_to_detect(0.0)
