@@ -261,10 +261,17 @@ class AtbBertEncoder(nn.Module):
         for layer in self.layer[: arch.layers]:
             layer.set_active(arch)
 
-    def forward(self, x, mask, output_last_scores: bool):
-        scores = None
+    def forward(self, x, mask, output_last_scores: bool, output_all: bool = False):
+        """``(last hidden state, last layer's scores or None)``; with ``output_all`` also ``(hidden states,
+        scores)`` of every active layer (the input first: ``num_active + 1`` states, ``num_active`` scores)."""
+        scores, states, all_scores = None, [x], []
         for i, layer in enumerate(self.layer[: self.num_active]):
-            x, scores = layer(x, mask, output_last_scores and i == self.num_active - 1)
+            x, scores = layer(x, mask, output_all or (output_last_scores and i == self.num_active - 1))
+            if output_all:
+                states.append(x)
+                all_scores.append(scores)
+        if output_all:
+            return x, (scores if output_last_scores else None), (tuple(states), tuple(all_scores))
         return x, scores
 
 
@@ -300,11 +307,15 @@ class AtbBertLMHead(nn.Module):
 @dataclass
 class AtbBertOutput(ModelOutput):
     """``last_hidden_state`` [B, T, d_m]; ``pooler_output`` [B, d_m] if the model has a pooler;
-    ``attention_scores`` [B, h, T, T]: the LAST layer's pre-softmax scores, when asked for."""
+    ``attention_scores`` [B, h, T, T]: the LAST layer's pre-softmax scores, when asked for; with
+    ``output_all_layers``, ``hidden_states`` (the embeddings' output and every layer's) and ``all_attention_scores``
+    (every layer's pre-softmax scores), for layer-wise distillation."""
 
     last_hidden_state: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
     attention_scores: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    all_attention_scores: tuple[torch.FloatTensor, ...] | None = None
 
 
 def attention_mask_to_bool(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -352,14 +363,21 @@ class AtbBertModel(AtbBertPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         output_attention_scores: bool = False,
+        output_all_layers: bool = False,
         **unused,
     ) -> AtbBertOutput:
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
-        x, scores = self.encoder(x, attention_mask_to_bool(attention_mask), output_attention_scores)
+        mask = attention_mask_to_bool(attention_mask)
+        states = all_scores = None
+        if output_all_layers:
+            x, scores, (states, all_scores) = self.encoder(x, mask, output_attention_scores, output_all=True)
+        else:
+            x, scores = self.encoder(x, mask, output_attention_scores)
         pooled = self.pooler(x) if self.pooler is not None else None
-        return AtbBertOutput(last_hidden_state=x, pooler_output=pooled, attention_scores=scores)
+        return AtbBertOutput(last_hidden_state=x, pooler_output=pooled, attention_scores=scores, hidden_states=states,
+                             all_attention_scores=all_scores)
 
 
 class AtbBertForMaskedLM(AtbBertPreTrainedModel):

@@ -14,6 +14,10 @@ objects: the fitness of a sub-model *is* its training loss on held-out text.
   divided by the teacher's mean per-dimension variance, i.e. it becomes the fraction of the teacher's hidden
   variance the student leaves unexplained (1 for a student that predicts the mean): the plain MSE of a
   LayerNorm output is ~3 % of the loss beside the attention scores, so from scratch the student hardly learns it.
+  With ``layers="uniform"`` (an option for repairing narrow cuts, not the paper) every student layer, and the
+  embeddings, learns from the teacher layer at the same relative depth (:func:`teacher_layer`; TinyBERT's mapping),
+  through the same ``W_fit``; each term is the mean over the distilled layers, so sub-models of every depth weigh
+  alike.
 
 ``W_fit`` maps the student's hidden size to the teacher's. It belongs to the *objective*, never to the
 model: it is trained with the student, saved beside the SuperPLM (``objective.safetensors``, read back by
@@ -52,6 +56,9 @@ OBJECTIVE_JSON = "objective.json"  # beside a SuperPLM's weights: which objectiv
 OBJECTIVE_WEIGHTS = "objective.safetensors"  # beside a SuperPLM's weights: the objective's trained state (W_fit)
 
 HIDDEN_NORMS = ("none", "teacher-variance")  # KD hidden term: the paper's plain MSE, or divided by the teacher's variance
+# KD's layers: the paper's last layer, or every layer against the teacher layer at the same relative depth
+# (TinyBERT's uniform mapping, :func:`teacher_layer`)
+KD_LAYERS = ("last", "uniform")
 
 Batch = dict[str, torch.Tensor]  # input_ids, token_type_ids, attention_mask, labels (as MLMCollator makes them)
 
@@ -133,10 +140,20 @@ class MLMObjective(nn.Module):
                           {"objective": self.name, "inplace_distillation": self.inplace_distillation})
 
 
+def teacher_layer(layer: int, student_layers: int, teacher_layers: int) -> int:
+    """The teacher layer that student layer ``layer`` (1-based; 0 = the embeddings) learns from in layer-wise KD:
+    the one at the same relative depth, rounded up (TinyBERT's uniform mapping ``g(m) = m * N / M`` for any depths),
+    so the student's last layer always learns from the teacher's last."""
+    if not 0 <= layer <= student_layers:
+        raise ValueError(f"student layer {layer} outside 0..{student_layers}")
+    return -(-layer * teacher_layers // student_layers)
+
+
 # ------------------------------------------------------------------------------------------------- KD
 @dataclass
 class KDOutput:
-    """``loss = attention + hidden``: the two mean squared errors of the last layer."""
+    """``loss = attention + hidden``: the two mean squared errors of the last layer (``layers="uniform"``: each the
+    mean over the distilled layers)."""
 
     loss: torch.Tensor
     attention: torch.Tensor
@@ -153,28 +170,47 @@ class KDObjective(nn.Module):
 
     name = "kd"
 
-    def __init__(self, teacher: Teacher, max_student_hidden: int, hidden_norm: str = "none"):
+    def __init__(self, teacher: Teacher, max_student_hidden: int, hidden_norm: str = "none", layers: str = "last"):
         super().__init__()
         if hidden_norm not in HIDDEN_NORMS:
             raise ValueError(f"KD hidden_norm must be one of {HIDDEN_NORMS}, got {hidden_norm!r}")
+        if layers not in KD_LAYERS:
+            raise ValueError(f"KD layers must be one of {KD_LAYERS}, got {layers!r}")
         object.__setattr__(self, "teacher", teacher)  # frozen, on its own device; not part of the state
         self.fit_dense = ElasticLinear(max_student_hidden, teacher.hidden_size)
         self.hidden_norm = hidden_norm
+        self.layers = layers
 
     def targets(self, batch: Batch) -> TeacherOutput:
-        """The teacher's last hidden state and pre-softmax attention scores (no grad, eval mode)."""
+        """The teacher's last hidden state and pre-softmax attention scores (no grad, eval mode); with
+        ``layers="uniform"`` every layer's."""
         return self.teacher(batch["input_ids"], attention_mask=batch["attention_mask"],
-                            token_type_ids=batch["token_type_ids"])
+                            token_type_ids=batch["token_type_ids"], all_layers=self.layers == "uniform")
 
     def forward(self, student: SuperBert, batch: Batch, arch: Arch, targets: TeacherOutput | None = None,
                 *, share_of: Batch | None = None) -> KDOutput:
         """Run the sub-model ``arch`` and score it against ``targets`` (default: the teacher on ``batch``)."""
         targets = self.targets(batch) if targets is None else targets
+        everything = self.layers == "uniform"
         out = student(batch["input_ids"], arch=arch, attention_mask=batch["attention_mask"],
-                      token_type_ids=batch["token_type_ids"], output_attention_scores=True)
-        return self.loss(out.last_hidden_state.float(), out.attention_scores.float(),
-                         targets.last_hidden_state.float(), targets.attention_scores.float(),
-                         batch["attention_mask"], share_of=share_of)
+                      token_type_ids=batch["token_type_ids"], output_attention_scores=True,
+                      output_all_layers=everything)
+        if not everything:
+            return self.loss(out.last_hidden_state.float(), out.attention_scores.float(),
+                             targets.last_hidden_state.float(), targets.attention_scores.float(),
+                             batch["attention_mask"], share_of=share_of)
+        # every student layer l (0: the embeddings) against the teacher layer at the same relative depth; the
+        # attention term over the layers 1..L, the hidden term over 0..L, each a mean so depths weigh alike
+        n_student, n_teacher = len(out.all_attention_scores), len(targets.all_attention_scores)
+        terms = [self.loss(out.hidden_states[l].float(), out.all_attention_scores[l - 1].float(),
+                           targets.hidden_states[t].float(), targets.all_attention_scores[t - 1].float(),
+                           batch["attention_mask"], share_of=share_of)
+                 for l, t in ((l, teacher_layer(l, n_student, n_teacher)) for l in range(1, n_student + 1))]
+        embeddings = self.hidden_loss(out.hidden_states[0].float(), targets.hidden_states[0].float(),
+                                      batch["attention_mask"], share_of=share_of)
+        attention = torch.stack([t.attention for t in terms]).mean()
+        hidden = torch.stack([embeddings, *(t.hidden for t in terms)]).mean()
+        return KDOutput(loss=attention + hidden, attention=attention, hidden=hidden)
 
     def loss(self, student_hidden: torch.Tensor, student_scores: torch.Tensor, teacher_hidden: torch.Tensor,
              teacher_scores: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -187,17 +223,25 @@ class KDObjective(nn.Module):
             )
         if attention_mask is None:
             attention_mask = torch.ones(student_hidden.shape[:2], dtype=torch.bool, device=student_hidden.device)
-        pairs = tokens = None  # the entries each mean divides by (default: this batch's)
+        pairs = None  # the entries the mean divides by (default: this batch's)
         if share_of is not None:
-            global_mask = share_of["attention_mask"]
-            pairs = int(real_pairs(global_mask).sum()) * teacher_scores.shape[1]
-            tokens = int(global_mask.bool().sum()) * teacher_hidden.shape[-1]
-        self.fit_dense.set_active(student_hidden.shape[-1], teacher_hidden.shape[-1])
+            pairs = int(real_pairs(share_of["attention_mask"]).sum()) * teacher_scores.shape[1]
         attention = masked_mse(student_scores, teacher_scores, real_pairs(attention_mask), pairs)
+        hidden = self.hidden_loss(student_hidden, teacher_hidden, attention_mask, share_of=share_of)
+        return KDOutput(loss=attention + hidden, attention=attention, hidden=hidden)
+
+    def hidden_loss(self, student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, attention_mask: torch.Tensor,
+                    *, share_of: Batch | None = None) -> torch.Tensor:
+        """``MSE(W_fit · h_student, h_teacher)`` over real tokens (``hidden_norm``: divided by the teacher's
+        variance)."""
+        tokens = None
+        if share_of is not None:
+            tokens = int(share_of["attention_mask"].bool().sum()) * teacher_hidden.shape[-1]
+        self.fit_dense.set_active(student_hidden.shape[-1], teacher_hidden.shape[-1])
         hidden = masked_mse(self.fit_dense(student_hidden), teacher_hidden, attention_mask.bool()[..., None], tokens)
         if self.hidden_norm == "teacher-variance":
             hidden = hidden / teacher_variance(teacher_hidden, attention_mask)
-        return KDOutput(loss=attention + hidden, attention=attention, hidden=hidden)
+        return hidden
 
     # -- beside the SuperPLM
     def save(self, directory: str | Path) -> None:
@@ -209,7 +253,7 @@ class KDObjective(nn.Module):
         write_json_atomic(directory / OBJECTIVE_JSON, {
             "objective": self.name, "teacher": self.teacher.name, "teacher_hidden": self.fit_dense.out_features,
             "max_student_hidden": self.fit_dense.in_features, "weights": OBJECTIVE_WEIGHTS,
-            "hidden_norm": self.hidden_norm,
+            "hidden_norm": self.hidden_norm, "layers": self.layers,
         })
 
     @classmethod
@@ -239,8 +283,8 @@ class KDObjective(nn.Module):
             from .superbert import SuperBertConfig  # the widest student of the SuperPLM in ``directory``
 
             max_student_hidden = SuperBertConfig.from_pretrained(directory).hidden_size
-        objective = cls(loaded_teacher, max_student_hidden,
-                        hidden_norm=record.get("hidden_norm", "none")).to(loaded_teacher.device)
+        objective = cls(loaded_teacher, max_student_hidden, hidden_norm=record.get("hidden_norm", "none"),
+                        layers=record.get("layers", "last")).to(loaded_teacher.device)
         if state is not None:
             objective.load_state_dict(state)
         return objective

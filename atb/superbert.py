@@ -62,12 +62,15 @@ class SuperBertConfig(AtbBertConfig):
 class SuperBertOutput(ModelOutput):
     """``loss``: MLM loss if labels were given; ``logits``: [N_masked, V] at the masked positions
     (row order = ``labels != -100`` in row-major order); ``last_hidden_state`` [B, T, d_m];
-    ``attention_scores`` [B, h, T, T] of the last layer, pre-softmax, no mask added."""
+    ``attention_scores`` [B, h, T, T] of the last layer, pre-softmax, no mask added; with ``output_all_layers``
+    ``hidden_states`` (embeddings' output, then every active layer's) and ``all_attention_scores`` (every layer's)."""
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
     attention_scores: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    all_attention_scores: tuple[torch.FloatTensor, ...] | None = None
 
 
 class SuperBert(AtbBertForMaskedLM):
@@ -106,11 +109,12 @@ class SuperBert(AtbBertForMaskedLM):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         output_attention_scores: bool = True,
+        output_all_layers: bool = False,
     ) -> SuperBertOutput:
         """Run the sub-model ``arch``. MLM logits (and loss) are computed only where ``labels != -100``."""
         self.set_active(arch)
         out = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                        output_attention_scores=output_attention_scores)
+                        output_attention_scores=output_attention_scores, output_all_layers=output_all_layers)
         loss = logits = None
         if labels is not None:
             masked = labels != -100
@@ -118,7 +122,8 @@ class SuperBert(AtbBertForMaskedLM):
                                           self.bert.embeddings.word_embeddings.active_weight())
             loss = masked_lm_loss(logits, labels[masked])
         return SuperBertOutput(loss=loss, logits=logits, last_hidden_state=out.last_hidden_state,
-                               attention_scores=out.attention_scores)
+                               attention_scores=out.attention_scores, hidden_states=out.hidden_states,
+                               all_attention_scores=out.all_attention_scores)
 
     def active_state_dict(self, arch: Arch) -> dict[str, torch.Tensor]:
         """The sub-model's weights, named as in ``AtbBertForMaskedLM`` (copies, detached).

@@ -87,6 +87,8 @@ class TrainConfig:
     # KD's hidden term: "none" (the paper's MSE) | "teacher-variance" (divided by the teacher's hidden variance, so
     # that it weighs as much as the attention term; recipe 2b of issue #12, from scratch)
     kd_hidden_norm: str = "none"
+    # KD's layers: "last" (the paper) | "uniform" (every layer against the teacher's at the same relative depth)
+    kd_layers: str = "last"
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     seed: int = 0
@@ -107,6 +109,8 @@ class TrainConfig:
             raise ValueError("config field 'inplace_distillation' is implemented for the MLM objective only")
         if self.kd_hidden_norm != "none" and self.objective != "kd":
             raise ValueError("config field 'kd_hidden_norm' applies to the KD objective only")
+        if self.kd_layers != "last" and self.objective != "kd":
+            raise ValueError("config field 'kd_layers' applies to the KD objective only")
         if self.mask_probability is None:
             self.mask_probability = 0.15 if self.objective == "mlm" else 0.0
         if not 0.0 <= self.mask_probability < 1.0:
@@ -122,13 +126,14 @@ class TrainConfig:
         """The one-shot recipe's starting point, for records: ``"scratch"`` (the paper), ``"teacher-rewired"`` /
         ``"teacher"`` (a warm start from the configured teacher, with / without importance rewiring) or
         ``"<source>[-rewired]"`` for another pretrained source; ``+hidden-variance`` when KD's hidden term is
-        normalised by the teacher's variance."""
+        normalised by the teacher's variance, ``+layerwise`` when KD distils every layer."""
         if not self.init_from:
             start = "scratch"
         else:
             source = "teacher" if self.init_from == self.teacher else str(self.init_from)
             start = f"{source}-rewired" if self.rewire else source
-        return start + ("+hidden-variance" if self.kd_hidden_norm == "teacher-variance" else "")
+        return (start + ("+hidden-variance" if self.kd_hidden_norm == "teacher-variance" else "")
+                + ("+layerwise" if self.kd_layers == "uniform" else ""))
 
     @classmethod
     def load(cls, scale: str | Path, objective: str | None = None, **overrides) -> TrainConfig:
@@ -274,7 +279,7 @@ def build_objective(cfg: TrainConfig, student: SuperBert, device: torch.device) 
         from .warmstart import init_fit_from_warm_start
 
         objective = KDObjective(load_teacher(cfg.teacher, device=device), student.config.hidden_size,
-                                hidden_norm=cfg.kd_hidden_norm)
+                                hidden_norm=cfg.kd_hidden_norm, layers=cfg.kd_layers)
         record = getattr(student.config, "warm_start", None)
         if record and record["source"] == cfg.teacher:  # a student copied from its teacher: W_fit undoes the rewiring
             init_fit_from_warm_start(objective.fit_dense, student)

@@ -184,6 +184,49 @@ def test_kd_objective_runs_the_teacher_and_its_shares_add_up_to_the_global_loss(
         torch.testing.assert_close(sum(getattr(x, term) for x in shares), getattr(out, term))
 
 
+def test_teacher_layer_maps_every_student_layer_to_the_same_relative_depth():
+    from atb.objectives import teacher_layer
+
+    assert [teacher_layer(l, 4, 6) for l in range(5)] == [0, 2, 3, 5, 6]  # the embeddings, then ceil(l * 6 / 4)
+    assert [teacher_layer(l, 6, 6) for l in range(7)] == list(range(7))
+    assert [teacher_layer(l, 3, 12) for l in range(4)] == [0, 4, 8, 12]  # TinyBERT's g(m) = 3m for 4 of 12 layers
+    with pytest.raises(ValueError, match="outside"):
+        teacher_layer(5, 4, 6)
+
+
+def test_layerwise_kd_averages_every_layer_against_its_teacher_layer_and_its_shares_add_up():
+    from atb.objectives import teacher_layer
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=24, num_hidden_layers=4, num_attention_heads=12,
+                        intermediate_size=48, max_position_embeddings=32, attn_implementation="eager")
+    teacher = Teacher(BertModel(config), name="tiny4")
+    objective = KDObjective(teacher, max_student_hidden=64, layers="uniform")
+    supernet = SuperBert(SuperBertConfig.from_space(SearchSpace.preset("smoke", "kd"))).eval()
+    batch, arch = batch_of(torch.randint(5, 100, (4, 7)), [7, 3, 6, 7]), Arch(2, 48, 64, 12, 36)
+    with torch.no_grad():
+        out = objective(supernet, batch, arch)
+        s = supernet(batch["input_ids"], arch=arch, attention_mask=batch["attention_mask"], output_all_layers=True)
+        t = teacher(batch["input_ids"], attention_mask=batch["attention_mask"], all_layers=True)
+        mask = batch["attention_mask"]
+        per_layer = [objective.loss(s.hidden_states[l], s.all_attention_scores[l - 1],
+                                    t.hidden_states[teacher_layer(l, 2, 4)],
+                                    t.all_attention_scores[teacher_layer(l, 2, 4) - 1], mask) for l in (1, 2)]
+        embeddings = objective.hidden_loss(s.hidden_states[0], t.hidden_states[0], mask)
+        halves = [{k: v[r::2] for k, v in batch.items()} for r in (0, 1)]
+        shares = [objective(supernet, half, arch, share_of=batch) for half in halves]
+    assert len(s.hidden_states) == 3 and len(s.all_attention_scores) == 2  # 2 active layers (and the embeddings)
+    torch.testing.assert_close(s.hidden_states[-1], s.last_hidden_state)
+    torch.testing.assert_close(out.attention, (per_layer[0].attention + per_layer[1].attention) / 2)
+    torch.testing.assert_close(out.hidden, (embeddings + per_layer[0].hidden + per_layer[1].hidden) / 3)
+    last = KDObjective(teacher, max_student_hidden=64)(supernet, batch, arch)  # the paper's: the last layer only
+    torch.testing.assert_close(last.attention, per_layer[1].attention)
+    for term in ("loss", "attention", "hidden"):  # layer means of global-batch means: shares still add up
+        torch.testing.assert_close(sum(getattr(x, term) for x in shares), getattr(out, term))
+    with pytest.raises(ValueError, match="KD layers"):
+        KDObjective(teacher, 64, layers="all")
+
+
 def test_kd_objective_saves_and_loads_w_fit_and_the_teacher_name(tmp_path):
     teacher = tiny_teacher()
     teacher.model.save_pretrained(tmp_path / "teacher")
@@ -195,6 +238,9 @@ def test_kd_objective_saves_and_loads_w_fit_and_the_teacher_name(tmp_path):
     assert record["hidden_norm"] == "none"
     KDObjective(teacher, 64, hidden_norm="teacher-variance").save(tmp_path / "normed")
     assert KDObjective.load(tmp_path / "normed").hidden_norm == "teacher-variance"  # the fitness scores alike
+    KDObjective(teacher, 64, layers="uniform").save(tmp_path / "layerwise")
+    assert KDObjective.load(tmp_path / "layerwise").layers == "uniform"
+    assert KDObjective.load(tmp_path / "normed").layers == "last"
     assert set(load_file(tmp_path / "final" / OBJECTIVE_WEIGHTS)) == {"fit_dense.weight", "fit_dense.bias"}
     copy_objective(tmp_path / "final", tmp_path / "superbert")  # e.g. beside the same weights in another form
     loaded = KDObjective.load(tmp_path / "superbert")

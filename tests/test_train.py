@@ -66,9 +66,11 @@ def test_kd_steps_compute_student_and_teacher_in_the_configured_precision(tmp_pa
     assert record["computed_in"] == precision and record["cpu"] and "native_bf16" in record
 
 
-def test_kd_loss_is_zero_for_an_exact_copy_of_the_teacher():
-    """KDObjective, teacher call included: a student holding the teacher's weights, W_fit = identity, gives 0."""
-    objective = KDObjective(load_teacher("minilm-offline"), max_student_hidden=384)
+@pytest.mark.parametrize("layers", ["last", "uniform"])
+def test_kd_loss_is_zero_for_an_exact_copy_of_the_teacher(layers):
+    """KDObjective, teacher call included: a student holding the teacher's weights, W_fit = identity, gives 0 (also
+    layer-wise: at the teacher's depth every layer learns from its own twin)."""
+    objective = KDObjective(load_teacher("minilm-offline"), max_student_hidden=384, layers=layers)
     arch = Arch(6, 384, 1536, 12, 384)
     student = SuperBert(SuperBertConfig.from_space(point_space(arch, "kd"))).eval()
     encoder = {k: v for k, v in from_bert(objective.teacher.model).state_dict().items() if not k.startswith("pooler.")}
@@ -202,6 +204,12 @@ def test_further_training_starts_from_an_exported_submodel(tmp_path):
     assert set(load_file(tmp_path / "further" / "final" / "objective.safetensors")) == {"fit_dense.weight",
                                                                                       "fit_dense.bias"}
     assert all(r["archs"] == [str(arch)] for r in read_log(tmp_path / "further"))
+
+
+def test_layerwise_kd_is_a_kd_option_named_in_the_recipe():
+    assert TrainConfig(objective="kd", kd_layers="uniform", init_from="minilm-offline").recipe == "teacher-rewired+layerwise"
+    with pytest.raises(ValueError, match="kd_layers"):
+        TrainConfig(objective="mlm", kd_layers="uniform")
 
 
 def test_bad_config_names_the_file_and_field(tmp_path):
