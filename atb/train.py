@@ -81,7 +81,7 @@ class TrainConfig:
     precision: str = "auto"
     fused_optimizer: bool = True
     teacher: str = "minilm-offline"
-    sampler: str = "uniform"  # "uniform" (the paper) | "sandwich"
+    sampler: str = "uniform"  # "uniform" (the paper) | "sandwich" | "progressive" (atb.sampler)
     sampler_k: int | None = None
     inplace_distillation: bool = False
     # KD's hidden term: "none" (the paper's MSE) | "teacher-variance" (divided by the teacher's hidden variance, so
@@ -311,7 +311,8 @@ class Trainer:
         self.model, self.space = build_student(cfg)
         self.model.to(self.device).train()
         self.sampler = (FixedSampler(Arch.parse(cfg.arch)) if cfg.arch else
-                        make_sampler(cfg.sampler, self.space, cfg.seed, cfg.sampler_k, cfg.inplace_distillation))
+                        make_sampler(cfg.sampler, self.space, cfg.seed, cfg.sampler_k, cfg.inplace_distillation,
+                                     cfg.steps))
         self.objective = build_objective(cfg, self.model, self.device)
         trainable = [self.model, self.objective]  # KD: W_fit is trained with the student
         self.params = [p for m in trainable for p in m.parameters()]

@@ -13,6 +13,8 @@ recipe and step count, how much of each task the cut sub-models keep:
   random sub-model per step; ``sandwich``, once-for-all / BigNAS's rule (the largest, the smallest and ``k`` random
   sub-models per step, gradients accumulated); ``layerwise``, every layer of the sampled sub-model distilled from
   the teacher layer at the same relative depth (``kd_layers: uniform``, TinyBERT's mapping) instead of the last;
+  ``progressive``, once-for-all's progressive shrinking (the largest network first, smaller sizes admitted evenly
+  over the first half of the run: ``atb.sampler.ProgressiveSampler``);
 * **steps**: 0 (the warm start itself, before any one-shot step) and each of ``--steps``, each its own run with
   its own schedule (10 % warm-up, linear decay), cached in ``runs/<scale>/bench_repair/`` and resumed;
 * **sub-models** (``--archs``): shapes across the KD space, hidden sizes below the teacher's among them, and one at
@@ -42,7 +44,7 @@ from atb.stats import ModelRuns
 from atb.train import WARM_START_DIR, TrainConfig, read_log, train
 
 RECIPES: dict[str, dict] = {"uniform": {}, "sandwich": {"sampler": "sandwich", "sampler_k": 2},
-                            "layerwise": {"kd_layers": "uniform"}}
+                            "layerwise": {"kd_layers": "uniform"}, "progressive": {"sampler": "progressive"}}
 # the KD evolved pick of the mini study (eef62a3), a 4-layer default-rule shape, MiniLM's width at 4 layers
 ARCHS = ("6/272/128/12/180", "4/256/1024/12/252", "4/384/1536/12/384")
 FOLDER = "bench_repair"

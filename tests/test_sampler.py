@@ -50,3 +50,25 @@ def test_fixed_sampler_and_factory_errors():
     with pytest.raises(ValueError, match="inplace_distillation"):
         make_sampler("uniform", SPACE, inplace_distillation=True)
     assert make_sampler("uniform", SPACE, k=2).archs(0).__len__() == 2
+
+
+@pytest.mark.parametrize("objective", ["kd", "mlm"])
+def test_progressive_shrinking_starts_at_the_largest_and_reaches_the_whole_space(objective):
+    from atb.sampler import PROGRESSIVE_RAMP, ProgressiveSampler, shrunk
+
+    space = SearchSpace.preset("mini", objective)
+    assert shrunk(space, 0.0).largest() == shrunk(space, 0.0).smallest() == space.largest()
+    assert shrunk(space, 1.0) == space
+    half = shrunk(space, 0.5)  # on the grid, inside the space, the top half of every size
+    assert half.hidden.low == 256 and half.layers.low == 4 and half.hidden.high == 384
+    sampler = ProgressiveSampler(space, steps=100, seed=0)
+    assert sampler.archs(0) == [space.largest()]
+    early = [sampler.archs(s)[0] for s in range(1, 10)]
+    late = [sampler.archs(s)[0] for s in range(int(PROGRESSIVE_RAMP * 100), 100)]
+    assert all(a.hidden >= 336 and space.contains(a) for a in early)  # still near the top
+    assert min(a.hidden for a in late) < 200 and all(space.contains(a) for a in late)  # the whole space by then
+    assert make_sampler("progressive", space, 0, steps=100).archs(7) == sampler.archs(7)  # (seed, step) alone
+    with pytest.raises(ValueError, match="number of steps"):
+        make_sampler("progressive", space)
+    with pytest.raises(ValueError, match="inplace_distillation"):
+        make_sampler("progressive", space, steps=10, inplace_distillation=True)
