@@ -704,6 +704,35 @@ def decision_tasks(calibration: Mapping[str, Any], chance: Mapping[str, Any],
     return {"tasks": kept, "left_out": left_out, "margins": margins}
 
 
+def decision_average(runs: Mapping[str, ModelRuns], columns: Sequence[str], *, n_boot: int = N_BOOT) -> dict:
+    """One model's GLUE average over the decision tasks ``columns`` (:func:`decision_tasks`) from its
+    :func:`column_runs`: ``{"tasks", "avg", "ci95"}``, the mean of the columns' seed-mean scores with its 95 % interval
+    (seeds and dev examples resampled, as ``avg_ci95`` of :func:`glue_seed_entry`); ``avg`` None without columns."""
+    scored = [c for c in columns if c in runs]
+    if not scored:
+        return {"tasks": list(columns), "avg": None, "ci95": None}
+    means = [statistics.fmean(runs[c].metric(runs[c].runs[s], runs[c].labels) for s in runs[c].seeds) for c in scored]
+    return {"tasks": scored, "avg": statistics.fmean(means),
+            "ci95": _ci(score_interval([runs[c].alone(c) for c in scored], n_boot=n_boot))}
+
+
+def headline(row: Mapping[str, Any], record: Mapping[str, Any]) -> dict:
+    """The GLUE score a model of notebook 05's ``record`` is judged by (Figure 1, the model cards): its average over
+    the decision tasks where the record has them (:func:`decision_average` under ``row["decision"]``), else over
+    every scored task (also where no task passed, so that the figure still shows what was measured).
+    ``{"measure", "avg", "lo", "hi", "control"}`` (``control``: its untrained control's)."""
+    tasks = (record.get("decision_tasks") or {}).get("tasks")
+    if tasks and row.get("decision") is not None:
+        mine, theirs = row["decision"], (row.get("control") or {}).get("decision") or {}
+        measure = f"{DECISION_MEASURE} ({', '.join(tasks)})"
+        avg, ci, control = mine["avg"], mine["ci95"], theirs.get("avg")
+    else:
+        measure, avg, ci = GLUE_MEASURE, row.get("avg"), row.get("avg_ci95")
+        control = (row.get("control") or {}).get("avg")
+    lo, hi = ci or (None, None)
+    return {"measure": measure, "avg": avg, "lo": lo, "hi": hi, "control": control}
+
+
 def squad_decision(calibration: Mapping[str, Any], min_f1: float) -> dict:
     """Whether SQuAD v1.1 can decide anything at this scale (notebook 06): the teacher, fine-tuned with the study's
     budget (:func:`calibrate`), must beat its untrained control with an interval above 0 and reach ``min_f1``.

@@ -806,3 +806,24 @@ def test_pooled_difference_on_given_columns_and_on_none():
     assert one["columns"] == ["sst2"] and one["measure"] == DECISION_MEASURE and one["difference"] > 20
     empty = pooled_difference([("m", "c")], a, b, DECISION_MEASURE, columns=[], n_boot=50)
     assert empty["ci95"] is None and empty["reason"] == "decision avg has no column"
+
+
+def test_the_decision_average_is_the_mean_of_the_decision_columns_and_headlines_the_model():
+    from atb.develop import decision_average, headline
+    from atb.stats import ModelRuns
+
+    labels = np.array([0, 1] * 25)
+    acc = lambda p, y: 100 * float(np.mean(p == y))
+    flip = lambda k: np.where(np.arange(50) < k, 1 - labels, labels)  # k of 50 wrong
+    runs = {"sst2": ModelRuns(acc, {0: flip(5), 1: flip(15)}, labels),  # 90 and 70: seed mean 80
+            "rte": ModelRuns(acc, {0: flip(25), 1: flip(25)}, labels)}  # 50
+    entry = decision_average(runs, ["sst2"], n_boot=100)
+    assert entry["tasks"] == ["sst2"] and entry["avg"] == pytest.approx(80.0) and entry["ci95"][0] < 80 < entry["ci95"][1]
+    assert decision_average(runs, ["sst2", "rte"], n_boot=100)["avg"] == pytest.approx(65.0)
+    assert decision_average(runs, [], n_boot=100) == {"tasks": [], "avg": None, "ci95": None}
+    row = {"avg": 60.0, "avg_ci95": [55.0, 65.0], "decision": entry, "control": {"avg": 50.0, "decision": {"avg": 51.0}}}
+    assert headline(row, {"decision_tasks": {"tasks": ["sst2"]}}) == {
+        "measure": "decision avg (sst2)", "avg": pytest.approx(80.0), "lo": entry["ci95"][0], "hi": entry["ci95"][1],
+        "control": 51.0}
+    assert headline(row, {}) == {"measure": "GLUE avg", "avg": 60.0, "lo": 55.0, "hi": 65.0, "control": 50.0}
+    assert headline(row, {"decision_tasks": {"tasks": []}})["measure"] == "GLUE avg"  # no task passed: all of them
