@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> None:
         net = SuperBert.from_pretrained(net_dir).eval()
         for arch in archs:
             out = root / "models" / f"{recipe.replace(' ', '-')}-{steps}" / str(arch).replace("/", "-")
-            models[(recipe, steps, str(arch))] = out if (out / "config.json").exists() else export(extract(net, arch), out)
+            if not (out / "config.json").exists():
+                export(extract(net, arch), out)
+            models[(recipe, steps, str(arch))] = out
         print(f"{recipe} {steps} steps: {info}", flush=True)
     first = points[0][:2]
     controls = {str(a): export_control(a, root / "controls" / str(a).replace("/", "-"), like=models[(*first, str(a))])

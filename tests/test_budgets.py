@@ -66,7 +66,8 @@ def test_the_ladder_stops_at_the_first_rung_that_passes_and_says_why_the_rest_di
     assert sst2["chosen"] == 1 and [r["passes"] for r in sst2["rungs"]] == [False, True]
     assert "(margin 25)" in sst2["rungs"][0]["reason"] and sst2["rungs"][1]["reason"] is None
     assert sst2["rungs"][1]["ci95"][0] > 0 and sst2["rungs"][1]["teacher"] > 90
-    assert rte["chosen"] is None and len(rte["rungs"]) == 3 and "does not beat its control" in rte["rungs"][-1]["reason"]
+    assert rte["chosen"] is None and len(rte["rungs"]) == 3
+    assert "does not beat its control" in rte["rungs"][-1]["reason"]
     assert qqp["chosen"] is None and len(qqp["rungs"]) == 1  # absent offline: not climbed further
     assert record["budgets"] == {"sst2": {"max_train_examples": 64}}
     # every job is scored held out of the train split, never on dev; the rung after SST-2 passed runs only RTE
@@ -90,4 +91,4 @@ def test_the_mini_budgets_are_the_ones_the_committed_ladder_chose():
     assert record["rungs"] == BudgetConfig.load("mini").rungs, "the ladder changed since the record: climb it again"
     for task, chosen in record["budgets"].items():
         cfg = finetune.FinetuneConfig.load("mini", task)
-        assert all(getattr(cfg, k) == v for k, v in chosen.items()), f"configs/mini.yaml's {task} budget is not {chosen}"
+        assert all(getattr(cfg, k) == v for k, v in chosen.items()), f"mini.yaml's {task} budget is not {chosen}"

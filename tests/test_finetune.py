@@ -227,6 +227,22 @@ def test_majority_baseline_predicts_the_training_majority_on_the_dev_subset(task
 
 
 @pytest.mark.requires_data
+def test_majority_baseline_held_out_is_scored_on_the_held_out_examples_and_trained_on_the_rest():
+    """The budget ladder's chance level (atb.budgets): the same examples its fine-tunings are scored on."""
+    from atb.finetune import glue_splits, heldout_split
+
+    cfg = dataclasses.replace(FinetuneConfig.load("mini", "rte"), evaluate_on="heldout")
+    rest, heldout = heldout_split(load_glue("rte", "train"), cfg)
+    train, evals = glue_splits("rte", cfg)
+    assert list(evals["validation"]["idx"]) == list(heldout["idx"])  # never the dev split
+    assert set(train["idx"]) <= set(rest["idx"]) and not set(train["idx"]) & set(heldout["idx"])
+    result = majority_baseline("rte", cfg)
+    majority = int(np.bincount(train["label"]).argmax())
+    assert result["eval_examples"] == len(heldout)
+    assert result["score"] == pytest.approx(100 * float(np.mean(np.asarray(heldout["label"]) == majority)))
+
+
+@pytest.mark.requires_data
 def test_majority_baseline_of_f1_and_correlation_tasks():
     cfg = FinetuneConfig.load("mini", "mrpc")
     dev = seeded_subset(load_glue("mrpc", "validation"), cfg.max_eval_examples, 0)
