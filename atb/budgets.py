@@ -77,8 +77,10 @@ def rung_budget(rung: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, dict
     return {task: {**rung, "evaluate_on": "heldout"} for task in tasks}
 
 
-def _columns(task: str) -> tuple[str, ...]:
-    return ("mnli_m", "mnli_mm") if task == "mnli" else (task,)
+def _judged_column(task: str) -> str:
+    """The score column a rung is judged on: the task's own, MNLI's matched dev set (the column the GLUE tables
+    and the decision average use; the mismatched one is only reported)."""
+    return "mnli_m" if task == "mnli" else task
 
 
 def climb(scale: str | Path, layout: Layout | None = None) -> dict:
@@ -106,7 +108,7 @@ def climb(scale: str | Path, layout: Layout | None = None) -> dict:
                              for t in tasks})
         judged = decision_tasks(entry, chance, develop.decision_margins)
         for task in tasks:
-            column = _columns(task)[0]
+            column = _judged_column(task)
             interval = entry["vs_control_by_task"].get(column) or {}
             step = {"rung": k, "budget": dict(rung), "teacher": entry["tasks"][column],
                     "control": entry["control"]["tasks"][column], "majority": chance["tasks"][column],

@@ -129,12 +129,27 @@ def _jsonable(data: Any) -> Any:
     return json.loads(json.dumps(data, default=str))
 
 
-def claim_study(directory: Path, settings: dict) -> None:
-    """Record a study's settings in ``directory/study.json``, or check that they match the recorded ones."""
+def field_defaults(cls: type) -> dict[str, Any]:
+    """Every field of dataclass ``cls`` that has a default, with it."""
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+
+
+def claim_study(directory: Path, settings: dict, defaults: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Record a study's settings in ``directory/study.json``, or check that they match the recorded ones.
+
+    ``defaults[section]``: the defaults of the settings in ``settings[section]``. A setting the stored record lacks
+    counts as its default there: a study recorded before the setting existed ran as its default does (a new option
+    of further training, say), so it resumes, while one that sets it otherwise is refused."""
     path = directory / "study.json"
     settings = _jsonable(settings)
     if path.exists():
         stored = json.loads(path.read_text())
+        for section, fields in (defaults or {}).items():
+            if isinstance(stored.get(section), dict):
+                stored[section] = {**_jsonable({k: v for k, v in fields.items() if k in settings.get(section, {})}),
+                                   **stored[section]}
         if stored != settings:
             differ = sorted(k for k in stored.keys() | settings.keys() if stored.get(k) != settings.get(k))
             raise ValueError(f"{directory} holds a ranking study with other settings (differs in {differ}): "
@@ -225,7 +240,7 @@ def kendall_inherited_vs_trained(
         "study": "inherited_vs_trained", "supernet_dir": str(supernet_dir.resolve()), "objective": own,
         "fitness": describe_fitness(inherited_fitness),
         "further_training": {k: v for k, v in dataclasses.asdict(base).items() if k not in ("arch", "init")},
-    })
+    }, defaults={"further_training": field_defaults(TrainConfig)})
     inherited, trained = [], []
     for arch in progress_bar(archs, desc="inherited vs trained", disable=not progress):
         arch_dir = run_dir / arch_slug(arch)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import random
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -17,8 +18,10 @@ from atb import ranking, train
 from atb.latency import num_threads
 from atb.fitness import make_fitness
 from atb.ranking import (
-    RankingConfig, arch_slug, kendall, kendall_inherited_vs_trained, kendall_proxy_vs_paper, pick_archs,
+    RankingConfig, arch_slug, claim_study, field_defaults, kendall, kendall_inherited_vs_trained,
+    kendall_proxy_vs_paper, pick_archs,
 )
+from atb.records import write_json_atomic
 from atb.search import Candidate, SearchConfig
 from conftest import save_supernet, write_scale_config
 
@@ -198,3 +201,22 @@ def test_inherited_vs_trained_kd_scores_with_each_runs_own_w_fit(tmp_path):
     for side in ("inherited", "trained"):
         assert all(d[side]["hidden"] is not None and d[side]["attention"] > 0 for d in result["details"])
     assert result["objective"] == "kd" and result["trained"] != result["inherited"]
+
+
+def test_a_study_recorded_before_a_setting_existed_resumes_as_its_default_and_refuses_another_value(tmp_path):
+    @dataclass
+    class Settings:
+        steps: int = 10
+        layers: str = "last"  # a setting added after the study was recorded
+        extra: dict = dataclasses.field(default_factory=dict)
+
+    defaults = {"further_training": field_defaults(Settings)}
+    assert defaults["further_training"] == {"steps": 10, "layers": "last", "extra": {}}
+    write_json_atomic(tmp_path / "study.json", {"study": "s", "further_training": {"steps": 10, "extra": {}}})
+    claim_study(tmp_path, {"study": "s", "further_training": {"steps": 10, "layers": "last", "extra": {}}},
+                defaults=defaults)  # the old record ran as the default does: it resumes
+    with pytest.raises(ValueError, match=r"other settings \(differs in \['further_training'\]\)"):
+        claim_study(tmp_path, {"study": "s", "further_training": {"steps": 10, "layers": "uniform", "extra": {}}},
+                    defaults=defaults)
+    with pytest.raises(ValueError, match="other settings"):  # without the defaults, any new key is a difference
+        claim_study(tmp_path, {"study": "s", "further_training": {"steps": 10, "layers": "last", "extra": {}}})
