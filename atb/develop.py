@@ -629,16 +629,40 @@ def calibration_model(scale: str | Path) -> dict[str, Any]:
     return {"teacher": teacher, "model_dir": str(directory), "arch": str(arch), "kind": "calibration"}
 
 
+def calibration_rates(layout: Layout, tasks: Sequence[str], scale: str | Path, cfg: DevelopConfig,
+                      rates: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The learning rates of the calibration row: ``rates`` (:func:`choose_learning_rates`) with the teacher's own
+    choice, made the same way (examples held out of each train split, ``cfg.lr_candidates``), in place of the
+    developed models'; its untrained control keeps the controls' rate. A ceiling is the teacher at *its* best rate:
+    the rate that suits the small developed models can be far off for the larger teacher, which would then look
+    unable to learn a task the budget does teach it. ``None`` where ``rates`` is (every run at the budget's rate)."""
+    if rates is None:
+        return None
+    teacher = choose_lr(calibration_model(scale)["model_dir"], tasks, scale, cfg.lr_candidates,
+                        layout.lr_selection("calibration"), workers=cfg.workers)
+    return {"developed": teacher, "control": rates["control"]}
+
+
+def rates_text(choice: Mapping[str, Mapping[str, Any]] | None) -> str:
+    """One line naming the learning rate chosen per task (``choice``: :func:`atb.finetune.choose_lr`'s result),
+    or saying that every run used the budget's own rate."""
+    chosen = [f"{task} {c['lr']:g}" for task, c in (choice or {}).items() if c.get("lr") is not None]
+    return "; ".join(chosen) if chosen else "the budget's own rate for every task"
+
+
 def calibrate(layout: Layout, tasks: Sequence[str], scale: str | Path, cfg: DevelopConfig,
               rates: Mapping[str, Any] | None, *, squad: bool = False, n_boot: int = N_BOOT) -> dict:
     """Fine-tune the teacher (:func:`calibration_model`) and its untrained control on ``tasks`` with exactly the
-    developed models' budgets, learning rates (:func:`choose_learning_rates`) and seeds: the row of
-    :func:`glue_row` (``squad``: :func:`squad_row`) plus ``vs_control_by_task``, the teacher minus its control per
-    column with its paired interval, which says per task whether the budget can show learning at all."""
+    developed models' budgets and seeds, each side at its group's learning rate (:func:`calibration_rates`): the
+    row of :func:`glue_row` (``squad``: :func:`squad_row`) plus ``vs_control_by_task``, the teacher minus its
+    control per column with its paired interval, which says per task whether the budget can show learning at all,
+    and ``learning_rates`` (the teacher's choice per task, with its held-out scores)."""
     model = calibration_model(scale)
-    tuned = finetune_with_controls(layout, {CALIBRATION: model}, tasks, scale, cfg, rates)[CALIBRATION]
-    return calibration_entry(model, tuned["scores"], tuned["control"], tuned["control_dir"], squad=squad,
-                             n_boot=n_boot)
+    own = calibration_rates(layout, tasks, scale, cfg, rates)
+    tuned = finetune_with_controls(layout, {CALIBRATION: model}, tasks, scale, cfg, own)[CALIBRATION]
+    return {**calibration_entry(model, tuned["scores"], tuned["control"], tuned["control_dir"], squad=squad,
+                                n_boot=n_boot),
+            "learning_rates": None if own is None else own["developed"]}
 
 
 def calibration_entry(model: Mapping[str, Any], results: Results, control: Results, control_dir: str | Path, *,

@@ -121,8 +121,8 @@ class Layout:
         return self.runs / "efficientbert"
 
     def lr_selection(self, group: str) -> Path:
-        """Held-out fine-tuning runs that choose the learning rates of ``group`` ("developed" or "control") with
-        one model of that group (:func:`atb.finetune.choose_lr`)."""
-        if group not in ("developed", "control"):
-            raise ValueError(f"lr_selection group must be 'developed' or 'control', got {group!r}")
+        """Held-out fine-tuning runs that choose the learning rates of ``group`` ("developed", "control" or
+        "calibration", the teacher's own) with one model of that group (:func:`atb.finetune.choose_lr`)."""
+        if group not in ("developed", "control", "calibration"):
+            raise ValueError(f"lr_selection group must be 'developed', 'control' or 'calibration', got {group!r}")
         return self.develop / "lr_selection" / group

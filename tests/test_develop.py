@@ -725,6 +725,31 @@ def test_the_calibration_model_is_the_scales_teacher_with_its_own_shape():
                      "kind": "calibration"}
 
 
+def test_the_calibration_row_takes_the_teachers_own_learning_rate_and_its_control_the_controls(monkeypatch, tmp_path):
+    from atb.develop import calibration_model, calibration_rates, rates_text
+    from atb.layout import Layout
+
+    layout = Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs")
+    cfg = develop.DevelopConfig.load("smoke", lr_candidates=[1e-4, 3e-4])
+    calls = []
+
+    def choose_lr(model_dir, tasks, scale, candidates, output_dir, workers):
+        calls.append((model_dir, list(tasks), list(candidates), Path(output_dir)))
+        return {"stsb": {"lr": 1e-4, "scores": {1e-4: 81.0, 3e-4: 12.0}}, "qqp": {"lr": None, "scores": {}}}
+
+    monkeypatch.setattr(develop, "choose_lr", choose_lr)
+    models = {"developed": {"stsb": {"lr": 3e-4}}, "control": {"stsb": {"lr": 3e-4}}, "reference": "kd-evolved"}
+    own = calibration_rates(layout, ["stsb", "qqp"], "smoke", cfg, models)
+    assert calls == [(calibration_model("smoke")["model_dir"], ["stsb", "qqp"], [1e-4, 3e-4],
+                      layout.develop / "lr_selection" / "calibration")]
+    assert own["developed"]["stsb"]["lr"] == 1e-4 and own["control"] == models["control"]  # the control keeps its own
+    assert develop.learning_rate_budgets(own, "developed") == {"stsb": {"lr": 1e-4}}
+    assert calibration_rates(layout, ["stsb"], "smoke", cfg, None) is None and len(calls) == 1
+    assert rates_text(own["developed"]) == "stsb 0.0001" and rates_text(None) == "the budget's own rate for every task"
+    with pytest.raises(ValueError, match="'calibration'"):
+        layout.lr_selection("teacher")
+
+
 def test_the_calibration_table_says_per_task_whether_the_budget_shows_learning():
     from atb.develop import calibration_table
 
