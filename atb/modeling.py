@@ -36,7 +36,8 @@ from transformers import initialization as init
 from transformers.modeling_outputs import MaskedLMOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
-from .elastic import ElasticEmbedding, ElasticLayerNorm, ElasticLinear
+from .dropout import Dropout, cheap_masks, dropout
+from .elastic import ElasticEmbedding, ElasticLayerNorm, ElasticLinear, linear_first_columns
 from .space import Arch
 
 IGNORE_INDEX = -100  # the label of positions that are not predicted (as in torch and the MLM collator)
@@ -127,7 +128,7 @@ class AtbBertEmbeddings(nn.Module):
         self.position_embeddings = ElasticEmbedding(config.max_position_embeddings, h)
         self.token_type_embeddings = ElasticEmbedding(config.type_vocab_size, h)
         self.LayerNorm = ElasticLayerNorm(h, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def set_active(self, arch: Arch) -> None:
         for m in (self.word_embeddings, self.position_embeddings, self.token_type_embeddings, self.LayerNorm):
@@ -168,20 +169,22 @@ class AtbBertSelfAttention(nn.Module):
         """``mask``: bool ``[B, 1, 1, T]``, True where a key may be attended to.
 
         With ``output_scores`` the attention is computed explicitly so the pre-softmax scores
-        ``Q K^T / sqrt(d_head)`` (no mask added) can be returned for distillation; otherwise the fused
+        ``Q K^T / sqrt(d_head)`` (no mask added) can be returned for distillation; so it is when training on a CPU,
+        where the probabilities' dropout is cheaper in :mod:`atb.dropout` than in the fused kernel; otherwise the fused
         ``scaled_dot_product_attention`` kernel is used.
         """
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-        dropout = self.dropout_prob if self.training else 0.0
+        p = self.dropout_prob if self.training else 0.0
         scores = None
-        if output_scores:
+        if output_scores or (p and cheap_masks(q.device)):  # a CPU's fused kernel would draw Bernoulli variables
             scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)
             logits = scores if mask is None else scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-            context = F.dropout(logits.softmax(-1), dropout, self.training) @ v
+            context = dropout(logits.softmax(-1), p) @ v
         else:
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         batch, _, seq, _ = context.shape
-        return context.transpose(1, 2).reshape(batch, seq, self.num_heads * self.head_size), scores
+        context = context.transpose(1, 2).reshape(batch, seq, self.num_heads * self.head_size)
+        return context, scores if output_scores else None
 
 
 class AtbBertResidualOutput(nn.Module):
@@ -191,7 +194,7 @@ class AtbBertResidualOutput(nn.Module):
         super().__init__()
         self.dense = ElasticLinear(in_size, config.hidden_size, in_groups=in_groups)
         self.LayerNorm = ElasticLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def set_active(self, in_size: int, hidden: int) -> None:
         self.dense.set_active(in_size, hidden)
@@ -299,8 +302,10 @@ class AtbBertLMHead(nn.Module):
         self.transform.LayerNorm.set_active(arch.hidden)
 
     def forward(self, x: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        """``word_embeddings``: the whole tied table ``[V, max hidden]``; the active sub-model reads its first
+        ``hidden`` columns (:func:`atb.elastic.linear_first_columns`)."""
         x = self.transform.LayerNorm(F.gelu(self.transform.dense(x)))
-        return F.linear(x, word_embeddings, self.bias)
+        return linear_first_columns(x, word_embeddings, self.bias)
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -403,7 +408,7 @@ class AtbBertForMaskedLM(AtbBertPreTrainedModel):
         **unused,
     ) -> MaskedLMOutput:
         out = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        logits = self.cls.predictions(out.last_hidden_state, self.bert.embeddings.word_embeddings.active_weight())
+        logits = self.cls.predictions(out.last_hidden_state, self.bert.embeddings.word_embeddings.weight)
         loss = None if labels is None else masked_lm_loss(logits, labels)
         return MaskedLMOutput(loss=loss, logits=logits)
 
@@ -418,7 +423,7 @@ class AtbBertForSequenceClassification(AtbBertPreTrainedModel):
         self.num_labels = config.num_labels
         self.bert = self.bert_class(config)
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(p)
+        self.dropout = Dropout(p)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 

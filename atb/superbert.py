@@ -118,8 +118,7 @@ class SuperBert(AtbBertForMaskedLM):
         loss = logits = None
         if labels is not None:
             masked = labels != -100
-            logits = self.cls.predictions(out.last_hidden_state[masked],
-                                          self.bert.embeddings.word_embeddings.active_weight())
+            logits = self.cls.predictions(out.last_hidden_state[masked], self.bert.embeddings.word_embeddings.weight)
             loss = masked_lm_loss(logits, labels[masked])
         return SuperBertOutput(loss=loss, logits=logits, last_hidden_state=out.last_hidden_state,
                                attention_scores=out.attention_scores, hidden_states=out.hidden_states,

@@ -1,6 +1,9 @@
 """The training engine, side by side in one run: the earlier study's path (commit ecb91f4: fp32, the unfused AdamW
-loop, uniformly shuffled fine-tuning batches) against the new default (``precision: auto`` — bf16 autocast where the
-CPU multiplies bf16 natively, fp32 elsewhere —, fused AdamW and foreach clipping, length-grouped fine-tuning batches).
+loop, uniformly shuffled fine-tuning batches, torch's Bernoulli dropout and the word-embedding table's gradient built
+through its slice: :func:`atb.dropout.bernoulli_dropout`, :func:`atb.elastic.sliced_table_gradients`) against the new
+default (``precision: auto`` — bf16 autocast where the
+CPU multiplies bf16 natively, fp32 elsewhere —, fused AdamW and foreach clipping, length-grouped fine-tuning batches,
+dropout masks cut from 64-bit random words, the table's gradients at its full size).
 
 Timed at a scale's budgets (default mini), alternating the two paths ``--rounds`` times and keeping each one's median:
 
@@ -19,6 +22,7 @@ Usage: ``python benchmarks/bench_training.py [--scale mini] [--out results/mini/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import statistics
 import tempfile
@@ -29,6 +33,8 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from atb import engine
+from atb.dropout import bernoulli_dropout
+from atb.elastic import sliced_table_gradients
 from atb.data import load_glue, load_tokenizer
 from atb.finetune import FinetuneConfig, glue_features, train_batches, train_model, train_subset
 from atb.modeling import AtbBertConfig, AtbBertForSequenceClassification
@@ -38,6 +44,16 @@ from atb.train import TrainConfig, Trainer
 
 EARLIER = {"precision": "fp32", "fused_optimizer": False}  # the ecb91f4 path
 PATHS = ("earlier", "new")
+
+
+@contextlib.contextmanager
+def kernels(path: str):
+    """The earlier path's dropout and table gradients (the engine's settings are in its config); the new: as is."""
+    with contextlib.ExitStack() as stack:
+        if path == "earlier":
+            stack.enter_context(bernoulli_dropout())
+            stack.enter_context(sliced_table_gradients())
+        yield
 
 
 # ------------------------------------------------------------------------------------------ fine-tuning
@@ -85,7 +101,8 @@ def side_by_side(measure: Callable[[str], float], rounds: int) -> dict[str, floa
     times: dict[str, list[float]] = {path: [] for path in PATHS}
     for _ in range(rounds):
         for path in PATHS:
-            times[path].append(measure(path))
+            with kernels(path):
+                times[path].append(measure(path))
     return {path: statistics.median(values) for path, values in times.items()}
 
 
@@ -101,8 +118,10 @@ def main() -> None:
     new = engine.describe("auto")
     results: dict = {"scale": args.scale, "arch": str(arch), "machine": machine_info(),
                      "native_bf16": new["native_bf16"], "new": {**EARLIER, **{k: new[k] for k in (
-                         "precision", "computed_in", "optimizer")}, "fused_optimizer": True, "group_by_length": True},
-                     "earlier": {**EARLIER, "group_by_length": False, "commit": "ecb91f4"},
+                         "precision", "computed_in", "optimizer")}, "fused_optimizer": True, "group_by_length": True,
+                             "dropout": "cheap masks (atb.dropout)", "table_gradients": "full size (atb.elastic)"},
+                     "earlier": {**EARLIER, "group_by_length": False, "dropout": "bernoulli",
+                                 "table_gradients": "sliced", "commit": "ecb91f4"},
                      "seconds": {}, "speedup": {}}
 
     for task in ("sst2", "mrpc"):

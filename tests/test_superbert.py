@@ -252,3 +252,42 @@ def test_inference_cache_follows_weight_updates():
         expected = fresh.bert(ids, attention_mask=mask).last_hidden_state
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, expected, atol=TOL, rtol=0)
+
+
+def test_the_shared_tables_gradients_equal_those_of_slicing():
+    """The word-embedding lookup gathers whole rows and the tied MLM decoder builds its gradient at the table's size
+    (atb.elastic): the same values and gradients as computing with the sliced table, and nothing outside the slice."""
+    from atb.elastic import ElasticEmbedding, linear_first_columns, sliced_table_gradients
+
+    torch.manual_seed(0)
+    table, d = ElasticEmbedding(50, 16), 10
+    table.set_active(d)
+    ids, h = torch.randint(0, 50, (3, 7)), torch.randn(5, d, requires_grad=True)
+    weights = torch.randn(3, 7, d)
+
+    def gradients(lookup, decoder):
+        table.weight.grad, h.grad = None, None
+        ((lookup(ids) * weights).sum() + decoder(h, table.weight).pow(2).sum()).backward()
+        return table.weight.grad.clone(), h.grad.clone()
+
+    ours = gradients(table, linear_first_columns)
+    sliced = gradients(lambda i: torch.nn.functional.embedding(i, table.weight[:, :d]),
+                       lambda x, w: torch.nn.functional.linear(x, w[:, :d]))
+    torch.testing.assert_close(ours, sliced, atol=1e-5, rtol=1e-6)
+    with sliced_table_gradients():  # the earlier engine's path, for the benchmark
+        torch.testing.assert_close(gradients(table, linear_first_columns), sliced, atol=1e-5, rtol=1e-6)
+    assert ours[0][:, d:].abs().sum() == 0 and ours[0][:, :d].abs().sum() > 0
+    torch.testing.assert_close(linear_first_columns(h, table.weight), h @ table.weight[:, :d].T)
+
+
+def test_an_mlm_step_trains_through_the_tied_table():
+    """SuperBert's MLM loss reaches the shared table through both the lookup and the decoder, within the slice."""
+    torch.manual_seed(0)
+    space = SearchSpace.preset("smoke", "mlm")
+    model = SuperBert(SuperBertConfig.from_space(space)).train()
+    arch = space.smallest()
+    ids, mask, segments, labels = batch(seq=12, pad_from=9)
+    model(ids, attention_mask=mask, token_type_ids=segments, arch=arch, labels=labels).loss.backward()
+    grad = model.bert.embeddings.word_embeddings.weight.grad
+    assert grad[:, arch.hidden:].abs().sum() == 0
+    assert (grad[:, : arch.hidden].abs().sum(1) > 0).sum() > len(ids.unique())  # the decoder's rows: every word

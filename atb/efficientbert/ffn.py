@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..dropout import Dropout
 from .expression import STACKS, LayerFFN, evaluate
 
 
@@ -26,7 +27,7 @@ class ExpressionBlock(nn.Module):
         super().__init__()
         self.dense1 = nn.Linear(hidden, ffn)  # wb1
         self.dense2 = nn.Linear(ffn, hidden)  # wb2
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm = nn.LayerNorm(hidden, eps=eps)
 
     def forward(self, x: torch.Tensor, ffn: LayerFFN, width: int) -> torch.Tensor:
