@@ -38,8 +38,9 @@ PIPELINE: list[tuple[str, ...]] = [
     ("reproduce",),                                                # the notebook runner
 ]
 # Utilities: any module may import them; they import only each other and ``space`` (``engine``: precision and
-# optimizer of every training loop; ``progress``: the one progress bar per step of the study).
-UTILITIES = {"data", "records", "layout", "config", "plots", "zoo", "teacher", "stats", "engine", "progress"}
+# optimizer of every training loop; ``dropout``: the models' dropout masks; ``progress``: the one progress bar per step
+# of the study).
+UTILITIES = {"data", "records", "layout", "config", "plots", "zoo", "teacher", "stats", "engine", "dropout", "progress"}
 UTILITY_MAY_IMPORT = UTILITIES | {"space"}
 PACKAGE = "__init__"  # the package's public names; outside the order, but part of the cycle check
 
