@@ -9,6 +9,7 @@ section        read by                                 what it sets
 ``pretrain``   :class:`atb.train.TrainConfig`          one-shot SuperPLM training (``mlm:``/``kd:``
                                                        sub-sections override per objective)
 ``latency``    :class:`atb.latency.LatencySettings`    the timing protocol, the sweep, the predictor
+``deployment`` :class:`atb.deployment.Deployment...`   runtimes and rounds of the deployment table
 ``search``     :class:`atb.search.SearchConfig`        the evolution, the constraints, the fitness
 ``ranking``    :class:`atb.ranking.RankingConfig`      the Kendall-τ ranking studies
 ``develop``    :class:`atb.develop.DevelopConfig`      further training, baselines, downstream tasks
@@ -45,7 +46,7 @@ import yaml
 from .layout import ROOT
 
 CONFIG_DIR = ROOT / "configs"
-SECTIONS = ("pretrain", "latency", "search", "ranking", "develop", "finetune", "budgets", "efficientbert",
+SECTIONS = ("pretrain", "latency", "deployment", "search", "ranking", "develop", "finetune", "budgets", "efficientbert",
             "autobert_zero", "engine")
 # Where the ``engine`` section's settings become defaults: the (nested) mappings of each section that configure a
 # training loop (TrainConfig; FinetuneConfig's ``all`` group; the studies' WarmupConfig / LocalKDConfig, which also

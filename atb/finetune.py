@@ -162,30 +162,49 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
     info = GLUE_TASK_INFO[task]
     started = time.perf_counter()
     try:
-        train, evals = glue_splits(task, cfg)
+        run = train_glue(model_dir, task, cfg)
     except DataUnavailableOffline as err:
         return _save(_unavailable(task, err, cfg, model_dir), output_dir)
 
-    tokenizer = load_tokenizer()
-    set_seed(cfg.seed)  # before loading: the new classifier head is drawn from it
-    model = load_with_new_head(AutoModelForSequenceClassification, model_dir, num_labels=info.num_labels)
-    collate = DataCollatorWithPadding(tokenizer)
-    train_loss = train_model(model, glue_features(train, task, cfg, tokenizer), collate, cfg, desc=f"fine-tune {task}")
-
     metrics: dict[str, float] = {}
     dev: dict[str, dict[str, list]] = {}
-    for split, data in evals.items():
-        features = glue_features(data, task, cfg, tokenizer, labels=False)
-        logits = np.stack(predict(model, features, collate, EVAL_BATCH_SIZE, cfg.precision)["logits"])
+    for split, data in run.evals.items():
+        features = glue_features(data, task, cfg, run.tokenizer, labels=False)
+        logits = np.stack(predict(run.model, features, run.collate, EVAL_BATCH_SIZE, cfg.precision)["logits"])
         predictions = logits[:, 0] if info.is_regression else logits.argmax(-1)
         metrics.update(glue_metrics(task, predictions, data["label"], split))
         dev[split] = {"predictions": predictions.tolist(), "labels": list(data["label"])}
     return _save({
         "task": task, "metrics": metrics, "score": glue_score(task, metrics),
-        "train_examples": len(train), "eval_examples": sum(len(d) for d in evals.values()),
-        "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 2),
+        "train_examples": len(run.train), "eval_examples": sum(len(d) for d in run.evals.values()),
+        "train_loss": run.train_loss, "seconds": round(time.perf_counter() - started, 2),
         "config": dataclasses.asdict(cfg), "engine": engine_record(cfg), "model_dir": str(model_dir), "dev": dev,
     }, output_dir)
+
+
+@dataclass
+class GlueRun:
+    """A model fine-tuned by :func:`train_glue`, with what evaluating it needs."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    collate: Callable
+    train: datasets.Dataset  # the training subset
+    evals: dict[str, datasets.Dataset]  # evaluation split -> examples (:func:`glue_splits`)
+    train_loss: float
+
+
+def train_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig) -> GlueRun:
+    """The model :func:`finetune_glue` scores, fine-tuned the same way (``cfg``'s subset, seed, head and engine), for
+    callers that evaluate it otherwise (e.g. quantized: :mod:`atb.deployment`). Raises
+    :class:`atb.data.DataUnavailableOffline` when the data cannot be had."""
+    train, evals = glue_splits(task, cfg)
+    tokenizer = load_tokenizer()
+    set_seed(cfg.seed)  # before loading: the new classifier head is drawn from it
+    model = load_with_new_head(AutoModelForSequenceClassification, model_dir, num_labels=GLUE_TASK_INFO[task].num_labels)
+    collate = DataCollatorWithPadding(tokenizer)
+    train_loss = train_model(model, glue_features(train, task, cfg, tokenizer), collate, cfg, desc=f"fine-tune {task}")
+    return GlueRun(model, tokenizer, collate, train, evals, train_loss)
 
 
 # A head swap leaves these behind by design: the task head (and a pooler the checkpoint lacks) is new, and the
@@ -568,6 +587,14 @@ def seeds_of(scale: str | Path, task: str, n: int) -> list[int]:
     return list(range(first, first + n))
 
 
+def seed_config(scale: str | Path, task: str, seed: int | None = None,
+                budgets: Mapping[str, Mapping[str, Any]] | None = None) -> FinetuneConfig:
+    """The budget :func:`run` fine-tunes ``task`` with: the scale's, overridden by ``budgets[task]`` (e.g. a chosen
+    learning rate), with ``seed`` (``None``: the budget's own)."""
+    cfg = dataclasses.replace(FinetuneConfig.load(scale, task), **(budgets or {}).get(task, {}))
+    return cfg if seed is None else dataclasses.replace(cfg, seed=seed)
+
+
 def run(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, output_dir: str | Path | None = None,
         resume: bool = True, seed: int | None = None, budgets: Mapping[str, Mapping[str, Any]] | None = None
         ) -> dict[str, dict]:
@@ -579,9 +606,7 @@ def run(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, output_d
     """
     results = {}
     for task in tasks:
-        cfg = dataclasses.replace(FinetuneConfig.load(scale, task), **(budgets or {}).get(task, {}))
-        if seed is not None:
-            cfg = dataclasses.replace(cfg, seed=seed)
+        cfg = seed_config(scale, task, seed, budgets)
         if resume and (cached := cached_result(output_dir, task, cfg, model_dir)) is not None:
             results[task] = cached
         elif task in SQUAD_TASKS:

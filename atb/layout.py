@@ -84,6 +84,11 @@ class Layout:
         """The latency sweep (``sweep.csv``) and the fitted predictors."""
         return self.runs / "latency"
 
+    @property
+    def deployment(self) -> Path:
+        """The deployment table's exported ONNX files (notebook 11)."""
+        return self.runs / "deployment"
+
     def search_log(self, objective: str, method: str, speedup: float) -> Path:
         return self.runs / "search" / f"{objective}-{method}-{speedup:g}x.jsonl"
 

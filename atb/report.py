@@ -74,7 +74,7 @@ SMOKE = "the smoke scale's toy models only show that the pipeline runs"  # why n
 MIN_SEARCH_SEEDS = 5  # claim 11: a Student-t interval over fewer search seeds is not read
 FIGURES = ("01_loss_curves.png", "02_latency_speedup.png", "02_latency_predictor.png", "03_search_history.png",
            "03_search_shapes.png", "04_development_cost.png", "07_accuracy_latency.png", "08_accuracy_latency.png",
-           "09_search.png", "10_accuracy_latency.png")
+           "09_search.png", "10_accuracy_latency.png", "11_deployment_speedups.png")
 
 
 def load_records(results_dir: str | Path) -> dict[str, dict]:
@@ -679,6 +679,7 @@ def render(records: dict, results_dir: str | Path) -> str:
         f"(results/{_scale(records)}/05_glue.json lists them), not the paper's eight; SQuAD v2.0 is not scored.",
         *decision_lines(records),
     ]
+    lines += beyond_lines(records)
     if run.get("notebooks"):
         lines += ["", "## Run", "", "| notebook | seconds | status |", "|---|---|---|",
                   *(f"| {n} | {v['seconds']:.0f}{' (cached)' if v.get('cached') else ''} | {_cell(v['status'])} |"
@@ -688,6 +689,39 @@ def render(records: dict, results_dir: str | Path) -> str:
     if figures:
         lines += ["", "## Figures", "", *(f"![{f}]({f})" for f in figures)]
     return "\n".join(lines) + "\n"
+
+
+def deployment_summary(records: dict) -> dict | None:
+    """Notebook 11's answer to "do the speedups hold under deployment runtimes?": per runtime the Spearman ρ of the
+    published models' speedups against the paper's (with its interval) and whether it lies above 0; int8's accuracy
+    cost. ``None`` without the record."""
+    record = records.get("11")
+    if not record:
+        return None
+    rho = {runtime: entry["spearman_vs_paper"] for runtime, entry in record["runtimes"].items()
+           if entry.get("spearman_vs_paper")}
+    return {"spearman_vs_paper": rho, "holds": sorted(r for r, v in rho.items() if v["ci95"][0] > 0),
+            "int8_accuracy": {k: record["int8_accuracy"][k] for k in ("task", "difference", "ci95", "n")}
+            if record.get("int8_accuracy") else None, "cpu": record["machine"]["cpu"]}
+
+
+def beyond_lines(records: dict) -> list[str]:
+    """REPORT.md's section on what the papers did not ask (notebook 11); none without its record."""
+    summary = deployment_summary(records)
+    if summary is None:
+        return []
+    rho = summary["spearman_vs_paper"]
+    line = f"- **The speedups hold under deployment runtimes** (notebook 11, {summary['cpu']}): "
+    line += ((f"the paper's ranking of its models holds, Spearman's ρ with an interval above 0, under "
+              f"{len(summary['holds'])} of {len(rho)} runtimes: "
+              + "; ".join(f"{r} ρ = {v['difference']:.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]"
+                          for r, v in rho.items()) + ".") if rho else
+             "too few published models were timed at this scale to rank them.")
+    int8 = summary["int8_accuracy"]
+    if int8:
+        line += (f" int8 (ONNX Runtime, dynamic quantization) − fp32 on {int8['task'].upper()}: {int8['difference']:+.2f} "
+                 f"points [{int8['ci95'][0]:+.2f}, {int8['ci95'][1]:+.2f}] over {int8['n']} model × seed pairs.")
+    return ["", "## Beyond the paper", "", line]
 
 
 def decision_lines(records: dict) -> list[str]:
@@ -728,18 +762,19 @@ def run_total(run: dict) -> str:
 
 def summary(records: dict) -> dict:
     """``report.json``: ``{"scale", "commit", "claims": {number: {"claim", "paper", "ours", "verdict", "measure",
-    "difference", "ci95", "n", "reason", "extra"}}}`` (``paper`` / ``ours``: REPORT.md's two cells; ``difference`` /
+    "difference", "ci95", "n", "reason", "extra"}}, "beyond": {"deployment": deployment_summary(...)}}`` (``paper`` / ``ours``: REPORT.md's two cells; ``difference`` /
     ``ci95`` / ``n`` ``None`` where there is no interval)."""
     keys = ("claim", "paper", "ours", "verdict", "measure", "difference", "ci95", "n", "reason", "extra")
     return {"scale": _scale(records), "commit": records.get("reproduce", {}).get("commit"),
-            "claims": {str(c["number"]): {k: c[k] for k in keys} for c in (f(records) for f in CLAIMS)}}
+            "claims": {str(c["number"]): {k: c[k] for k in keys} for c in (f(records) for f in CLAIMS)},
+            "beyond": {"deployment": deployment_summary(records)}}
 
 
 # Each notebook is a chapter: the claims it tests, named in its opening cell and decided in its closing one.
 CHAPTERS: dict[str, tuple[int, ...]] = {
     "00_overview": (), "01_superpretraining": (), "02_latency": (1,), "03_search": (3, 5, 6),
     "04_further_training": (5,), "05_glue": (0, 2, 4, 5), "06_squad": (0, 2, 4, 5), "07_accuracy_latency": (2, 4),
-    "08_efficientbert": (7, 8, 9), "09_autobert_zero": (10, 11), "10_comparison": (),
+    "08_efficientbert": (7, 8, 9), "09_autobert_zero": (10, 11), "10_comparison": (), "11_deployment": (),
 }
 
 

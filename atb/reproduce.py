@@ -68,6 +68,7 @@ def check_config(scale: str | Path) -> dict:
     from .develop import DevelopConfig
     from .finetune import SQUAD_TASKS, FinetuneConfig
     from .fitness import FITNESSES
+    from .deployment import DeploymentSettings
     from .latency import LatencySettings
     from .ranking import RankingConfig
     from .search import SearchConfig
@@ -91,6 +92,7 @@ def check_config(scale: str | Path) -> dict:
     return {
         "pretrain": {obj: TrainConfig.load(scale, obj) for obj in objectives},
         "latency": LatencySettings.load(scale),
+        "deployment": DeploymentSettings.load(scale),
         "search": search,
         "ranking": ranking,
         "ranking_train": {obj: TrainConfig.load(scale, obj, steps=ranking.steps, **ranking.train) for obj in objectives},

@@ -31,11 +31,12 @@ ranking agreement (architectures resampled).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import kendalltau
+from scipy.stats import kendalltau, spearmanr
 
 REPRODUCED, REFUTED, NOT_TESTABLE = "reproduced", "refuted", "not testable"
 
@@ -197,20 +198,33 @@ def t_interval(differences: Sequence[float]) -> Interval:
     return Interval(mean, (float(lo), float(hi)), int(values.size), 0)
 
 
-def kendall_tau_interval(x: Sequence[float], y: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> Interval:
-    """Kendall's τ of ``x`` and ``y`` with a 95 % interval from resampling the architectures (pairs)."""
+def _rank_interval(correlation: Callable, name: str, x: Sequence[float], y: Sequence[float], n_boot: int,
+                   seed: int) -> Interval:
+    """A rank correlation of ``x`` and ``y`` with a 95 % interval from resampling the items (pairs)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.size < 3:
-        raise ValueError(f"kendall_tau_interval needs two equally long rankings of >= 3 items, got {x.size}, {y.size}")
+        raise ValueError(f"{name} needs two equally long rankings of >= 3 items, got {x.size}, {y.size}")
     rng = np.random.default_rng(seed)
     draws = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, x.size, x.size)
-        tau = kendalltau(x[idx], y[idx]).statistic
-        if np.isfinite(tau):  # a draw of one repeated item has no ranking
-            draws.append(tau)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a draw of one repeated item has no ranking (nan): left out below
+        for _ in range(n_boot):
+            idx = rng.integers(0, x.size, x.size)
+            value = correlation(x[idx], y[idx]).statistic
+            if np.isfinite(value):
+                draws.append(value)
     lo, hi = np.percentile(draws, [2.5, 97.5])
-    return Interval(float(kendalltau(x, y).statistic), (float(lo), float(hi)), int(x.size), n_boot)
+    return Interval(float(correlation(x, y).statistic), (float(lo), float(hi)), int(x.size), n_boot)
+
+
+def kendall_tau_interval(x: Sequence[float], y: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> Interval:
+    """Kendall's τ of ``x`` and ``y`` with a 95 % interval from resampling the architectures (pairs)."""
+    return _rank_interval(kendalltau, "kendall_tau_interval", x, y, n_boot, seed)
+
+
+def spearman_interval(x: Sequence[float], y: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> Interval:
+    """Spearman's ρ of ``x`` and ``y`` with a 95 % interval from resampling the items (pairs)."""
+    return _rank_interval(spearmanr, "spearman_interval", x, y, n_boot, seed)
 
 
 def detectable_tau(n: int) -> float:

@@ -27,6 +27,7 @@ PIPELINE: list[tuple[str, ...]] = [
     ("latency",),                                                  # timing, sweeps, the window
     ("latency_predictor",),                                        # predictors fitted to a sweep
     ("finetune", "metrics"),                                       # GLUE / SQuAD (the paper fitness uses it)
+    ("deployment",),                                               # other runtimes: latency, int8's accuracy
     ("search", "fitness"),                                         # latency-constrained search
     ("ranking",),                                                  # Kendall-tau studies of the fitness
     ("develop",),                                                  # extraction + further training of the picks

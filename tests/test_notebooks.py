@@ -96,10 +96,29 @@ def check_result_contracts(results):
     check_efficientbert_contract(json.loads((results / "08_efficientbert.json").read_text()), cfg)
     check_autobert_zero_contract(json.loads((results / "09_autobert_zero.json").read_text()), cfg)
     check_comparison_contract(json.loads((results / "10_comparison.json").read_text()))
+    check_deployment_contract(json.loads((results / "11_deployment.json").read_text()), develop["models"])
+    assert "## Beyond the paper" in (results / "REPORT.md").read_text()
     claims = json.loads((results / "report.json").read_text())["claims"]
     assert set(claims) == {str(n) for n in range(12)}
     assert all({"verdict", "difference", "ci95", "n", "reason"} <= set(c) for c in claims.values())
     assert all(c["verdict"] in ("not testable", "partly", "not reproduced") for c in claims.values())  # smoke
+
+
+def check_deployment_contract(record, developed):
+    """Notebook 11 (issue #25): per installed runtime every model's latency, speedup over BERT-base under that runtime
+    (BERT-base itself 1) and spread, its output check; int8's accuracy cost with its interval."""
+    from atb.deployment import RUNTIMES, available
+
+    assert set(record["runtimes"]) == {r for r in RUNTIMES if available(r)} and not record["skipped"]
+    for runtime, entry in record["runtimes"].items():
+        models = entry["models"]
+        assert {"BERT-base", "KD-S4", *developed} == set(models), runtime
+        assert models["BERT-base"]["speedup"] == 1.0
+        assert all(m["latency_ms"] > 0 and m["spread"][0] <= m["speedup"] <= m["spread"][1] and m["check"]
+                   for m in models.values())
+    int8 = record["int8_accuracy"]
+    assert int8["task"] == "sst2" and int8["ci95"][0] <= int8["difference"] <= int8["ci95"][1]
+    assert set(int8["models"]) == set(developed)
 
 
 def check_calibration(entry, columns):

@@ -617,3 +617,17 @@ def test_a_chapter_opens_with_its_claims_and_cost_and_closes_with_the_reports_ve
     assert closing.count("**not testable**") == 3
     with pytest.raises(ValueError, match="unknown notebook '11_nothing'"):
         report.chapter_opening("11_nothing")
+
+
+def test_the_deployment_table_gets_its_line_beyond_the_paper():
+    """Notebook 11's record: REPORT.md names the runtimes under which the paper's ranking holds (interval above 0) and
+    int8's accuracy cost; report.json carries the same; no record, no section."""
+    rho = {"pytorch-fp32": {"difference": 0.9, "ci95": [0.5, 1.0], "n": 8},
+           "onnxruntime-int8": {"difference": 0.4, "ci95": [-0.3, 0.9], "n": 8}}
+    records = {"11": {"machine": {"cpu": "AMD EPYC"}, "runtimes": {r: {"spearman_vs_paper": v} for r, v in rho.items()},
+                      "int8_accuracy": {"task": "sst2", "difference": -0.4, "ci95": [-1.1, 0.2], "n": 12}}}
+    lines = report.beyond_lines(records)
+    assert lines[1] == "## Beyond the paper" and "under 1 of 2 runtimes" in lines[3]
+    assert "pytorch-fp32 ρ = 0.90 [+0.50, +1.00]" in lines[3] and "SST2: -0.40 points [-1.10, +0.20]" in lines[3]
+    assert report.deployment_summary(records)["holds"] == ["pytorch-fp32"]
+    assert report.beyond_lines({}) == [] and report.summary({})["beyond"] == {"deployment": None}

@@ -1,11 +1,11 @@
-"""atb.stats: paired bootstrap over seeds and dev examples, intervals for means and Kendall's tau, verdicts."""
+"""atb.stats: paired bootstrap over seeds and dev examples, intervals for means and rank correlations, verdicts."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, matthews_corrcoef
 
 from atb.stats import (NOT_TESTABLE, REFUTED, REPRODUCED, Interval, ModelRuns, TaskRuns, kendall_tau_interval,
-                       mean_interval, paired_bootstrap, score_interval, shifted, verdict)
+                       mean_interval, paired_bootstrap, score_interval, shifted, spearman_interval, verdict)
 
 
 def runs(accuracy_a, accuracy_b, n=400, seeds=3, seed=0, metric=accuracy_score):
@@ -67,6 +67,11 @@ def test_mean_and_kendall_intervals():
     assert tau.difference > 0.8 and verdict(tau) == REPRODUCED
     unrelated = kendall_tau_interval(x, np.random.default_rng(1).permutation(12).astype(float))
     assert verdict(unrelated) == NOT_TESTABLE
+    rho = spearman_interval(x, x + np.random.default_rng(0).normal(0, 0.5, 12))
+    assert rho.difference > tau.difference and verdict(rho) == REPRODUCED  # rho >= tau for the same near-agreement
+    assert verdict(spearman_interval(x, np.random.default_rng(1).permutation(12).astype(float))) == NOT_TESTABLE
+    with pytest.raises(ValueError, match="spearman_interval needs"):
+        spearman_interval([1.0, 2.0], [1.0, 2.0])
 
 
 @pytest.mark.parametrize(("ci", "margin", "expected"), [
