@@ -332,7 +332,7 @@ def plot_speedups(speedups: pd.DataFrame, paper: Mapping[str, float], title: str
     published ones ordered by the paper's speedup, with the paper's own value as a black tick."""
     import matplotlib.pyplot as plt
 
-    from .plots import legend_beside
+    from .plots import legend_beside, speedup_axis
 
     order = [m for m in sorted(paper, key=paper.get)] + [m for m in dict.fromkeys(speedups.model)
                                                           if m not in paper and m != REFERENCE]
@@ -347,9 +347,9 @@ def plot_speedups(speedups: pd.DataFrame, paper: Mapping[str, float], title: str
     published = [i for i, m in enumerate(order) if m in paper]
     ax.scatter(published, [paper[order[i]] for i in published], marker="_", s=300, color="black",
                label="paper (PyTorch fp32, 2021)")
-    ax.set_yscale("log")
+    speedup_axis(ax, [*speedups[speedups.model.isin(order)].low, *speedups[speedups.model.isin(order)].high,
+                      *paper.values()], "speedup over BERT-base (same runtime)", axis="y")
     ax.set_xticks(range(len(order)), order, rotation=45, ha="right")
-    ax.set_ylabel("speedup over BERT-base (same runtime)")
     ax.set_title(title)
     legend_beside(ax)
     return fig
