@@ -82,7 +82,7 @@ class DeploymentSettings:
     runtimes: tuple[str, ...] = RUNTIMES
     rounds: int = 3  # times the whole table is timed: a speedup's spread is its range over rounds
     zoo: tuple[str, ...] | None = None  # the zoo models timed (names); None: every published one
-    developed: bool = True  # also the study's developed models (notebook 04's record)
+    developed: bool = True  # also time the study's developed models (notebook 04's record; int8's accuracy uses them all)
 
     def __post_init__(self) -> None:
         for runtime in self.runtimes:
@@ -154,7 +154,8 @@ Session = Callable[..., np.ndarray]  # session(ids, attention_mask=mask) -> the 
 
 def _torch_session(model: torch.nn.Module) -> Session:
     def run(ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
-        return model(ids, attention_mask=attention_mask).last_hidden_state.float().numpy()
+        with torch.inference_mode():
+            return model(ids, attention_mask=attention_mask).last_hidden_state.float().numpy()
     return run
 
 
