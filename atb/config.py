@@ -3,22 +3,22 @@
 A scale file has one section per step of the pipeline, and each section is read by exactly one settings
 class, whose dataclass defaults are the paper's values (a section lists only what the scale changes):
 
-=============  ======================================  ==========================================
-section        read by                                 what it sets
-=============  ======================================  ==========================================
-``pretrain``   :class:`atb.train.TrainConfig`          one-shot SuperPLM training (``mlm:``/``kd:``
-                                                       sub-sections override per objective)
-``latency``    :class:`atb.latency.LatencySettings`    the timing protocol, the sweep, the predictor
-``deployment`` :class:`atb.deployment.Deployment...`   runtimes and rounds of the deployment table
-``search``     :class:`atb.search.SearchConfig`        the evolution, the constraints, the fitness
-``ranking``    :class:`atb.ranking.RankingConfig`      the Kendall-τ ranking studies
-``develop``    :class:`atb.develop.DevelopConfig`      further training, baselines, downstream tasks
-``finetune``   :class:`atb.finetune.FinetuneConfig`    fine-tuning budgets (``all``, ``glue``,
-                                                       ``squad``, then per task)
-``budgets``    :class:`atb.budgets.BudgetConfig`       the ladder that chooses those budgets
-``engine``     :class:`atb.engine.EngineConfig`        precision and optimizer of every training
-                                                       loop (the defaults of their own fields)
-=============  ======================================  ==========================================
+==============  ==============================================  ==========================================
+section         read by                                         what it sets
+==============  ==============================================  ==========================================
+``pretrain``    :class:`atb.train.TrainConfig`                  one-shot SuperPLM training (``mlm:``/``kd:``
+                                                                sub-sections override per objective)
+``latency``     :class:`atb.latency.LatencySettings`            the timing protocol, the sweep, the predictor
+``deployment``  :class:`atb.deployment.DeploymentSettings`      runtimes and rounds of the deployment table
+``search``      :class:`atb.search.SearchConfig`                the evolution, the constraints, the fitness
+``ranking``     :class:`atb.ranking.RankingConfig`              the Kendall-τ ranking studies
+``develop``     :class:`atb.develop.DevelopConfig`              further training, baselines, downstream tasks
+``finetune``    :class:`atb.finetune.FinetuneConfig`            fine-tuning budgets (``all``, ``glue``,
+                                                                ``squad``, then per task)
+``budgets``     :class:`atb.budgets.BudgetConfig`               the ladder that chooses those budgets
+``engine``      :class:`atb.engine.EngineConfig`                precision and optimizer of every training
+                                                                loop (the defaults of their own fields)
+==============  ==============================================  ==========================================
 
 The ``engine`` section is the one exception to "one section, one class": its settings are the defaults of the
 ``precision`` / ``fused_optimizer`` fields of every training loop's settings (:data:`ENGINE_LOOPS`), which

@@ -30,8 +30,9 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,19 +118,18 @@ def _quiet():
             logger.setLevel(level)
 
 
-def export_onnx(model: torch.nn.Module, inputs: tuple[torch.Tensor, torch.Tensor], path: str | Path) -> Path:
-    """``model`` (an encoder called as ``model(ids, attention_mask=mask)``) as an ONNX file at ``inputs``' fixed shape;
-    reused when ``path`` exists. Outputs: ``last_hidden_state``, ``pooler_output``."""
+def export_onnx(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], outputs: Sequence[str],
+                path: str | Path) -> Path:
+    """``model`` (called as ``model(**inputs)``) as an ONNX file at ``inputs``' fixed shapes, its inputs and ``outputs``
+    named; reused when ``path`` exists."""
     path = Path(path)
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    ids, mask = inputs
     tmp = path.with_suffix(".tmp.onnx")
     with _quiet():
-        program = torch.onnx.export(model, (ids,), kwargs={"attention_mask": mask}, dynamo=True, verbose=False,
-                                    input_names=["input_ids", "attention_mask"],
-                                    output_names=["last_hidden_state", "pooler_output"])
+        program = torch.onnx.export(model, (), kwargs=dict(inputs), dynamo=True, verbose=False,
+                                    input_names=list(inputs), output_names=list(outputs))
     program.save(str(tmp))
     tmp.replace(path)
     return path
@@ -199,7 +199,8 @@ def session(runtime: str, model: torch.nn.Module, inputs: tuple[torch.Tensor, to
         return _torch_session(model)
     if runtime == "pytorch-bf16":  # deployed in bf16: the weights themselves are cast, not autocast
         return _torch_session(copy.deepcopy(model).to(torch.bfloat16))
-    onnx_path = export_onnx(model, inputs, Path(workdir) / f"{name}.onnx")
+    onnx_path = export_onnx(model, dict(zip(("input_ids", "attention_mask"), inputs)),
+                            ("last_hidden_state", "pooler_output"), Path(workdir) / f"{name}.onnx")
     if runtime == "onnxruntime-fp32":
         return _onnxruntime_session(onnx_path, protocol.threads)
     if runtime == "onnxruntime-int8":
@@ -383,28 +384,18 @@ def int8_predictions(model_dir: str | Path, task: str, cfg: FinetuneConfig, work
     """``model_dir`` fine-tuned on ``task`` under ``cfg`` (notebook 05's way), its dev predictions by PyTorch fp32 and
     by its int8 ONNX Runtime export (one thread, inputs padded to ``cfg.max_seq_len``): ``{"labels", "fp32", "int8",
     "split", "seconds"}``. ``workdir`` keeps the exported files."""
-    import time
-
     started = time.perf_counter()
-    info = GLUE_TASK_INFO[task]
-    if info.is_regression:
+    if GLUE_TASK_INFO[task].is_regression:
         raise ValueError(f"int8_predictions scores classification tasks, not {task!r}")
     run = train_glue(model_dir, task, cfg)
     split, data = next(iter(run.evals.items()))
     features = glue_features(data, task, cfg, run.tokenizer, labels=False)
     fp32 = np.stack(predict(run.model, features, run.collate, EVAL_BATCH_SIZE)["logits"]).argmax(-1)
-    model = _Logits(run.model.float().eval())
     example = {k: torch.from_numpy(v) for k, v in _padded(features.select([0]), cfg.max_seq_len)[0].items()}
-    workdir = Path(workdir)
-    path = workdir / "classifier.onnx"
-    path.unlink(missing_ok=True)  # a new fine-tuning: never an older export
-    with _quiet():
-        program = torch.onnx.export(model, (example["input_ids"], example["attention_mask"], example["token_type_ids"]),
-                                    dynamo=True, verbose=False, input_names=list(example), output_names=["logits"])
-    workdir.mkdir(parents=True, exist_ok=True)
-    program.save(str(path))
-    int8_path = workdir / "classifier.int8.onnx"
-    int8_path.unlink(missing_ok=True)
+    path, int8_path = Path(workdir) / "classifier.onnx", Path(workdir) / "classifier.int8.onnx"
+    for old in (path, int8_path):  # a new fine-tuning: never an older export
+        old.unlink(missing_ok=True)
+    export_onnx(_Logits(run.model.float().eval()), example, ("logits",), path)
     session = _onnxruntime(quantize_int8(path, int8_path), 1)
     int8 = np.array([session.run(["logits"], feeds)[0][0].argmax() for feeds in _padded(features, cfg.max_seq_len)])
     return {"split": split, "labels": np.asarray(data["label"]), "fp32": fp32, "int8": int8,

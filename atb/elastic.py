@@ -133,8 +133,8 @@ class _FirstColumnsLinear(torch.autograd.Function):
         d = x.shape[-1]
         grad, flat_x = grad.reshape(-1, grad.shape[-1]), x.reshape(-1, d)
         grad_weight = torch.zeros_like(weight)
-        grad_weight[:, :d].addmm_(grad.t(), flat_x.to(grad.dtype))
-        grad_x = (grad @ weight[:, :d].to(grad.dtype)).view_as(x) if ctx.needs_input_grad[0] else None
+        grad_weight[:, :d].addmm_(grad.t(), flat_x)  # (never under autocast: linear_first_columns)
+        grad_x = (grad @ weight[:, :d]).view_as(x) if ctx.needs_input_grad[0] else None
         return grad_x, grad_weight, grad.sum(0) if ctx.has_bias else None
 
 
