@@ -11,6 +11,7 @@ section         read by                                         what it sets
 ``latency``     :class:`atb.latency.LatencySettings`            the timing protocol, the sweep, the predictor
 ``deployment``  :class:`atb.deployment.DeploymentSettings`      runtimes and rounds of the deployment table
 ``search``      :class:`atb.search.SearchConfig`                the evolution, the constraints, the fitness
+``pareto``      :class:`atb.pareto.ParetoConfig`                the front search (NSGA-II) and its seeds
 ``ranking``     :class:`atb.ranking.RankingConfig`              the Kendall-τ ranking studies
 ``develop``     :class:`atb.develop.DevelopConfig`              further training, baselines, downstream tasks
 ``finetune``    :class:`atb.finetune.FinetuneConfig`            fine-tuning budgets (``all``, ``glue``,
@@ -46,7 +47,7 @@ import yaml
 from .layout import ROOT
 
 CONFIG_DIR = ROOT / "configs"
-SECTIONS = ("pretrain", "latency", "deployment", "search", "ranking", "develop", "finetune", "budgets", "efficientbert",
+SECTIONS = ("pretrain", "latency", "deployment", "search", "pareto", "ranking", "develop", "finetune", "budgets", "efficientbert",
             "autobert_zero", "engine")
 # Where the ``engine`` section's settings become defaults: the (nested) mappings of each section that configure a
 # training loop (TrainConfig; FinetuneConfig's ``all`` group; the studies' WarmupConfig / LocalKDConfig, which also
@@ -156,6 +157,14 @@ def build(cls: type[T], settings: Mapping[str, Any], where: str, exclude: Iterab
     (minus ``exclude``: fields the loader sets itself, such as the scale)."""
     check_keys(settings, fields_of(cls, exclude), where)
     return cls(**settings, **fixed)
+
+
+def load_section(cls: type[T], scale: str | Path, name: str, tuples: Iterable[str] = ()) -> T:
+    """``cls`` built from section ``name`` of ``scale`` with the scale's name set (its ``scale`` field), the lists
+    under ``tuples`` made tuples (YAML has no tuples; frozen settings want them)."""
+    settings, file = section(scale, name)
+    settings = {k: tuple(v) if k in set(tuples) and v is not None else v for k, v in settings.items()}
+    return build(cls, settings, file.where(name), exclude=("scale",), scale=file.scale)
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:

@@ -93,11 +93,7 @@ class DeploymentSettings:
 
     @classmethod
     def load(cls, scale: str | Path) -> DeploymentSettings:
-        settings, file = config.section(scale, "deployment")
-        for key in ("runtimes", "zoo"):
-            if settings.get(key) is not None:
-                settings[key] = tuple(settings[key])
-        return config.build(cls, settings, file.where("deployment"), exclude=("scale",), scale=file.scale)
+        return config.load_section(cls, scale, "deployment", tuples=("runtimes", "zoo"))
 
 
 # ---------------------------------------------------------------------------------------------- export

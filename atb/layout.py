@@ -89,8 +89,11 @@ class Layout:
         """The deployment table's exported ONNX files (notebook 11)."""
         return self.runs / "deployment"
 
-    def search_log(self, objective: str, method: str, speedup: float) -> Path:
-        return self.runs / "search" / f"{objective}-{method}-{speedup:g}x.jsonl"
+    def search_log(self, objective: str, method: str, speedup: float | None = None, seed: int = 0) -> Path:
+        """One search's evaluation log: notebook 03's (seed 0), notebook 12's other seeds, and its front searches
+        (``speedup`` None: one search over every target)."""
+        target = "" if speedup is None else f"-{speedup:g}x"
+        return self.runs / "search" / f"{objective}-{method}{target}{f'-seed{seed}' if seed else ''}.jsonl"
 
     def ranking(self, objective: str) -> Path:
         """The ranking studies of the ``objective`` SuperPLM (one folder per study inside)."""

@@ -74,7 +74,8 @@ SMOKE = "the smoke scale's toy models only show that the pipeline runs"  # why n
 MIN_SEARCH_SEEDS = 5  # claim 11: a Student-t interval over fewer search seeds is not read
 FIGURES = ("01_loss_curves.png", "02_latency_speedup.png", "02_latency_predictor.png", "03_search_history.png",
            "03_search_shapes.png", "04_development_cost.png", "07_accuracy_latency.png", "08_accuracy_latency.png",
-           "09_search.png", "10_accuracy_latency.png", "11_deployment_speedups.png")
+           "09_search.png", "10_accuracy_latency.png", "11_deployment_speedups.png",
+           "12_pareto_fronts.png")
 
 
 def load_records(results_dir: str | Path) -> dict[str, dict]:
@@ -115,14 +116,15 @@ def _pairs_text(summary: dict | None, what: str) -> str:
             f"{summary['mean_difference']:+.2f}")
 
 
-def _interval_text(interval: dict | None, what: str) -> str:
+def _interval_text(interval: dict | None, what: str, digits: int = 2) -> str:
     """``GLUE avg +1.23 [-0.40, +2.90] (95 % CI; 4 pairs, n = 60)``, or why there is no interval."""
     if not interval or interval.get("ci95") is None:
         return f"{what}: no interval" + (f" ({interval['reason']})" if (interval or {}).get("reason") else "")
     lo, hi = interval["ci95"]
     pairs = interval.get("pairs")
     counted = f"; {len(pairs)} pair{'s' * (len(pairs) != 1)}" if pairs is not None else ""
-    return f"{what} {interval['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}] (95 % CI{counted}, n = {interval['n']})"
+    d = digits
+    return f"{what} {interval['difference']:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}] (95 % CI{counted}, n = {interval['n']})"
 
 
 def comparison(records: dict, key: str, measure: str = GLUE_MEASURE) -> dict | None:
@@ -705,11 +707,56 @@ def deployment_summary(records: dict) -> dict | None:
             if record.get("int8_accuracy") else None, "cpu": record["machine"]["cpu"]}
 
 
+def pareto_summary(records: dict) -> dict | None:
+    """Notebook 12's answer to "can one search give the whole front?": the hypervolume differences (NSGA-II minus
+    evolution, over the span and inside the targets' windows) with their intervals and verdicts, per target the best
+    fitness difference, and the developed front points against the evolved models. ``None`` without the record."""
+    record = records.get("12")
+    if not record:
+        return None
+
+    words = {stats.REPRODUCED: "NSGA-II higher", stats.REFUTED: "evolution higher", stats.NOT_TESTABLE: "undecided"}
+
+    def decided(interval: dict | None) -> dict | None:  # which search the interval over seeds favours, if any
+        if interval is None:
+            return None
+        verdict = stats.verdict(stats.Interval(interval["difference"], tuple(interval["ci95"]), interval["n"], 0))
+        return {**{k: interval[k] for k in ("difference", "ci95", "n")}, "verdict": words[verdict]}
+
+    developed = record.get("developed") or {}
+    return {"objective": record["objective"], "seeds": record["seeds"], "speedups": record["speedups"],
+            "evaluations_per_search": record["evaluations_per_search"],
+            "hypervolume": decided(record["hypervolume"]), "hypervolume_windows": decided(record["hypervolume_windows"]),
+            "targets": {s: decided(v) for s, v in record["targets"].items()},
+            "developed": (developed.get("intervals") or {}).get("pareto_vs_evolved"),
+            "developed_measure": developed.get("measure"),
+            "same_pick": developed.get("same_pick") or {}}
+
+
+def pareto_line(summary: dict) -> str:
+    """REPORT.md's line on notebook 12 (:func:`pareto_summary`)."""
+    line = (f"- **One search for the whole front** (notebook 12, {summary['objective'].upper()} space, "
+            f"{len(summary['seeds'])} seeds, {summary['evaluations_per_search']} evaluations per search): NSGA-II "
+            "minus one evolution per target, normalised hypervolume ")
+    parts = [f"{_interval_text(v, name, digits=3)}: {v['verdict']}" for name, v in
+             (("over the whole span", summary["hypervolume"]), ("inside the targets' windows", summary["hypervolume_windows"]))
+             if v is not None]
+    line += "; ".join(parts) if parts else "not decided (fewer than two seeds scored)"
+    developed = summary["developed"]
+    if developed and developed.get("ci95"):
+        line += ". " + _interval_text(developed, "Its developed front points minus the evolved models, "
+                                      + (summary["developed_measure"] or developed["measure"]))
+    if summary["same_pick"]:
+        line += ". Both searches picked the same architecture at " + ", ".join(f"{s}x" for s in summary["same_pick"])
+    return line + "."
+
+
 def beyond_lines(records: dict) -> list[str]:
-    """REPORT.md's section on what the papers did not ask (notebook 11); none without its record."""
+    """REPORT.md's section on what the papers did not ask (notebooks 11 and 12); none without their records."""
+    lines = [pareto_line(s)] if (s := pareto_summary(records)) else []
     summary = deployment_summary(records)
     if summary is None:
-        return []
+        return ["", "## Beyond the paper", "", *lines] if lines else []
     rho = summary["spearman_vs_paper"]
     line = f"- **The speedups hold under deployment runtimes** (notebook 11, {summary['cpu']}): "
     line += ((f"the paper's ranking of its models holds, Spearman's ρ with an interval above 0, under "
@@ -721,7 +768,7 @@ def beyond_lines(records: dict) -> list[str]:
     if int8:
         line += (f" int8 (ONNX Runtime, dynamic quantization) − fp32 on {int8['task'].upper()}: {int8['difference']:+.2f} "
                  f"points [{int8['ci95'][0]:+.2f}, {int8['ci95'][1]:+.2f}] over {int8['n']} model × seed pairs.")
-    return ["", "## Beyond the paper", "", line]
+    return ["", "## Beyond the paper", "", line, *lines]
 
 
 def decision_lines(records: dict) -> list[str]:
@@ -762,12 +809,12 @@ def run_total(run: dict) -> str:
 
 def summary(records: dict) -> dict:
     """``report.json``: ``{"scale", "commit", "claims": {number: {"claim", "paper", "ours", "verdict", "measure",
-    "difference", "ci95", "n", "reason", "extra"}}, "beyond": {"deployment": deployment_summary(...)}}`` (``paper`` / ``ours``: REPORT.md's two cells; ``difference`` /
+    "difference", "ci95", "n", "reason", "extra"}}, "beyond": {"deployment": deployment_summary(...), "pareto": pareto_summary(...)}}`` (``paper`` / ``ours``: REPORT.md's two cells; ``difference`` /
     ``ci95`` / ``n`` ``None`` where there is no interval)."""
     keys = ("claim", "paper", "ours", "verdict", "measure", "difference", "ci95", "n", "reason", "extra")
     return {"scale": _scale(records), "commit": records.get("reproduce", {}).get("commit"),
             "claims": {str(c["number"]): {k: c[k] for k in keys} for c in (f(records) for f in CLAIMS)},
-            "beyond": {"deployment": deployment_summary(records)}}
+            "beyond": {"deployment": deployment_summary(records), "pareto": pareto_summary(records)}}
 
 
 # Each notebook is a chapter: the claims it tests, named in its opening cell and decided in its closing one.
@@ -775,6 +822,7 @@ CHAPTERS: dict[str, tuple[int, ...]] = {
     "00_overview": (), "01_superpretraining": (), "02_latency": (1,), "03_search": (3, 5, 6),
     "04_further_training": (5,), "05_glue": (0, 2, 4, 5), "06_squad": (0, 2, 4, 5), "07_accuracy_latency": (2, 4),
     "08_efficientbert": (7, 8, 9), "09_autobert_zero": (10, 11), "10_comparison": (), "11_deployment": (),
+    "12_pareto": (),
 }
 
 

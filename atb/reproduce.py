@@ -70,6 +70,7 @@ def check_config(scale: str | Path) -> dict:
     from .fitness import FITNESSES
     from .deployment import DeploymentSettings
     from .latency import LatencySettings
+    from .pareto import ParetoConfig
     from .ranking import RankingConfig
     from .search import SearchConfig
     from .train import TrainConfig
@@ -94,6 +95,7 @@ def check_config(scale: str | Path) -> dict:
         "latency": LatencySettings.load(scale),
         "deployment": DeploymentSettings.load(scale),
         "search": search,
+        "pareto": ParetoConfig.load(scale),
         "ranking": ranking,
         "ranking_train": {obj: TrainConfig.load(scale, obj, steps=ranking.steps, **ranking.train) for obj in objectives},
         "develop": develop,

@@ -29,6 +29,7 @@ PIPELINE: list[tuple[str, ...]] = [
     ("finetune", "metrics"),                                       # GLUE / SQuAD (the paper fitness uses it)
     ("deployment",),                                               # other runtimes: latency, int8's accuracy
     ("search", "fitness"),                                         # latency-constrained search
+    ("pareto",),                                                   # one search for the whole front (NSGA-II)
     ("ranking",),                                                  # Kendall-tau studies of the fitness
     ("develop",),                                                  # extraction + further training of the picks
     ("budgets",),                                                  # fine-tuning budgets the teacher can learn from

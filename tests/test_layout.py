@@ -12,6 +12,8 @@ def test_paths_of_a_scale_sit_under_its_own_folders(tmp_path):
     assert mini.notebooks == mini.results / "notebooks" and mini.model_cards == mini.results / "model_cards"
     assert mini.superplm_final("kd") == mini.runs / "superplm-kd" / "final"
     assert mini.search_log("kd", "evolved", 25.0) == mini.runs / "search" / "kd-evolved-25x.jsonl"
+    assert mini.search_log("kd", "evolved", 25.0, seed=2) == mini.runs / "search" / "kd-evolved-25x-seed2.jsonl"
+    assert mini.search_log("kd", "pareto", seed=1) == mini.runs / "search" / "kd-pareto-seed1.jsonl"
     assert mini.finetune("kd-evolved-25x") == mini.runs / "develop" / "kd-evolved-25x" / "finetune"
     assert mini.failed == mini.runs / "failed" and mini.latency == mini.runs / "latency"
     assert mini.control("4/256/480/12/192") == mini.runs / "develop" / "controls" / "4-256-480-12-192-init0"

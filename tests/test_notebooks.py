@@ -97,7 +97,9 @@ def check_result_contracts(results):
     check_autobert_zero_contract(json.loads((results / "09_autobert_zero.json").read_text()), cfg)
     check_comparison_contract(json.loads((results / "10_comparison.json").read_text()))
     check_deployment_contract(json.loads((results / "11_deployment.json").read_text()), develop["models"])
+    check_pareto_contract(json.loads((results / "12_pareto.json").read_text()), develop["models"])
     assert "## Beyond the paper" in (results / "REPORT.md").read_text()
+    assert "One search for the whole front" in (results / "REPORT.md").read_text()
     claims = json.loads((results / "report.json").read_text())["claims"]
     assert set(claims) == {str(n) for n in range(12)}
     assert all({"verdict", "difference", "ci95", "n", "reason"} <= set(c) for c in claims.values())
@@ -119,6 +121,28 @@ def check_deployment_contract(record, developed):
     int8 = record["int8_accuracy"]
     assert int8["task"] == "sst2" and int8["ci95"][0] <= int8["difference"] <= int8["ci95"][1]
     assert set(int8["models"]) == set(developed)
+
+
+def check_pareto_contract(record, developed):
+    """Notebook 12 (issue #25): both searches with every seed at equal evaluations, the hypervolume differences with
+    their intervals over seeds, the developed front points (or the targets where both searches picked alike)."""
+    from atb.pareto import ParetoConfig
+
+    cfg = ParetoConfig.load("smoke")
+    assert record["seeds"] == list(cfg.seeds) and [s["seed"] for s in record["searches"]["pareto"]] == list(cfg.seeds)
+    assert all(s["evaluations"] == record["evaluations_per_search"] and s["front"] for s in record["searches"]["pareto"])
+    assert sum(s["evaluated"] for s in record["searches"]["evolved"]) == record["evaluations_per_search"] * len(cfg.seeds)
+    for key in ("hypervolume", "hypervolume_windows"):
+        lo, hi = record[key]["ci95"]
+        assert lo <= record[key]["difference"] <= hi and record[key]["n"] == len(cfg.seeds)
+    chosen = record["developed"]
+    assert chosen["tasks"] == list(cfg.tasks)
+    assert set(chosen["same_pick"]) | {f"{m['speedup_target']:g}" for m in chosen["models"].values()} == \
+        {f"{s:g}" for s in record["speedups"]}
+    assert all(m["method"] == "pareto" and m["latency_ms"] > 0 for m in chosen["models"].values())
+    pairs = (chosen["intervals"].get("pareto_vs_evolved") or {}).get("pairs", [])
+    assert all(evolved in developed for _, evolved in pairs)  # each front point beside notebook 04's evolved model
+    assert set(chosen["rows"]) == set(chosen["models"]) | {evolved for _, evolved in pairs}
 
 
 def check_calibration(entry, columns):

@@ -630,4 +630,26 @@ def test_the_deployment_table_gets_its_line_beyond_the_paper():
     assert lines[1] == "## Beyond the paper" and "under 1 of 2 runtimes" in lines[3]
     assert "pytorch-fp32 ρ = 0.90 [+0.50, +1.00]" in lines[3] and "SST2: -0.40 points [-1.10, +0.20]" in lines[3]
     assert report.deployment_summary(records)["holds"] == ["pytorch-fp32"]
-    assert report.beyond_lines({}) == [] and report.summary({})["beyond"] == {"deployment": None}
+    assert report.beyond_lines({}) == [] and report.summary({})["beyond"] == {"deployment": None, "pareto": None}
+
+
+def test_the_front_search_gets_its_line_beyond_the_paper():
+    """Notebook 12's record: REPORT.md says which search each hypervolume interval favours (or that it cannot
+    decide), the developed front points against the evolved models, and the targets where both picked alike."""
+    record = {"objective": "kd", "seeds": [0, 1, 2], "speedups": [8.0, 25.0], "evaluations_per_search": 200,
+              "hypervolume": {"difference": 0.03, "ci95": [0.01, 0.05], "n": 3},
+              "hypervolume_windows": {"difference": -0.02, "ci95": [-0.09, 0.04], "n": 3},
+              "targets": {"8": {"difference": -0.01, "ci95": [-0.03, -0.005], "n": 3}, "25": None},
+              "developed": {"measure": "GLUE avg over sst2", "same_pick": {"25": "4/256/512/8/256"},
+                            "intervals": {"pareto_vs_evolved": {"difference": 1.2, "ci95": [-0.5, 2.9], "n": 6,
+                                                                "pairs": [["a", "b"]], "measure": "GLUE avg"}}}}
+    summary = report.pareto_summary({"12": record})
+    assert summary["hypervolume"]["verdict"] == "NSGA-II higher"
+    assert summary["hypervolume_windows"]["verdict"] == "undecided"
+    assert summary["targets"] == {"8": {"difference": -0.01, "ci95": [-0.03, -0.005], "n": 3,
+                                        "verdict": "evolution higher"}, "25": None}
+    lines = report.beyond_lines({"12": record})
+    assert lines[1] == "## Beyond the paper" and len(lines) == 4
+    assert "over the whole span +0.030 [+0.010, +0.050] (95 % CI, n = 3): NSGA-II higher" in lines[3]
+    assert "GLUE avg over sst2 +1.20 [-0.50, +2.90] (95 % CI; 1 pair, n = 6)" in lines[3] and "at 25x" in lines[3]
+    assert report.summary({"12": record})["beyond"]["pareto"] == summary

@@ -27,7 +27,7 @@ Fine-tuning, seeds, intervals and the learning rates are those of notebooks 05-0
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
