@@ -59,6 +59,7 @@ class ParetoConfig:
     seeds: tuple[int, ...] = (0, 1, 2)  # each seed runs both searches; the hypervolume difference is decided over them
     population: int | None = None  # NSGA-II's population; None: the search section's population
     max_proposals: int = 50  # proposals per allowed evaluation before the search gives up (a tiny feasible span)
+    speedups: tuple[float, ...] | None = None  # the targets whose windows span the front; None: notebook 03's
     tasks: tuple[str, ...] | None = None  # GLUE tasks the developed front points are fine-tuned on; None: notebook
     # 05's decision tasks (every GLUE task of the develop section where there are none)
     scale: str | None = None
@@ -73,10 +74,20 @@ class ParetoConfig:
             raise ValueError(f"pareto.population must be >= 2, got {self.population}")
         if self.max_proposals < 1:
             raise ValueError(f"pareto.max_proposals must be >= 1, got {self.max_proposals}")
+        if self.speedups is not None and (not self.speedups or any(s <= 0 for s in self.speedups)):
+            raise ValueError(f"pareto.speedups must be positive speedups (or null: notebook 03's), got {self.speedups}")
 
     @classmethod
     def load(cls, scale: str | Path) -> ParetoConfig:
-        return config.load_section(cls, scale, "pareto", tuples=("seeds", "tasks"))
+        return config.load_section(cls, scale, "pareto", tuples=("seeds", "speedups", "tasks"))
+
+    def targets(self, search: SearchConfig, space: SearchSpace, latency_fn: LatencyFn, bert_base_ms: float
+                ) -> list[float]:
+        """The speedup targets both searches work to: ``speedups``, or those of notebook 03 (``search.constraints``);
+        only targets that notebook 03 also searched have an evolved model (notebook 04) to develop the front beside."""
+        if self.speedups is not None:
+            return [float(s) for s in self.speedups]
+        return search.constraints(self.objective, space, latency_fn, bert_base_ms)
 
 
 def latency_span(bert_base_ms: float, speedups: Sequence[float]) -> tuple[float, float]:

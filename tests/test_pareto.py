@@ -120,7 +120,11 @@ def test_best_in_window():
 
 def test_config_checks_and_loads():
     assert ParetoConfig.load("smoke").seeds == (0, 1) and ParetoConfig.load("mini").seeds == (0, 1, 2)
-    for bad, match in (({"seeds": (0,)}, "at least two"), ({"seeds": (1, 1)}, "distinct"),
+    assert ParetoConfig.load("mini").speedups == (12.0, 25.0, 50.0)
+    assert ParetoConfig(speedups=(10, 20)).targets(CFG, None, None, 1.0) == [10.0, 20.0]
+    study = SearchConfig(speedups={"kd": [25.0], "mlm": [8.0]})
+    assert ParetoConfig().targets(study, None, None, 1.0) == [25.0]  # notebook 03's targets of the objective
+    for bad, match in (({"seeds": (0,)}, "at least two"), ({"seeds": (1, 1)}, "distinct"), ({"speedups": ()}, "speedups"),
                        ({"objective": "xl"}, "objective"), ({"population": 1}, "population"),
                        ({"max_proposals": 0}, "max_proposals")):
         with pytest.raises(ValueError, match=match):
