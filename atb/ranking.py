@@ -51,7 +51,7 @@ from .fitness import Fitness, make_fitness, supernet_objective
 from .objectives import copy_objective
 from .progress import bar as progress_bar, libraries_quiet
 from .records import machine_info, write_dir_atomic, write_json_atomic
-from .search import SearchConfig, describe_fitness, evaluate
+from .search import SearchConfig, describe_fitness, evaluate, header_differences
 from .space import Arch
 from .train import TrainConfig, build_student, further_train, summarize_log
 
@@ -151,8 +151,8 @@ def claim_study(directory: Path, settings: dict, defaults: Mapping[str, Mapping[
                 stored[section] = {**_jsonable({k: v for k, v in fields.items() if k in settings.get(section, {})}),
                                    **stored[section]}
         if stored != settings:
-            differ = sorted(k for k in stored.keys() | settings.keys() if stored.get(k) != settings.get(k))
-            raise ValueError(f"{directory} holds a ranking study with other settings (differs in {differ}): "
+            raise ValueError(f"{directory} holds a ranking study with other settings (differs in "
+                             f"{header_differences(stored, settings)}): "
                              "resuming it would mix two studies; delete it or choose another directory")
         return
     write_json_atomic(path, settings)

@@ -215,7 +215,7 @@ def test_a_study_recorded_before_a_setting_existed_resumes_as_its_default_and_re
     write_json_atomic(tmp_path / "study.json", {"study": "s", "further_training": {"steps": 10, "extra": {}}})
     claim_study(tmp_path, {"study": "s", "further_training": {"steps": 10, "layers": "last", "extra": {}}},
                 defaults=defaults)  # the old record ran as the default does: it resumes
-    with pytest.raises(ValueError, match=r"other settings \(differs in \['further_training'\]\)"):
+    with pytest.raises(ValueError, match=r"other settings \(differs in \['further_training.layers'\]\)"):
         claim_study(tmp_path, {"study": "s", "further_training": {"steps": 10, "layers": "uniform", "extra": {}}},
                     defaults=defaults)
     with pytest.raises(ValueError, match="other settings"):  # without the defaults, any new key is a difference
