@@ -47,8 +47,8 @@ import yaml
 from .layout import ROOT
 
 CONFIG_DIR = ROOT / "configs"
-SECTIONS = ("pretrain", "latency", "deployment", "search", "pareto", "ranking", "develop", "finetune", "budgets", "efficientbert",
-            "autobert_zero", "engine")
+SECTIONS = ("pretrain", "latency", "deployment", "search", "pareto", "ranking", "develop", "finetune", "budgets",
+            "efficientbert", "autobert_zero", "engine")
 # Where the ``engine`` section's settings become defaults: the (nested) mappings of each section that configure a
 # training loop (TrainConfig; FinetuneConfig's ``all`` group; the studies' WarmupConfig / LocalKDConfig, which also
 # drive the reranks' adaptation and the developed candidates' further distillation).

@@ -16,7 +16,8 @@ the log; neither counts as an evaluation.
 
 **Comparing fronts** (:func:`compare`). Both searches' evaluated points, per seed, are scored by the **hypervolume**
 (the area a front dominates up to a reference point; :class:`pymoo.indicators.hv.HV`) on one normalisation shared by
-every search of the comparison: latency by the span, fitness by the lowest and highest fitness any search found.
+every search of the comparison: latency by the span, fitness from the worst point on any search's front (the nadir)
+to the best fitness found.
 Two hypervolumes, because the two searches were asked different questions: over the whole span (the curve, which
 the evolution never covers between its windows: the front search's own question) and inside the targets' windows
 only (the points the per-target searches were asked for: theirs). Beside them, per target, the best fitness each
@@ -208,17 +209,19 @@ def pareto_front(candidates: Sequence[Candidate]) -> list[Candidate]:
 @dataclass(frozen=True)
 class Normaliser:
     """One scale for every front of a comparison: latency 0 at the span's low end, 1 at its high end; fitness 0 at the
-    best fitness any search found, 1 at the worst (both then minimised, with the reference point at 1)."""
+    best fitness any search found, 1 at the worst point of any search's front, its nadir (both then minimised, with
+    the reference point at 1). The nadir, not the worst point evaluated: a few wrecked architectures far below every
+    front would otherwise squeeze all the areas that differ into a sliver of the scale."""
 
     span_ms: tuple[float, float]
     fitness_range: tuple[float, float]
 
     @classmethod
     def of(cls, span_ms: tuple[float, float], searches: Sequence[Sequence[Candidate]]) -> Normaliser:
-        values = [c.fitness for s in searches for c in s]
-        if not values:
+        fronts = [c.fitness for s in searches for c in pareto_front(s)]
+        if not fronts:
             raise ValueError("no evaluated candidates to normalise")
-        return cls(tuple(span_ms), (min(values), max(values)))
+        return cls(tuple(span_ms), (min(fronts), max(fronts)))
 
     def latency(self, ms: float) -> float:
         low, high = self.span_ms

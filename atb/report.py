@@ -123,8 +123,8 @@ def _interval_text(interval: dict | None, what: str, digits: int = 2) -> str:
     lo, hi = interval["ci95"]
     pairs = interval.get("pairs")
     counted = f"; {len(pairs)} pair{'s' * (len(pairs) != 1)}" if pairs is not None else ""
-    d = digits
-    return f"{what} {interval['difference']:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}] (95 % CI{counted}, n = {interval['n']})"
+    difference = f"{interval['difference']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+    return f"{what} {difference} (95 % CI{counted}, n = {interval['n']})"
 
 
 def comparison(records: dict, key: str, measure: str = GLUE_MEASURE) -> dict | None:

@@ -113,6 +113,16 @@ def test_compare_decides_over_seeds_and_names_the_targets(tmp_path):
         compare(fronts, {0: evolved[0]}, BERT_BASE_MS, SPEEDUPS)
 
 
+def test_the_normaliser_spans_the_fronts_not_the_wrecks():
+    """Fitness is scaled from the worst point on any search's front (its nadir): a wrecked architecture far below
+    every front changes nothing."""
+    a = [candidate(1.0, 0.2), candidate(2.0, 0.8), candidate(1.5, -9.0)]  # the last: slower than a, far worse
+    b = [candidate(1.2, 0.5)]
+    norm = Normaliser.of((0.0, 10.0), [a, b])
+    assert norm.fitness_range == (0.2, 0.8)
+    assert hypervolume(a, norm) == hypervolume(a[:2], norm)
+
+
 def test_best_in_window():
     points = [candidate(1.0, 0.9), candidate(5.0, 0.3), candidate(6.0, 0.6), candidate(9.0, 1.0)]
     assert best_in_window(points, (4.0, 8.0)).fitness == 0.6 and best_in_window(points, (2.0, 3.0)) is None
