@@ -55,7 +55,7 @@ def save_figure(fig, path: str | Path) -> Path:
 
 
 METHOD_MARKERS = {"evolved": "o", "fast": "^", "default-rule": "s", "searched": "D", "plain-gelu": "P",
-                  "standard-attention": "X", "published-pattern": "*"}
+                  "standard-attention": "X", "published-pattern": "*", "pareto": "v"}
 _PALETTE = sns.color_palette("colorblind", 8)
 # Matched by the first key the label contains (case-insensitive), so "AutoTinyBERT KD", "KD" and "kd" share a colour.
 SYSTEM_COLOURS = {"efficientbert": _PALETTE[2], "autobert-zero": _PALETTE[3], "default": _PALETTE[7],

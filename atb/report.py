@@ -75,7 +75,7 @@ MIN_SEARCH_SEEDS = 5  # claim 11: a Student-t interval over fewer search seeds i
 FIGURES = ("01_loss_curves.png", "02_latency_speedup.png", "02_latency_predictor.png", "03_search_history.png",
            "03_search_shapes.png", "04_development_cost.png", "07_accuracy_latency.png", "08_accuracy_latency.png",
            "09_search.png", "10_accuracy_latency.png", "11_deployment_speedups.png",
-           "12_pareto_fronts.png")
+           "12_pareto_fronts.png", "12_pareto_developed.png")
 
 
 def load_records(results_dir: str | Path) -> dict[str, dict]:
