@@ -46,7 +46,7 @@ from .progress import bar as progress_bar
 from .search import ATTENTION, GENES, Candidate, SearchConfig, SearchExhausted, SearchLog, _arch, describe_fitness, \
     evaluate
 from .space import Arch, SearchSpace
-from .stats import t_interval
+from .stats import NOT_TESTABLE, REFUTED, REPRODUCED, Interval, t_interval, verdict
 
 METHOD = "pareto"
 
@@ -248,6 +248,16 @@ def hypervolume(candidates: Sequence[Candidate], norm: Normaliser, window_ms: tu
     reference = np.array([norm.latency(high), 1.0])
     points = points[(points < reference).all(axis=1)]
     return float(HV(ref_point=reference)(points)) if len(points) else 0.0
+
+
+FAVOURS = {REPRODUCED: "NSGA-II higher", REFUTED: "evolution higher", NOT_TESTABLE: "undecided"}
+
+
+def favours(interval: Mapping[str, Any] | None) -> str:
+    """Which search a difference (NSGA-II minus evolution, from :func:`compare`) favours: the interval's verdict."""
+    if interval is None:
+        return "no interval"
+    return FAVOURS[verdict(Interval(interval["difference"], tuple(interval["ci95"]), interval["n"], 0))]
 
 
 def best_in_window(candidates: Sequence[Candidate], window_ms: tuple[float, float]) -> Candidate | None:

@@ -61,6 +61,7 @@ from . import stats
 from .develop import DECISION_MEASURE, GLUE_MEASURE, LEARNED, MIN_ABOVE_CHANCE, SQUAD_MEASURE
 from .efficientbert.published import PAPER as EFFICIENTBERT_PAPER
 from .layout import SCALES, Layout
+from .pareto import favours
 from .records import write_json_atomic, write_text_atomic
 from .search import shape_summary
 from .space import DEFAULT_RULE_FFN_RATIO, EFFICIENT_FFN_RATIO, EFFICIENT_QKV_RATIO, Arch
@@ -715,13 +716,10 @@ def pareto_summary(records: dict) -> dict | None:
     if not record:
         return None
 
-    words = {stats.REPRODUCED: "NSGA-II higher", stats.REFUTED: "evolution higher", stats.NOT_TESTABLE: "undecided"}
-
     def decided(interval: dict | None) -> dict | None:  # which search the interval over seeds favours, if any
         if interval is None:
             return None
-        verdict = stats.verdict(stats.Interval(interval["difference"], tuple(interval["ci95"]), interval["n"], 0))
-        return {**{k: interval[k] for k in ("difference", "ci95", "n")}, "verdict": words[verdict]}
+        return {**{k: interval[k] for k in ("difference", "ci95", "n")}, "verdict": favours(interval)}
 
     developed = record.get("developed") or {}
     return {"objective": record["objective"], "seeds": record["seeds"], "speedups": record["speedups"],

@@ -10,7 +10,7 @@ import pytest
 from atb import Arch, SearchSpace
 from atb.latency import latency_window, num_threads
 from atb.pareto import (
-    Normaliser, ParetoConfig, best_in_window, compare, evaluations_of, hypervolume, latency_span, pareto_front,
+    Normaliser, ParetoConfig, best_in_window, compare, evaluations_of, favours, hypervolume, latency_span, pareto_front,
     run_front_search,
 )
 from atb.search import Candidate, SearchConfig, SearchExhausted, read_search_log, run_search
@@ -121,6 +121,12 @@ def test_the_normaliser_spans_the_fronts_not_the_wrecks():
     norm = Normaliser.of((0.0, 10.0), [a, b])
     assert norm.fitness_range == (0.2, 0.8)
     assert hypervolume(a, norm) == hypervolume(a[:2], norm)
+
+
+def test_favours_reads_the_interval():
+    assert favours({"difference": 0.02, "ci95": [0.01, 0.03], "n": 3}) == "NSGA-II higher"
+    assert favours({"difference": -0.02, "ci95": [-0.03, -0.01], "n": 3}) == "evolution higher"
+    assert favours({"difference": 0.0, "ci95": [-0.01, 0.01], "n": 3}) == "undecided" and favours(None) == "no interval"
 
 
 def test_best_in_window():
