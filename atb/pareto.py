@@ -43,8 +43,8 @@ from . import config
 from .latency import latency_window
 from .latency_predictor import LatencyFn, predict_latency
 from .progress import bar as progress_bar
-from .search import ATTENTION, GENES, Candidate, SearchConfig, SearchExhausted, SearchLog, _arch, describe_fitness, \
-    evaluate
+from .search import (ATTENTION, GENES, Candidate, SearchConfig, SearchExhausted, SearchLog, _arch, describe_fitness,
+                     evaluate, gene_field)
 from .space import Arch, SearchSpace
 from .stats import NOT_TESTABLE, REFUTED, REPRODUCED, Interval, t_interval, verdict
 
@@ -117,16 +117,14 @@ class FrontResult:
     log_path: Path
 
     def to_dict(self) -> dict:
-        front = pareto_front(self.candidates)
         return {"method": METHOD, "seed": self.seed, "span_ms": list(self.span_ms), "evaluations": self.evaluations,
                 "proposals": self.proposals, "replayed": self.replayed, "wall_seconds": self.wall_seconds,
-                "cpu_seconds": self.cpu_seconds, "log": str(self.log_path),
-                "front": [{"arch": str(c.arch), "fitness": c.fitness, "latency_ms": c.latency_ms} for c in front]}
+                "cpu_seconds": self.cpu_seconds, "log": str(self.log_path), "front": front_points(self.candidates)}
 
 
-def _indices(space: SearchSpace) -> dict[str, Any]:
-    """The searched grid of each gene (heads in the MLM space, d_qkv in the KD space), as in the evolution."""
-    return {gene: getattr(space, ATTENTION[space.objective] if gene == "attention" else gene) for gene in GENES}
+def front_points(candidates: Sequence[Candidate]) -> list[dict]:
+    """The Pareto front of ``candidates`` as a record's rows: ``{"arch", "fitness", "latency_ms"}``, fastest first."""
+    return [{"arch": str(c.arch), "fitness": c.fitness, "latency_ms": c.latency_ms} for c in pareto_front(candidates)]
 
 
 def run_front_search(space: SearchSpace, fitness, latency_fn: LatencyFn, bert_base_ms: float,
@@ -140,7 +138,7 @@ def run_front_search(space: SearchSpace, fitness, latency_fn: LatencyFn, bert_ba
 
     wall = time.perf_counter()
     space = search_cfg.search_space(space)
-    grids = _indices(space)
+    grids = {gene: getattr(space, gene_field(space, gene)) for gene in GENES}  # the evolution's genes
     span = latency_span(bert_base_ms, speedups)
     budget = evaluations_of(search_cfg, speedups)
     population = cfg.population or search_cfg.population

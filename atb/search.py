@@ -254,11 +254,17 @@ def _arch(space: SearchSpace, layers: int, hidden: int, ffn: int, attention: int
     return Arch(layers, hidden, ffn, space.heads.low, attention)
 
 
+def gene_field(space: SearchSpace, gene: str) -> str:
+    """The architecture field a gene moves: itself, or for ``attention`` the searched one (heads in the MLM space,
+    d_qkv in the KD space)."""
+    return ATTENTION[space.objective] if gene == "attention" else gene
+
+
 def mutate(arch: Arch, space: SearchSpace, rng: random.Random, cfg: SearchConfig) -> Arch:
     """One mutation of ``arch``: each gene moves, with its probability, by ``-k..k`` grid steps (notes §6)."""
     values = {}
     for gene in GENES:
-        name = ATTENTION[space.objective] if gene == "attention" else gene
+        name = gene_field(space, gene)
         grid: Range = getattr(space, name)
         index = (getattr(arch, name) - grid.low) // grid.step
         if rng.random() < cfg.mutation_prob[gene]:
