@@ -43,8 +43,8 @@ from . import config
 from .latency import latency_window
 from .latency_predictor import LatencyFn, predict_latency
 from .progress import bar as progress_bar
-from .search import (ATTENTION, GENES, Candidate, SearchConfig, SearchExhausted, SearchLog, _arch, describe_fitness,
-                     evaluate, gene_field)
+from .search import (ATTENTION, GENES, Candidate, SearchConfig, SearchExhausted, SearchLog, arch_of_genes,
+                     describe_fitness, evaluate, gene_field)
 from .space import Arch, SearchSpace
 from .stats import NOT_TESTABLE, REFUTED, REPRODUCED, Interval, t_interval, verdict
 
@@ -159,7 +159,7 @@ def run_front_search(space: SearchSpace, fitness, latency_fn: LatencyFn, bert_ba
                                       "finer grid (search.steps) or fewer generations")
             trial = study.ask()
             proposals += 1
-            arch = _arch(space, **{g: grid.low + grid.step * trial.suggest_int(g, 0, len(grid) - 1)
+            arch = arch_of_genes(space, **{g: grid.low + grid.step * trial.suggest_int(g, 0, len(grid) - 1)
                                    for g, grid in grids.items()})
             latency = float(predict_latency(latency_fn, [arch])[0])
             if not span[0] <= latency <= span[1]:

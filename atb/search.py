@@ -247,7 +247,7 @@ def speedups_at_quantiles(space: SearchSpace, latency_fn: LatencyFn, bert_base_m
 
 
 # ------------------------------------------------------------------------------------- evolution
-def _arch(space: SearchSpace, layers: int, hidden: int, ffn: int, attention: int) -> Arch:
+def arch_of_genes(space: SearchSpace, layers: int, hidden: int, ffn: int, attention: int) -> Arch:
     """Build an Arch from the searched values (heads in the MLM space, qkv in the KD space)."""
     if space.objective == "mlm":
         return Arch(layers, hidden, ffn, attention, attention * space.head_size)
@@ -273,7 +273,7 @@ def mutate(arch: Arch, space: SearchSpace, rng: random.Random, cfg: SearchConfig
             if 0 <= moved < len(grid):  # off the grid: unchanged, as in the official code
                 index = moved
         values[gene] = grid.low + index * grid.step
-    return _arch(space, **values)
+    return arch_of_genes(space, **values)
 
 
 def roulette(parents: Sequence[Candidate], rng: random.Random) -> Candidate:

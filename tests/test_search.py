@@ -24,8 +24,8 @@ from conftest import save_supernet
 from atb.fitness import FITNESSES, HeldOutKDFitness, HeldOutMLMFitness, PaperFitness, heldout_batches, make_fitness
 from atb.latency import latency_window, num_threads
 from atb.search import (
-    METHODS, CandidatePool, Candidate, Evolution, SearchConfig, SearchExhausted, mutate, read_search_log, roulette,
-    run_search,
+    METHODS, CandidatePool, Candidate, Evolution, SearchConfig, SearchExhausted, arch_of_genes, gene_field, mutate,
+    read_search_log, roulette, run_search,
 )
 
 
@@ -94,6 +94,20 @@ def test_mutation_stays_in_the_space_and_moves_at_most_its_offset(objective):
         for gene, name in (("layers", "layers"), ("hidden", "hidden"), ("ffn", "ffn"), ("attention", attention)):
             step = getattr(space, name).step
             assert abs(getattr(child, name) - getattr(parent, name)) <= CFG.mutation_offset[gene] * step
+
+
+@pytest.mark.parametrize("objective", ["mlm", "kd"])
+def test_genes_map_to_the_architecture_each_space_searches(objective):
+    """The attention gene is the head count in the MLM space (d_qkv follows at the head size) and d_qkv in the KD space
+    (heads stay at the space's one value): the mapping mutation and the Pareto search both go through."""
+    space = SearchSpace.preset("mini", objective)
+    arch = space.sample(random.Random(1))
+    genes = {g: getattr(arch, gene_field(space, g)) for g in ("layers", "hidden", "ffn", "attention")}
+    assert arch_of_genes(space, **genes) == arch
+    if objective == "mlm":
+        assert gene_field(space, "attention") == "heads" and arch.qkv == arch.heads * space.head_size
+    else:
+        assert gene_field(space, "attention") == "qkv" and arch.heads == space.heads.low
 
 
 @pytest.mark.parametrize("objective", ["mlm", "kd"])
