@@ -77,6 +77,17 @@ def rung_budget(rung: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, dict
     return {task: {**rung, "evaluate_on": "heldout"} for task in tasks}
 
 
+def effective_budget(scale: str | Path, task: str, rung: Mapping[str, Any], available: int | None) -> dict[str, Any]:
+    """The budget fields (:data:`RUNG_FIELDS`) ``rung`` gives ``task``, with the train split's size as the cap once
+    known (``available``): two rungs that differ only in asking for more examples than the split holds give the
+    same budget, and the ladder does not fine-tune the same budget twice."""
+    cfg = dataclasses.replace(FinetuneConfig.load(scale, task), **rung)
+    budget = {name: getattr(cfg, name) for name in RUNG_FIELDS}
+    if available is not None and (budget["max_train_examples"] is None or budget["max_train_examples"] >= available):
+        budget["max_train_examples"] = available
+    return budget
+
+
 def _judged_column(task: str) -> str:
     """The score column a rung is judged on: the task's own, MNLI's matched dev set (the column the GLUE tables
     and the decision average use; the mismatched one is only reported)."""
@@ -86,18 +97,33 @@ def _judged_column(task: str) -> str:
 def climb(scale: str | Path, layout: Layout | None = None) -> dict:
     """Climb the ladder of ``scale`` for every task (:class:`BudgetConfig`): per rung, every task not yet decided is
     fine-tuned (teacher and control, ``seeds`` each, all jobs in one pool of ``develop.workers`` processes) and
-    judged by :func:`atb.develop.decision_tasks` on its held-out scores. Returns the record: per task ``rungs`` (each
-    with the teacher's and the control's held-out scores, the majority class, the paired difference and interval,
-    ``passes`` and ``reason``) and ``chosen`` (the first rung that passed, or ``None``)."""
+    judged by :func:`atb.develop.decision_tasks` on its held-out scores. A rung whose budget a task already had (it
+    asks for more examples than the task's train split holds: :func:`effective_budget`) is recorded with
+    ``same_as`` that rung, not fine-tuned again. Returns the record: per task ``rungs`` (each with the teacher's and
+    the control's held-out scores, the majority class, the paired difference and interval, ``passes`` and
+    ``reason``) and ``chosen`` (the first rung that passed, or ``None``)."""
     cfg, develop = BudgetConfig.load(scale), DevelopConfig.load(scale)
     layout = layout or Layout(str(scale))
     teacher = calibration_model(scale)
     control_dir = control_model(layout, teacher["arch"], like=teacher["model_dir"])
     climbing = {task: {"rungs": [], "chosen": None} for task in cfg.tasks}
+    available: dict[str, int] = {}  # a task's train-split size, once a run used every example it had
+    last_run: dict[str, int] = {}  # the last rung each task was fine-tuned at
     for k, rung in enumerate(cfg.rungs):
-        tasks = [t for t, c in climbing.items() if c["chosen"] is None and not c.get("unavailable")]
+        tasks = []
+        for t, c in climbing.items():
+            if c["chosen"] is not None or c.get("unavailable"):
+                continue
+            if t in last_run and (effective_budget(scale, t, rung, available.get(t))
+                                  == effective_budget(scale, t, cfg.rungs[last_run[t]], available.get(t))):
+                c["rungs"].append({"rung": k, "budget": dict(rung), "same_as": last_run[t], "passes": False,
+                                   "reason": f"the same budget as rung {last_run[t]}: the train split holds "
+                                             f"{available[t]} examples (not fine-tuned again)"})
+                continue
+            tasks.append(t)
+            last_run[t] = k
         if not tasks:
-            break
+            continue
         budget, out = rung_budget(rung, tasks), layout.runs / "budgets" / f"rung{k}"
         sides = {"teacher": (teacher["model_dir"], out / "teacher"), "control": (control_dir, out / "control")}
         run_jobs([job for d, o in sides.values() for job in seed_jobs(d, tasks, scale, o, cfg.seeds, budget)],
@@ -116,6 +142,10 @@ def climb(scale: str | Path, layout: Layout | None = None) -> dict:
                     "passes": column in judged["tasks"], "reason": judged["left_out"].get(column),
                     "seconds": sum(r.get("seconds") or 0 for side in tuned.values() for r in side[task])}
             climbing[task]["rungs"].append(step)
+            used = [r.get("train_examples") for r in tuned["teacher"][task] if r.get("train_examples") is not None]
+            asked = effective_budget(scale, task, rung, None)["max_train_examples"]
+            if used and (asked is None or min(used) < asked):
+                available[task] = min(used)
             if step["passes"]:
                 climbing[task]["chosen"] = k
             elif step["teacher"] is None:

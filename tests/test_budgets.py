@@ -22,8 +22,9 @@ def _ladder_scale(tmp_path, rungs):
     return write_scale_config(tmp_path / "smoke.yaml", **sections)
 
 
-def _fake_run_seeds(accuracy):
-    """``run_seeds`` that scores each side on the real held-out labels with ``accuracy(side, task, rung examples)``."""
+def _fake_run_seeds(accuracy, split_size=10**6):
+    """``run_seeds`` that scores each side on the real held-out labels with ``accuracy(side, task, rung examples)``,
+    on a train split of ``split_size`` examples."""
     def run_seeds(model_dir, tasks, scale, output_dir, seeds, budgets):
         side = "control" if "control" in str(output_dir) else "teacher"
         out = {}
@@ -43,7 +44,9 @@ def _fake_run_seeds(accuracy):
                 hit = np.random.default_rng(s + 10 * (side == "control")).random(len(labels)) < p
                 pred = np.where(hit, labels, 1 - labels)
                 score = 100 * float(np.mean(pred == labels))
+                used = min(cfg.max_train_examples or split_size, split_size)
                 runs.append({"task": task, "score": score, "metrics": {"accuracy": score}, "seconds": 2.0,
+                             "train_examples": used,
                              "config": {"seed": s}, "dev": {"validation": {"predictions": pred.tolist(),
                                                                           "labels": labels.tolist()}}})
             out[task] = runs
@@ -74,6 +77,23 @@ def test_the_ladder_stops_at_the_first_rung_that_passes_and_says_why_the_rest_di
     assert {j.budgets[j.task]["evaluate_on"] for j in jobs} == {"heldout"}
     assert {j.task for j in jobs if "rung2" in j.output_dir} == {"rte"}
     assert record["scored_on"] == "examples held out of the train split"
+
+
+def test_a_rung_that_only_asks_for_more_examples_than_the_split_holds_is_not_fine_tuned_again(tmp_path, monkeypatch):
+    rungs = [{"max_train_examples": 64}, {"max_train_examples": 5000}, {"max_train_examples": 9000},
+             {"max_train_examples": 9000, "epochs": 3}]
+    scale = _ladder_scale(tmp_path, rungs)
+    jobs = []
+    monkeypatch.setattr(budgets, "run_jobs", lambda js, workers: jobs.extend(js) or [])
+    monkeypatch.setattr(budgets, "run_seeds", _fake_run_seeds(lambda side, task, n: 0.5, split_size=1000))
+    layout = Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs")
+    record = budgets.climb(scale, layout)
+
+    rte = record["tasks"]["rte"]
+    assert [r["rung"] for r in rte["rungs"]] == [0, 1, 2, 3] and rte["chosen"] is None
+    assert rte["rungs"][2]["same_as"] == 1 and "holds 1000 examples" in rte["rungs"][2]["reason"]
+    assert "same_as" not in rte["rungs"][3]  # more epochs: another budget, fine-tuned
+    assert not any("rung2" in j.output_dir for j in jobs) and any("rung3" in j.output_dir for j in jobs)
 
 
 def test_a_rung_names_only_budget_fields():
