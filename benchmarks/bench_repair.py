@@ -14,13 +14,18 @@ recipe and step count, how much of each task the cut sub-models keep:
   sub-models per step, gradients accumulated); ``layerwise``, every layer of the sampled sub-model distilled from
   the teacher layer at the same relative depth (``kd_layers: uniform``, TinyBERT's mapping) instead of the last;
   ``progressive``, once-for-all's progressive shrinking (the largest network first, smaller sizes admitted evenly
-  over the first half of the run: ``atb.sampler.ProgressiveSampler``);
+  over the first half of the run: ``atb.sampler.ProgressiveSampler``); ``large-lr``, the paper's rule at 5x the
+  scale's learning rate (a short run may simply move the weights too little);
 * **steps**: 0 (the warm start itself, before any one-shot step) and each of ``--steps``, each its own run with
   its own schedule (10 % warm-up, linear decay), cached in ``runs/<scale>/bench_repair/`` and resumed;
 * **sub-models** (``--archs``): shapes across the KD space, hidden sizes below the teacher's among them, and one at
   the teacher's hidden size with fewer layers (is it the width or the depth that loses the task?);
 * **fine-tuning**: the scale's budget and seeds, in the scale's worker pool (``atb.finetune.run_jobs``, cached),
   scored on examples **held out of the train split** (the recipe is chosen by this measurement, so never on dev).
+
+An existing ``--out`` record of the same scale, sub-models, tasks and seeds keeps the points this call does not
+measure (a call measures only what it is given; each call's points, seconds and machine are listed under
+``calls``), so a new recipe or step count is added without retraining the others.
 
 Recorded per (recipe, steps, sub-model, task): the sub-model's and its control's held-out score and their paired
 difference with its 95 % interval (seeds and examples resampled, ``atb.develop.pooled_difference``); per (recipe,
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import time
 from pathlib import Path
@@ -44,7 +50,8 @@ from atb.stats import ModelRuns
 from atb.train import WARM_START_DIR, TrainConfig, read_log, train
 
 RECIPES: dict[str, dict] = {"uniform": {}, "sandwich": {"sampler": "sandwich", "sampler_k": 2},
-                            "layerwise": {"kd_layers": "uniform"}, "progressive": {"sampler": "progressive"}}
+                            "layerwise": {"kd_layers": "uniform"}, "progressive": {"sampler": "progressive"},
+                            "large-lr": {"lr": 5.0e-4}}
 # the KD evolved pick of the mini study (eef62a3), a 4-layer default-rule shape, MiniLM's width at 4 layers
 ARCHS = ("6/272/128/12/180", "4/256/1024/12/252", "4/384/1536/12/384")
 FOLDER = "bench_repair"
@@ -68,6 +75,29 @@ def train_recipe(layout: Layout, recipe: str, steps: int) -> tuple[Path, dict]:
     losses = [r["loss"] for r in read_log(run) if "loss" in r]
     return run / "final", {"steps": steps, "seconds_this_call": round(time.perf_counter() - start, 1),
                            "last_loss": sum(losses[-20:]) / len(losses[-20:]) if losses else None}
+
+
+def merge_record(path: Path, record: dict) -> dict:
+    """``record`` with the points of an earlier record at ``path`` that it did not measure itself (the earlier
+    rows first, in their order); refused, naming the field, when the two measured different things."""
+    if not path.exists():
+        return record
+    old = json.loads(path.read_text())
+    for name in ("scale", "archs", "tasks", "seeds", "scored_on", "budget"):
+        if old.get(name) != record[name]:
+            raise ValueError(f"{path}: its {name!r} is {old.get(name)!r}, this call's {record[name]!r}; the points "
+                             f"would not compare (write this call to another --out)")
+    measured = {(r["recipe"], r["steps"]) for r in record["pooled"]}
+
+    def kept(rows: list[dict]) -> list[dict]:
+        return [r for r in rows if (r["recipe"], r["steps"]) not in measured]
+
+    earlier = old.get("calls") or [{"points": sorted({f"{r['recipe']} {r['steps']}" for r in old["pooled"]}),
+                                    "seconds": old.get("seconds"), "machine": old.get("machine")}]
+    return {**record, "recipes": {**old.get("recipes", {}), **record["recipes"]},
+            "runs": {**{k: v for k, v in old.get("runs", {}).items() if k not in record["runs"]}, **record["runs"]},
+            "rows": kept(old["rows"]) + record["rows"], "pooled": kept(old["pooled"]) + record["pooled"],
+            "calls": earlier + record["calls"]}
 
 
 def mean_score(runs: ModelRuns) -> float:
@@ -136,12 +166,14 @@ def main(argv: list[str] | None = None) -> None:
               "tasks": args.tasks, "seeds": args.seeds, "scored_on": "examples held out of the train split",
               "budget": "the scale's finetune budgets", "runs": runs_info, "rows": rows, "pooled": pooled,
               "seconds": round(time.perf_counter() - started, 1), "machine": machine_info()}
+    record["calls"] = [{"points": [f"{r} {s}" for r, s in points], "seconds": record["seconds"],
+                        "machine": record["machine"]}]
     for p in pooled:
         lo, hi = p["ci95"] or (float("nan"), float("nan"))
         print(f"{p['recipe']:10s} {p['steps']:5d} {p['task']:5s} model - control {p['difference']:+6.1f} "
               f"[{lo:+.1f}, {hi:+.1f}] over {p['archs']} sub-models", flush=True)
     if args.out:
-        write_json_atomic(args.out, record, allow_nan=False)
+        write_json_atomic(args.out, merge_record(args.out, record), allow_nan=False)
 
 
 if __name__ == "__main__":
