@@ -80,11 +80,13 @@ FIGURES = ("01_loss_curves.png", "02_latency_speedup.png", "02_latency_predictor
 
 
 def load_records(results_dir: str | Path) -> dict[str, dict]:
-    """``{"02": {...}, "03": {...}, ..., "reproduce": {...}}``: every ``NN_*.json`` record and the runner's."""
+    """``{"02": {...}, "03": {...}, ..., "reproduce": {...}, "budgets": {...}}``: every ``NN_*.json`` record, the
+    runner's and the budget ladder's (where they exist)."""
     results_dir = Path(results_dir)
     records = {p.name[:2]: json.loads(p.read_text()) for p in sorted(results_dir.glob("[0-9][0-9]_*.json"))}
-    if (results_dir / "reproduce.json").exists():
-        records["reproduce"] = json.loads((results_dir / "reproduce.json").read_text())
+    for name in ("reproduce", "budgets"):  # the runner's record; the budget ladder's (atb.budgets)
+        if (results_dir / f"{name}.json").exists():
+            records[name] = json.loads((results_dir / f"{name}.json").read_text())
     return records
 
 
@@ -650,6 +652,46 @@ def recipe_lines(records: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def budget_lines(records: dict) -> list[str]:
+    """The Budgets section: every rung the ladder climbed per task (``budgets.json``, :mod:`atb.budgets`), the
+    teacher's and its control's held-out scores, the majority class, their difference with its interval, and
+    whether it passed (or why not); then the budgets chosen. None without the record."""
+    ladder = records.get("budgets")
+    if not ladder:
+        return []
+    margins = ", ".join(f"{t} {m:g}" for t, m in (ladder.get("margins") or {}).items()) or "none"
+    lines = ["## Budgets", "",
+             f"Chosen by the budget ladder (`python -m atb.budgets`, record `budgets.json`): per task the first rung, "
+             f"cheapest first, at which the teacher ({ladder['teacher']['arch']}) beats its untrained control, both "
+             f"fine-tuned with {ladder['seeds']} seeds and scored on {ladder['scored_on']}, with an interval above 0 "
+             f"and by the margin over the better of the control and the majority class (margins: {margins}). A rung "
+             "left blank asks only for more examples than the task's train split holds.", "",
+             "| task | rung | budget | teacher | control | majority | teacher - control | passes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for task, climb in ladder["tasks"].items():
+        for step in climb["rungs"]:
+            budget = ", ".join(f"{k} {v}" for k, v in step["budget"].items()) or "the scale's first"
+            if step.get("same_as") is not None:
+                lines.append(f"| {task} | {step['rung']} | {budget} | | | | as rung {step['same_as']} | no |")
+                continue
+            ci = step.get("ci95")
+            difference = ("n/a" if step.get("difference") is None else f"{step['difference']:+.1f}"
+                          + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else ""))
+            passes = "**yes**" if step["passes"] else _cell(step.get("reason") or "no")
+            lines.append(f"| {task} | {step['rung']} | {budget} | {_score(step.get('teacher'))} | "
+                         f"{_score(step.get('control'))} | {_score(step.get('majority'))} | {difference} | {passes} |")
+    chosen = [f"{t} rung {c['chosen']}" for t, c in ladder["tasks"].items() if c["chosen"] is not None]
+    unchosen = [t for t, c in ladder["tasks"].items() if c["chosen"] is None]
+    lines += ["", f"Chosen: {', '.join(chosen) or 'none'}; the scale's `finetune` section holds these budgets."
+              + (f" {', '.join(unchosen)} passed no rung and keep the scale's first budget; notebook 05's calibration "
+                 "(on dev) decides whether they enter the decision average." if unchosen else ""), ""]
+    return lines
+
+
 def _cell(text: Any) -> str:
     return str(text).replace("|", "/").replace("\n", " ")
 
@@ -676,6 +718,7 @@ def render(records: dict, results_dir: str | Path) -> str:
           for c in claims),
         "",
         *recipe_lines(records),
+        *budget_lines(records),
         "## Notes",
         *(f"- Claim {c['number']}: {c['note']}" for c in claims if c["note"]),
         "- Offline, MNLI, QQP and the QNLI train split are absent: GLUE averages here are over the scored tasks "

@@ -653,3 +653,25 @@ def test_the_front_search_gets_its_line_beyond_the_paper():
     assert "over the whole span +0.030 [+0.010, +0.050] (95 % CI, n = 3): NSGA-II higher" in lines[3]
     assert "GLUE avg over sst2 +1.20 [-0.50, +2.90] (95 % CI; 1 pair, n = 6)" in lines[3] and "at 25x" in lines[3]
     assert report.summary({"12": record})["beyond"]["pareto"] == summary
+
+
+def test_the_budgets_section_shows_every_rung_the_ladder_climbed_and_what_it_chose(tmp_path):
+    step = {"budget": {}, "teacher": 80.0, "control": 55.0, "majority": 50.0, "difference": 25.0, "ci95": [20.0, 30.0]}
+    ladder = {"teacher": {"arch": "6/384/1536/12/384"}, "seeds": 2, "scored_on": "examples held out of the train split",
+              "margins": {"sst2": 25.0}, "tasks": {
+                  "sst2": {"chosen": 1, "rungs": [{**step, "rung": 0, "difference": 10.0, "passes": False,
+                                                   "reason": "only +10.0 points"},
+                                                  {**step, "rung": 1, "budget": {"epochs": 3}, "passes": True,
+                                                   "reason": None}]},
+                  "rte": {"chosen": None, "rungs": [{**step, "rung": 0, "passes": False, "reason": "does not beat"},
+                                                    {"rung": 1, "budget": {"epochs": 3}, "same_as": 0, "passes": False,
+                                                     "reason": "the same budget as rung 0"}]}}}
+    (tmp_path / "budgets.json").write_text(json.dumps(ladder))
+    records = report.load_records(tmp_path)
+    lines = report.budget_lines(records)
+    assert "| sst2 | 1 | epochs 3 | 80.0 | 55.0 | 50.0 | +25.0 [+20.0, +30.0] | **yes** |" in lines
+    assert "| sst2 | 0 | the scale's first | 80.0 | 55.0 | 50.0 | +10.0 [+20.0, +30.0] | only +10.0 points |" in lines
+    assert "| rte | 1 | epochs 3 | | | | as rung 0 | no |" in lines
+    assert any(line.startswith("Chosen: sst2 rung 1;") and "rte passed no rung" in line for line in lines)
+    assert "## Budgets" in report.render(records, tmp_path)
+    assert report.budget_lines({}) == []
