@@ -37,7 +37,7 @@ from .develop import (DevelopConfig, calibration_entry, calibration_model, contr
                       glue_entry)
 from .finetune import FinetuneConfig, majority_baseline, run_jobs, run_seeds, seed_jobs
 from .layout import Layout
-from .records import write_json_atomic
+from .records import machine_info, write_json_atomic
 
 # Fields of a rung: what a budget is (the rest of the task's budget, the seed and where it is scored stay).
 RUNG_FIELDS = ("max_train_examples", "epochs", "batch_size", "lr", "max_seq_len", "warmup_ratio")
@@ -101,7 +101,8 @@ def climb(scale: str | Path, layout: Layout | None = None) -> dict:
     asks for more examples than the task's train split holds: :func:`effective_budget`) is recorded with
     ``same_as`` that rung, not fine-tuned again. Returns the record: per task ``rungs`` (each with the teacher's and
     the control's held-out scores, the majority class, the paired difference and interval, ``passes`` and
-    ``reason``) and ``chosen`` (the first rung that passed, or ``None``)."""
+    ``reason``) and ``chosen`` (the first rung that passed, or ``None``), and the machine that climbed it (each
+    step's ``seconds`` are its fine-tunings' own)."""
     cfg, develop = BudgetConfig.load(scale), DevelopConfig.load(scale)
     layout = layout or Layout(str(scale))
     teacher = calibration_model(scale)
@@ -150,7 +151,8 @@ def climb(scale: str | Path, layout: Layout | None = None) -> dict:
                 climbing[task]["chosen"] = k
             elif step["teacher"] is None:
                 climbing[task]["unavailable"] = step["reason"]
-    return {"scale": cfg.scale, "teacher": teacher, "control_dir": str(control_dir), "seeds": cfg.seeds,
+    return {"scale": cfg.scale, "machine": machine_info(), "teacher": teacher, "control_dir": str(control_dir),
+            "seeds": cfg.seeds,
             "rungs": cfg.rungs, "margins": develop.decision_margins,
             "scored_on": "examples held out of the train split",
             "tasks": climbing,
