@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import config, engine
 from .develop import (DevelopConfig, calibration_entry, calibration_model, control_model, decision_tasks,
                       glue_entry)
 from .finetune import FinetuneConfig, majority_baseline, run_jobs, run_seeds, seed_jobs
@@ -151,7 +151,9 @@ def climb(scale: str | Path, layout: Layout | None = None) -> dict:
                 climbing[task]["chosen"] = k
             elif step["teacher"] is None:
                 climbing[task]["unavailable"] = step["reason"]
-    return {"scale": cfg.scale, "machine": machine_info(), "teacher": teacher, "control_dir": str(control_dir),
+    first = FinetuneConfig.load(scale, cfg.tasks[0])
+    return {"scale": cfg.scale, "machine": machine_info(), "engine": engine.describe(first.precision),
+            "teacher": teacher, "control_dir": str(control_dir),
             "seeds": cfg.seeds,
             "rungs": cfg.rungs, "margins": develop.decision_margins,
             "scored_on": "examples held out of the train split",

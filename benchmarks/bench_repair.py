@@ -24,7 +24,7 @@ recipe and step count, how much of each task the cut sub-models keep:
   scored on examples **held out of the train split** (the recipe is chosen by this measurement, so never on dev).
 
 An existing ``--out`` record of the same scale, sub-models, tasks and seeds keeps the points this call does not
-measure (a call measures only what it is given; each call's points, seconds and machine are listed under
+measure (a call measures only what it is given; each call's points, seconds, machine and precision are listed under
 ``calls``), so a new recipe or step count is added without retraining the others.
 
 Recorded per (recipe, steps, sub-model, task): the sub-model's and its control's held-out score and their paired
@@ -41,7 +41,7 @@ import statistics
 import time
 from pathlib import Path
 
-from atb import Arch, SearchSpace, SuperBert, export, extract
+from atb import Arch, SearchSpace, SuperBert, engine, export, extract
 from atb.develop import DevelopConfig, column_runs, export_control, pooled_difference
 from atb.finetune import run_jobs, run_seeds, seed_jobs
 from atb.layout import Layout
@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
               "budget": "the scale's finetune budgets", "runs": runs_info, "rows": rows, "pooled": pooled,
               "seconds": round(time.perf_counter() - started, 1), "machine": machine_info()}
     record["calls"] = [{"points": [f"{r} {s}" for r, s in points], "seconds": record["seconds"],
-                        "machine": record["machine"]}]
+                        "machine": record["machine"],
+                        "engine": engine.describe(TrainConfig.load(args.scale, "kd").precision)}]
     for p in pooled:
         lo, hi = p["ci95"] or (float("nan"), float("nan"))
         print(f"{p['recipe']:10s} {p['steps']:5d} {p['task']:5s} model - control {p['difference']:+6.1f} "

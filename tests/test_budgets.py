@@ -78,6 +78,7 @@ def test_the_ladder_stops_at_the_first_rung_that_passes_and_says_why_the_rest_di
     assert {j.task for j in jobs if "rung2" in j.output_dir} == {"rte"}
     assert record["scored_on"] == "examples held out of the train split"
     assert record["machine"]["cpu"] and record["machine"]["cores"] >= 1  # the seconds name their machine
+    assert record["engine"]["computed_in"] in ("fp32", "bf16")  # and the precision the scores were computed in
 
 
 def test_a_rung_that_only_asks_for_more_examples_than_the_split_holds_is_not_fine_tuned_again(tmp_path, monkeypatch):
