@@ -112,11 +112,19 @@ class DevelopConfig:
     workers: int = 1  # fine-tuning processes side by side (atb.finetune.run_jobs); 2 on a 2-core CPU: ~1.6x faster
     # which models to develop per objective, among "evolved", "fast" and "default-rule" (None: all three)
     methods: dict[str, list[str]] | None = None
+    # the speedup targets whose "fast" pick is developed (None: every target): claim 5 compares the fast method's
+    # cost and quality with the evolved one's, which one target decides, while each model costs fine-tunings
+    fast_speedups: list[float] | None = None
     # The GLUE columns that decide the claims (:func:`decision_tasks`): those on which the teacher, fine-tuned with
     # the same budget (:func:`calibrate`), beats its untrained control with an interval above 0 and by at least this
     # many points over the better of its control and the majority class (a column not named: any margin above 0).
     decision_margins: dict[str, float] = field(default_factory=dict)
     squad_min_f1: float = 40.0  # SQuAD v1.1 decides only where the teacher reaches this F1 (:func:`squad_decision`)
+    # GLUE tasks left out of the whole study at this scale for time, neither calibrated nor fine-tuned (notebooks
+    # 05-09): where a task's budget with power costs more than the scale's time allows for every developed model and
+    # control (mini: MRPC at every train example). The ladder (``atb.budgets``) still says whether that budget teaches
+    # the teacher; the decision tasks and the report name the task as cut for time, so no average drops it silently.
+    cut_for_time: list[str] = field(default_factory=list)
     scale: str | None = None
 
     def __post_init__(self) -> None:
@@ -127,6 +135,10 @@ class DevelopConfig:
         if unknown:
             raise ValueError(f"DevelopConfig.decision_margins: {sorted(unknown)} are not columns of the GLUE average "
                              f"({', '.join(GLUE_AVERAGE)})")
+        unknown = set(self.cut_for_time) - set(self.glue_tasks)
+        if unknown:
+            raise ValueError(f"DevelopConfig.cut_for_time: {sorted(unknown)} are not among glue_tasks "
+                             f"({', '.join(self.glue_tasks)})")
         for objective, methods in (self.methods or {}).items():
             unknown = set(methods) - set(METHOD_ORDER)
             if objective not in ("mlm", "kd") or unknown:
@@ -145,6 +157,11 @@ class DevelopConfig:
         config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where("develop"))
         return config.build(cls, {**settings, **overrides}, f"{file.where('develop')} overrides",
                             exclude=("scale",), scale=file.scale)
+
+    @property
+    def glue_tasks_run(self) -> list[str]:
+        """The GLUE tasks notebook 05 calibrates on: ``glue_tasks`` but those ``cut_for_time``."""
+        return [t for t in self.glue_tasks if t not in self.cut_for_time]
 
     def steps_for(self, method: str) -> int:
         return self.fast_steps if method == "fast" else self.steps
@@ -240,7 +257,8 @@ def plan_models(searches: Iterable[Mapping[str, Any]], spaces: Mapping[str, Sear
 
     Per objective and speedup: the ``evolved`` and ``fast`` searches' best architectures, and a default-rule
     baseline at the evolved pick's predicted latency (at the fast pick's if no evolved search ran); ``cfg.methods``
-    keeps only the listed ones per objective (an objective it does not name gets none).
+    keeps only the listed ones per objective (an objective it does not name gets none), ``cfg.fast_speedups`` the
+    fast picks of the listed targets only.
     """
     picked: dict[tuple[str, float], dict[str, DevModel]] = {}
     for s in searches:
@@ -259,6 +277,8 @@ def plan_models(searches: Iterable[Mapping[str, Any]], spaces: Mapping[str, Sear
         baseline = DevModel(model_name(objective, DEFAULT_RULE, speedup), arch, objective, DEFAULT_RULE, speedup,
                             latency)
         wanted = METHOD_ORDER if cfg.methods is None else cfg.methods.get(objective, [])
+        if cfg.fast_speedups is not None and not any(abs(speedup - s) < 1e-9 for s in cfg.fast_speedups):
+            wanted = [m for m in wanted if m != "fast"]
         models += [m for m in (*(by_method[k] for k in METHOD_ORDER if k in by_method), baseline)
                    if m.method in wanted]
     return models
@@ -345,22 +365,33 @@ def control_model(layout: Layout, arch: Arch | str, like: str | Path | None = No
     return export_control(arch, layout.control(str(arch), CONTROL_SEED), seed=CONTROL_SEED, like=like)
 
 
+RATE_GROUPS = ("developed", "control")  # the two groups that get their own learning rate per task
+
+
 def choose_learning_rates(layout: Layout, developed: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
-                          scale: str | Path, cfg: DevelopConfig) -> dict[str, Any] | None:
+                          scale: str | Path, cfg: DevelopConfig, groups: Sequence[str] = RATE_GROUPS
+                          ) -> dict[str, Any] | None:
     """The fine-tuning learning rates of notebooks 05-06, chosen on examples held out of each task's *train* split
     (:func:`atb.finetune.choose_lr`; the dev split is never looked at) among ``cfg.lr_candidates``: once with the
     first developed model, for every developed model, and once with its untrained control, for every control (a
     random initialisation wants a larger rate than a pre-trained encoder; each group gets its own best, the rest of
     the budget is the same). ``{"reference": name, "candidates", "developed": {task: {"lr", "scores"}}, "control":
-    {...}}``; ``None`` without candidates (every model then uses the budget's own rate)."""
+    {...}}``; ``None`` without candidates (every model then uses the budget's own rate). ``groups`` chooses for
+    some groups only: notebook 05 needs the controls' rates on every task before its calibration row, and the
+    developed models' only on the tasks they are fine-tuned on (each choice is cached, so a later call with both
+    groups reuses the first)."""
     if not cfg.lr_candidates or not developed:
         return None
+    unknown = set(groups) - set(RATE_GROUPS)
+    if unknown:
+        raise ValueError(f"choose_learning_rates: groups {sorted(unknown)} are not among {RATE_GROUPS}")
     name, model = next(iter(developed.items()))
-    control_dir = control_model(layout, model["arch"], like=model["model_dir"])
-    dirs = {"developed": model["model_dir"], "control": control_dir}
+    dirs = {"developed": lambda: model["model_dir"],
+            "control": lambda: control_model(layout, model["arch"], like=model["model_dir"])}
     return {"reference": name, "arch": model["arch"], "candidates": list(cfg.lr_candidates),
-            **{group: choose_lr(d, tasks, scale, cfg.lr_candidates, layout.lr_selection(group), workers=cfg.workers)
-               for group, d in dirs.items()}}
+            **{group: choose_lr(dirs[group](), tasks, scale, cfg.lr_candidates, layout.lr_selection(group),
+                                workers=cfg.workers)
+               for group in groups}}
 
 
 def learning_rate_budgets(choice: Mapping[str, Any] | None, group: str) -> dict[str, dict[str, float]] | None:
@@ -695,7 +726,7 @@ def calibration_table(entry: Mapping[str, Any]) -> list[dict]:
 
 
 def decision_tasks(calibration: Mapping[str, Any], chance: Mapping[str, Any],
-                   margins: Mapping[str, float] | None = None) -> dict:
+                   margins: Mapping[str, float] | None = None, cut_for_time: Sequence[str] = ()) -> dict:
     """The GLUE columns that decide the claims at this scale, from notebook 05's calibration row (:func:`calibrate`)
     and the majority-class row (``chance``: :func:`glue_entry` of :func:`atb.finetune.majority_baseline`).
 
@@ -703,8 +734,9 @@ def decision_tasks(calibration: Mapping[str, Any], chance: Mapping[str, Any],
     control with a 95 % interval above 0 **and** by at least ``margins[column]`` points (0 when not named) over the
     better of its control and the majority class. A column the teacher cannot learn at this budget cannot show what
     pre-training taught the developed models (they are cut from the teacher); averaging it in only adds noise to
-    every comparison, so it is left out, with the reason. ``{"tasks": [...], "left_out": {column: reason},
-    "margins": {...}}`` in the order of :data:`GLUE_AVERAGE`."""
+    every comparison, so it is left out, with the reason; so is a task the scale left out for time
+    (``cut_for_time``, :attr:`DevelopConfig.cut_for_time`). ``{"tasks": [...], "left_out": {column: reason},
+    "margins": {...}, "cut_for_time": [...]}`` in the order of :data:`GLUE_AVERAGE`."""
     margins = dict(margins or {})
     teacher, control = calibration.get("tasks") or {}, (calibration.get("control") or {}).get("tasks") or {}
     majority = chance.get("tasks") or {}
@@ -712,6 +744,10 @@ def decision_tasks(calibration: Mapping[str, Any], chance: Mapping[str, Any],
     kept, left_out = [], {}
     for column in GLUE_AVERAGE:
         interval, margin = by_task.get(column) or {}, float(margins.get(column, 0.0))
+        if column_task(column) in cut_for_time:
+            left_out[column] = ("cut for time at this scale (develop.cut_for_time): its budget with power costs more "
+                                "than the study can spend on every model")
+            continue
         if teacher.get(column) is None or not interval.get("ci95"):
             left_out[column] = (calibration.get("unavailable") or {}).get(column, "").split(":")[0] or "not scored"
             continue
@@ -725,7 +761,27 @@ def decision_tasks(calibration: Mapping[str, Any], chance: Mapping[str, Any],
                                 f"majority class (margin {margin:g})")
         else:
             kept.append(column)
-    return {"tasks": kept, "left_out": left_out, "margins": margins}
+    return {"tasks": kept, "left_out": left_out, "margins": margins, "cut_for_time": list(cut_for_time)}
+
+
+def column_task(column: str) -> str:
+    """The GLUE task (:data:`atb.finetune.GLUE_TASKS` name) a table column is scored on (``mnli_m`` -> ``mnli``)."""
+    return "mnli" if column.startswith("mnli") else column
+
+
+def developed_tasks(decision: Mapping[str, Any], cfg: DevelopConfig) -> list[str]:
+    """The GLUE tasks notebook 05 fine-tunes the developed models and their controls on: the decision tasks
+    (:func:`decision_tasks`). A task outside the decision average tells nothing about the claims at this budget, so
+    its fine-tunings are not spent. Where no task passes, every task calibrated (``cfg.glue_tasks_run``), so the
+    tables still show what was measured. Notebooks 08, 09 and 12 use the same tasks (:func:`study_tasks`)."""
+    return list(dict.fromkeys(column_task(c) for c in decision["tasks"])) or cfg.glue_tasks_run
+
+
+def study_tasks(glue_record: Mapping[str, Any], cfg: DevelopConfig) -> list[str]:
+    """The GLUE tasks a later notebook fine-tunes its models on: those of notebook 05's developed models
+    (:func:`developed_tasks`, in ``05_glue.json``), so every system is compared on one set of tasks; every GLUE task
+    of the scale where 05 recorded none (a record that fine-tuned on all of them, or no task passed)."""
+    return list(glue_record.get("developed_tasks") or cfg.glue_tasks)
 
 
 def decision_average(runs: Mapping[str, ModelRuns], columns: Sequence[str], *, n_boot: int = N_BOOT) -> dict:

@@ -62,7 +62,7 @@ class ParetoConfig:
     max_proposals: int = 50  # proposals per allowed evaluation before the search gives up (a tiny feasible span)
     speedups: tuple[float, ...] | None = None  # the targets whose windows span the front; None: notebook 03's
     tasks: tuple[str, ...] | None = None  # GLUE tasks the developed front points are fine-tuned on; None: notebook
-    # 05's decision tasks (every GLUE task of the develop section where there are none)
+    # 05's developed models' tasks (atb.develop.study_tasks)
     scale: str | None = None
 
     def __post_init__(self) -> None:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,11 +106,17 @@ def _claim(number: int, claim: str, paper: str, ours: str, verdict: str, note: s
 
 
 def above_chance(records: dict) -> float | None:
-    """GLUE points by which the best developed model beats the majority-class baseline (None: not recorded)."""
+    """GLUE points by which the best developed model beats the majority-class baseline over the tasks of its own
+    average (the models may run fewer tasks than the calibration row: notebook 05's decision tasks); None: not
+    recorded."""
     glue = records.get("05") or {}
-    scored = [m["avg"] for m in (glue.get("models") or {}).values() if m.get("avg") is not None]
-    chance = (glue.get("chance") or {}).get("avg")
-    return max(scored) - chance if scored and chance is not None else None
+    chance = (glue.get("chance") or {}).get("tasks") or {}
+    margins = []
+    for m in (glue.get("models") or {}).values():
+        baseline = [chance[c] for c in m.get("avg_over") or [] if chance.get(c) is not None]
+        if m.get("avg") is not None and baseline:
+            margins.append(m["avg"] - statistics.fmean(baseline))
+    return max(margins) if margins else None
 
 
 def _pairs_text(summary: dict | None, what: str) -> str:

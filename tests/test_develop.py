@@ -131,7 +131,7 @@ def test_plan_models_picks_evolved_fast_and_a_latency_matched_baseline():
                     search(objective, "evolved", speedup, "3/320/608/8/256" if objective == "mlm" else
                            "4/256/480/12/192", latency=latency_of(rule_arch))]
     records.append(search("kd", "fast", 9.0, "2/160/320/12/144", latency=latency_of("4/144/576/12/144")))
-    cfg = DevelopConfig.load("mini", methods=None)  # every method (mini itself develops four models)
+    cfg = DevelopConfig.load("mini", methods=None, fast_speedups=None)  # every method at every target
     models = plan_models(records, spaces, params_latency, cfg)
 
     assert [m.name for m in models] == [
@@ -151,6 +151,11 @@ def test_plan_models_picks_evolved_fast_and_a_latency_matched_baseline():
     assert evolved.kind == "searched" and str(evolved.arch) == "4/256/480/12/192" and evolved.speedup == 25.0
     assert evolved.search == {"best_fitness": -1.5, "cpu_seconds": 12.0, "wall_seconds": 7.0, "evaluated": 300}
     assert evolved.to_dict()["kind"] == "searched" and by_name["kd-fast-25x"].kind == "searched"
+
+    # fast_speedups: the fast picks of those targets only; the evolved models and baselines stay at every target
+    only_25 = plan_models(records, spaces, params_latency, DevelopConfig.load("mini", methods=None, fast_speedups=[25.0]))
+    assert [m.name for m in only_25 if m.method == "fast"] == ["kd-fast-25x", "mlm-fast-25x"]
+    assert {m.name for m in models} - {m.name for m in only_25} == {"kd-fast-4.6x", "kd-fast-9x", "mlm-fast-4.6x"}
 
 
 # ------------------------------------------------------------------------------------------- tables
@@ -418,7 +423,7 @@ def test_fast_over_full_divides_each_part_per_objective():
 
 # ------------------------------------------------------------------------------------ untrained controls
 def test_develop_config_seeds():
-    assert DevelopConfig().seeds == 3 and DevelopConfig.load("smoke").seeds == 2 and DevelopConfig.load("mini").seeds == 3
+    assert DevelopConfig().seeds == 3 and DevelopConfig.load("smoke").seeds == 2 and DevelopConfig.load("mini").seeds == 2
     with pytest.raises(ValueError, match="seeds"):
         DevelopConfig(seeds=0)
 
@@ -642,6 +647,14 @@ def test_learning_rates_are_chosen_per_group_with_a_model_and_its_control(tmp_pa
                                          develop.DevelopConfig.load("smoke", lr_candidates=None)) is None
     assert develop.learning_rate_budgets(None, "control") is None
 
+    # one group only (notebook 05: the controls' rates before the calibration row, the developed models' later)
+    calls.clear()
+    controls = develop.choose_learning_rates(layout, developed, ["rte", "sst2"], "smoke", cfg, groups=("control",))
+    assert "developed" not in controls and set(controls["control"]) == {"rte", "sst2"}
+    assert [name for _, name in calls] == ["control"]
+    with pytest.raises(ValueError, match="groups"):
+        develop.choose_learning_rates(layout, developed, ["rte"], "smoke", cfg, groups=("teacher",))
+
 
 def test_develop_methods_keep_only_the_listed_models():
     spaces = {o: SearchSpace.preset("mini", o) for o in ("mlm", "kd")}
@@ -791,6 +804,27 @@ def test_decision_tasks_keep_what_the_teacher_learns_by_the_margin_and_say_why_t
     assert out["left_out"]["qqp"] == "DataUnavailableOffline" and out["left_out"]["qnli"] == "not scored"
     # without margins every column whose interval lies above 0 decides
     assert decision_tasks(calibration, chance)["tasks"] == ["cola", "sst2", "mrpc", "stsb"]
+
+
+def test_tasks_cut_for_time_are_named_and_the_models_run_the_decision_tasks_only():
+    from atb.develop import DevelopConfig, decision_tasks, developed_tasks, study_tasks
+
+    calibration = _calibration({"cola": 20.0, "sst2": 80.0, "stsb": 81.0, "rte": 52.0},
+                               {"cola": 0.0, "sst2": 55.0, "stsb": 6.0, "rte": 50.0},
+                               {"cola": (12.0, 28.0), "sst2": (20.0, 30.0), "stsb": (70.0, 80.0), "rte": (-3.0, 7.0)}, {})
+    chance = {"tasks": {"cola": 0.0, "sst2": 50.9, "stsb": 0.0, "rte": 52.7}}
+    out = decision_tasks(calibration, chance, {"stsb": 40}, cut_for_time=["mrpc"])
+    assert out["tasks"] == ["cola", "sst2", "stsb"] and out["cut_for_time"] == ["mrpc"]
+    assert out["left_out"]["mrpc"].startswith("cut for time at this scale (develop.cut_for_time)")
+    cfg = DevelopConfig(glue_tasks=["cola", "sst2", "mrpc", "stsb", "mnli", "rte"], cut_for_time=["mrpc"])
+    assert cfg.glue_tasks_run == ["cola", "sst2", "stsb", "mnli", "rte"]
+    assert developed_tasks(out, cfg) == ["cola", "sst2", "stsb"]
+    assert developed_tasks({"tasks": ["mnli_m", "sst2"]}, cfg) == ["mnli", "sst2"]  # columns -> tasks
+    assert developed_tasks({"tasks": []}, cfg) == cfg.glue_tasks_run  # nothing passes: every task, to show it
+    assert study_tasks({"developed_tasks": ["sst2"]}, cfg) == ["sst2"]
+    assert study_tasks({}, cfg) == cfg.glue_tasks  # a record from before 05 chose them
+    with pytest.raises(ValueError, match="cut_for_time"):
+        DevelopConfig(glue_tasks=["sst2"], cut_for_time=["mrpc"])
 
 
 def test_the_margins_name_columns_of_the_glue_average():

@@ -104,7 +104,9 @@ def test_missing_records_are_not_testable():
 
 def test_comparisons_near_chance_keep_their_interval_verdict_and_say_so():
     records = _records((0.5, 3.0))
-    records["05"].update({"chance": {"avg": 34.0}, "models": {"a": {"avg": 36.0}, "b": {"avg": 35.0}}})
+    records["05"].update({"chance": {"avg": 50.0, "tasks": {"sst2": 34.0, "cola": 0.0, "rte": 52.0}},
+                          "models": {"a": {"avg": 36.0, "avg_over": ["sst2"]}, "b": {"avg": 35.0, "avg_over": ["sst2"]}}})
+    assert report.above_chance(records) == 2.0  # the majority class on the models' own tasks, not the calibration's
     claim = report.claim_searched_vs_baseline(records)
     assert claim["verdict"] == report.REPRODUCED and "majority class" in claim["note"]
 
