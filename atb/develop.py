@@ -915,7 +915,9 @@ def development_costs(models: Iterable[Mapping[str, Any]], superplm_steps: Mappi
 
     ``models``: records of notebook 04 (``objective``, ``method``, ``search`` with ``cpu_seconds``,
     ``further_training`` with ``cpu_seconds`` and ``steps``). Per objective and method (``evolved`` = the
-    full method, ``fast``): search + further training, summed over the speedup constraints. ``scratch``: an
+    full method, ``fast``): search + further training, summed over the speedup constraints at which both were
+    developed (a scale may develop the fast method at fewer targets, ``DevelopConfig.fast_speedups``: the ratio of
+    sums over different targets would credit the fast method with the targets it skipped). ``scratch``: an
     *estimate* of pre-training each full-method model alone instead of sharing a SuperPLM, for as many steps
     as the SuperPLM + further training gave it (``superplm_steps[objective]`` + its further-training steps),
     at the CPU cost per step its further training measured; it needs no search but one pre-training per
@@ -926,13 +928,16 @@ def development_costs(models: Iterable[Mapping[str, Any]], superplm_steps: Mappi
     models = list(models)
     for objective in sorted({m["objective"] for m in models}):
         mine = [m for m in models if m["objective"] == objective]
+        targets = [{m.get("speedup_target") for m in mine if m["method"] == method} for method in ("evolved", "fast")]
+        shared = targets[0] & targets[1]  # empty where a method was not developed: then every model of the other
         for method in ("evolved", "fast"):
-            picked = [m for m in mine if m["method"] == method]
+            picked = [m for m in mine if m["method"] == method and (not shared or m.get("speedup_target") in shared)]
             if not picked:
                 continue
             search = sum(m["search"]["cpu_seconds"] for m in picked)
             further = sum(m["further_training"]["cpu_seconds"] for m in picked)
             rows.append({"objective": objective, "method": method, "models": len(picked),
+                         "speedups": sorted(t for t in {m.get("speedup_target") for m in picked} if t is not None),
                          "search_cpu_seconds": search, "further_training_cpu_seconds": further,
                          "total_cpu_seconds": search + further, "estimated": False})
         full = [m for m in mine if m["method"] == "evolved"]
@@ -940,6 +945,7 @@ def development_costs(models: Iterable[Mapping[str, Any]], superplm_steps: Mappi
             scratch = sum((superplm_steps[objective] + m["further_training"]["steps"])
                           * m["further_training"]["cpu_seconds"] / m["further_training"]["steps"] for m in full)
             rows.append({"objective": objective, "method": "scratch", "models": len(full),
+                         "speedups": sorted(t for t in {m.get("speedup_target") for m in full} if t is not None),
                          "search_cpu_seconds": 0.0, "further_training_cpu_seconds": scratch,
                          "total_cpu_seconds": scratch, "estimated": True})
     return rows

@@ -221,6 +221,19 @@ def test_development_costs_full_fast_and_scratch_estimate():
     assert scratch["total_cpu_seconds"] == pytest.approx(100 * 5.0 + 100 * 8.0)
 
 
+def test_development_costs_compare_fast_and_full_at_the_targets_both_were_developed_at():
+    """mini develops the fast method at 25x only and the evolved one at three targets: claim 5's ratio divides
+    the costs at 25x, not one fast model's cost by three evolved models'."""
+    models = [{**dev_record("kd", "evolved", 100.0, 60.0, 10), "speedup_target": t} for t in (15.0, 25.0, 40.0)]
+    models.append({**dev_record("kd", "fast", 10.0, 20.0, 4), "speedup_target": 25.0})
+    rows = {r["method"]: r for r in development_costs(models, {"kd": 90})}
+    assert (rows["evolved"]["models"], rows["evolved"]["speedups"]) == (1, [25.0])
+    assert rows["fast"]["speedups"] == [25.0] and rows["evolved"]["total_cpu_seconds"] == 160.0
+    assert (rows["scratch"]["models"], rows["scratch"]["speedups"]) == (3, [15.0, 25.0, 40.0])  # every full model
+    evolved_only = development_costs(models[:3], {"kd": 90})
+    assert {r["method"]: r["models"] for r in evolved_only} == {"evolved": 3, "scratch": 3}
+
+
 # ------------------------------------------------------------------------------------------- config
 def test_develop_config_per_scale(tmp_path):
     smoke, mini = DevelopConfig.load("smoke"), DevelopConfig.load("mini")
