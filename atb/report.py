@@ -59,7 +59,8 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .develop import DECISION_MEASURE, GLUE_MEASURE, LEARNED, MIN_ABOVE_CHANCE, SQUAD_MEASURE
+from .develop import (DECISION_MEASURE, GLUE_MEASURE, LEARNED, MIN_ABOVE_CHANCE, SQUAD_MEASURE, development_costs,
+                      fast_over_full)
 from .efficientbert.published import PAPER as EFFICIENTBERT_PAPER
 from .layout import SCALES, Layout
 from .pareto import favours
@@ -329,7 +330,7 @@ def claim_fast(records: dict) -> dict:
     if not develop or not glue:
         return _claim(5, claim, paper, "notebooks 04-05 have not run", NOT_TESTABLE, measure=GLUE_MEASURE,
                       reason="notebooks 04-05 have not run")
-    ratios = develop.get("fast_over_full") or {}
+    ratios = cost_ratios(develop)
     if not ratios:
         return _claim(5, claim, paper, "no fast search ran at this scale", NOT_TESTABLE, measure=GLUE_MEASURE,
                       reason="no fast search ran at this scale")
@@ -354,6 +355,21 @@ def claim_fast(records: dict) -> dict:
                   interval=interval,
                   measure=f"{measure_label(records, measure)} (fast - full; tolerance {FAST_TOLERANCE:g})",
                   reason=reason, extra={SQUAD_MEASURE: _bare(squad)} if squad else None)
+
+
+def cost_ratios(develop: dict) -> dict[str, dict[str, float]]:
+    """Claim 5's fast / full cost ratios per objective, computed from notebook 04's per-model costs by the current
+    rule (:func:`atb.develop.development_costs`: both methods at the targets both were developed at), so that a
+    record written before a fix of that rule is still divided right; a record without per-model costs keeps its own
+    ``fast_over_full``."""
+    models, superplm = list((develop.get("models") or {}).values()), develop.get("superplm") or {}
+    if not models or not all(m.get("further_training") and (m.get("search") or m.get("method") not in ("evolved", "fast"))
+                             for m in models):
+        return develop.get("fast_over_full") or {}
+    steps = {objective: entry["steps"] for objective, entry in superplm.items()}
+    if not {m["objective"] for m in models} <= set(steps):
+        return develop.get("fast_over_full") or {}
+    return fast_over_full(development_costs(models, steps))
 
 
 def claim_ranking(records: dict) -> dict:

@@ -208,6 +208,23 @@ def test_fast_verdict_needs_cheaper_and_non_inferior_quality(interval, total, ve
     assert "tolerance 1" in claim["measure"]
 
 
+def test_fast_cost_ratio_is_recomputed_from_the_models_at_the_targets_both_methods_have():
+    """A record whose stored ratio divided one fast model's cost by three evolved models' (before the rule compared
+    them at the same targets) is divided right by the report."""
+    records = _records((-0.5, 0.5), key="fast_vs_evolved")
+    model = lambda method, target, search, further: {"objective": "kd", "method": method, "speedup_target": target,
+                                                     "search": {"cpu_seconds": search},
+                                                     "further_training": {"cpu_seconds": further, "steps": 10}}
+    records["04"].update({"models": {f"e{t}": model("evolved", t, 100.0, 60.0) for t in (15.0, 25.0, 40.0)}
+                          | {"f": model("fast", 25.0, 25.0, 20.0)}, "superplm": {"kd": {"steps": 250}},
+                          "fast_over_full": {"kd": {"search": 0.08, "further_training": 0.11, "total": 0.1}}})
+    assert report.cost_ratios(records["04"]) == {"kd": {"search": 0.25, "further_training": pytest.approx(1 / 3),
+                                                        "total": pytest.approx(45 / 160)}}
+    assert "KD search 0.25x, further training 0.33x" in report.claim_fast(records)["ours"]
+    del records["04"]["models"]  # a record without per-model costs keeps its own ratios
+    assert report.cost_ratios(records["04"])["kd"]["search"] == 0.08
+
+
 def test_write_report_from_records(tmp_path):
     records = _records((0.5, 3.0))
     for number, name in (("05", "05_glue.json"), ("06", "06_squad.json")):
