@@ -81,8 +81,10 @@ def test_mini_rows_cover_every_developed_model_with_a_control(mini_copy: Path, w
         assert control["system"] == "control" and control["control_of"] == name
         assert control["glue_avg"] == pytest.approx(entry["control"]["avg"])
         assert control["speedup"] == row["speedup"] and control["params"] == row["params"]
-    squad = _load("06_squad.json")["models"]
-    assert by_model["kd-evolved-25x"]["squad_v1_f1"] == pytest.approx(squad["kd-evolved-25x"]["squad_v1"]["f1"])
+    squad = _load("06_squad.json")["models"]  # empty where the teacher does not learn SQuAD at the budget (06)
+    for name in glue:
+        expected = ((squad.get(name) or {}).get("squad_v1") or {}).get("f1")
+        assert by_model[name]["squad_v1_f1"] == (None if expected is None else pytest.approx(expected))
     systems = {"autotinybert", "default-rule", "efficientbert", "control"}
     if with_09:
         assert missing == [] and {r["system"] for r in rows} == systems | {"autobert-zero"}
