@@ -348,6 +348,30 @@ def test_length_grouped_batches_cover_the_epoch_and_pad_less(tmp_path):
     assert first == again and first != other  # a function of the seed
 
 
+def test_length_grouped_batches_come_in_a_random_order_not_a_sweep():
+    """Hugging Face's order sweeps each mega-batch from its longest batch to its shortest, a curriculum by length
+    that cost the teacher STS-B on a 1,000-example subset; ``ShuffledLengthBatches`` keeps the same batches (same
+    padding) and visits them in a random order, a fresh one each epoch."""
+    from torch.utils.data import BatchSampler
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    rng = np.random.default_rng(0)
+    lengths = [int(n) for n in rng.integers(4, 120, size=1000)]
+    hf = list(BatchSampler(LengthGroupedSampler(16, lengths=lengths, generator=torch.Generator().manual_seed(0)),
+                           16, drop_last=False))
+    sampler = finetune.ShuffledLengthBatches(lengths, 16, torch.Generator().manual_seed(0))
+    ours, next_epoch = list(sampler), list(sampler)
+    assert len(ours) == len(sampler) == len(hf) == 63
+    assert sorted(map(sorted, ours)) == sorted(map(sorted, hf))  # the same batches: the same padding
+
+    def rises(batches: list[list[int]]) -> int:  # steps whose batch is longer than the one before
+        widths = [max(lengths[i] for i in b) for b in batches]
+        return sum(b > a for a, b in zip(widths, widths[1:]))
+
+    assert rises(hf) <= 5  # 4 mega-batches of 15 batches, each swept longest first (and its longest swapped ahead)
+    assert rises(ours) >= 20 and ours != next_epoch  # random order, drawn again each epoch
+
+
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
 def test_fine_tuning_computes_its_matmuls_in_the_configured_precision(tiny_model, precision, dtype):
     """Autocast must reach the model's matmuls (a run in bf16 that computes in fp32 would look fine and gain nothing),
