@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,12 +24,36 @@ from atb.develop import DevelopConfig, column_runs
 from atb.finetune import run_jobs, seed_jobs
 from atb.layout import Layout
 from atb.records import machine_info, write_json_atomic
-from atb.stats import paired_bootstrap
+from atb.stats import Interval, ModelRuns, paired_bootstrap
 from atb.teacher import offline_teacher_path
 
 TASKS = ("sst2", "mrpc")
 PATHS = {"earlier": {"precision": "fp32", "fused_optimizer": False, "group_by_length": False},  # commit ecb91f4
          "new": {}}  # the scale's own settings: precision auto, fused AdamW, grouped batches
+
+
+def fine_tune_paths(model: str, tasks: Sequence[str], scale: str, paths: Mapping[str, Mapping[str, Any]],
+                    seeds: int, workers: int, root: Path) -> dict[str, dict[str, ModelRuns]]:
+    """``model`` fine-tuned on ``tasks`` with ``seeds`` seeds along each of ``paths`` (fields of the scale's budget
+    to replace), each run cached under ``root/<path>``: ``{path: {column: ModelRuns}}``."""
+    runs = {}
+    for path, overrides in paths.items():
+        jobs = seed_jobs(model, tasks, scale, root / path, seeds=seeds, budgets={task: dict(overrides) for task in tasks})
+        results = run_jobs(jobs, workers)
+        runs[path] = column_runs({task: [r for r in results if r["task"] == task] for task in tasks})
+    return runs
+
+
+def compare(runs: Mapping[str, Mapping[str, ModelRuns]], a: str, b: str, tasks: Sequence[str]) -> tuple[dict, Interval]:
+    """Path ``a`` minus path ``b`` (points): per task (with both paths' per-seed scores) and pooled over ``tasks``,
+    each the paired bootstrap over seeds and dev examples (:func:`atb.stats.paired_bootstrap`)."""
+    per_task = {}
+    for task in tasks:
+        interval = paired_bootstrap([runs[a][task].against(runs[b][task], key=task)])
+        per_task[task] = {**interval.to_dict(), **{f"{path}_scores": [
+            float(runs[path][task].metric(runs[path][task].runs[s], runs[path][task].labels))
+            for s in runs[path][task].seeds] for path in (b, a)}}
+    return per_task, paired_bootstrap([runs[a][t].against(runs[b][t], key=t) for t in tasks])
 
 
 def main() -> None:
@@ -40,19 +67,8 @@ def main() -> None:
     layout, model = Layout(args.scale), offline_teacher_path()
     workers = args.workers or DevelopConfig.load(args.scale).workers
     start = time.perf_counter()
-    runs = {}
-    for path, overrides in PATHS.items():
-        jobs = seed_jobs(model, TASKS, args.scale, layout.runs / "bench_precision" / path, seeds=args.seeds,
-                         budgets={task: overrides for task in TASKS})
-        results = run_jobs(jobs, workers)
-        runs[path] = column_runs({task: [r for r in results if r["task"] == task] for task in TASKS})
-    per_task = {}
-    for task in TASKS:
-        interval = paired_bootstrap([runs["new"][task].against(runs["earlier"][task], key=task)])
-        per_task[task] = {**interval.to_dict(), **{f"{path}_scores": [
-            float(runs[path][task].metric(runs[path][task].runs[s], runs[path][task].labels))
-            for s in runs[path][task].seeds] for path in PATHS}}
-    pooled = paired_bootstrap([runs["new"][t].against(runs["earlier"][t], key=t) for t in TASKS])
+    runs = fine_tune_paths(model, TASKS, args.scale, PATHS, args.seeds, workers, layout.runs / "bench_precision")
+    per_task, pooled = compare(runs, "new", "earlier", TASKS)
     lo, hi = pooled.ci95
     within = bool(lo <= 0 <= hi or (-args.bound <= lo and hi <= args.bound))
     new = engine.describe("auto")
