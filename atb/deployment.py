@@ -398,14 +398,16 @@ def int8_predictions(model_dir: str | Path, task: str, cfg: FinetuneConfig, work
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def int8_study(model_dirs: Mapping[str, str | Path], task: str, configs: Mapping[int, FinetuneConfig],
+def int8_study(model_dirs: Mapping[str, str | Path], task: str, configs: Mapping[str, Mapping[int, FinetuneConfig]],
                workdir: str | Path) -> dict[str, dict[int, dict]]:
-    """:func:`int8_predictions` of every model (name -> directory) with every seed's config (seed -> config), exported
-    under ``workdir/<name>/seed<s>``: ``{name: {seed: predictions}}``, the input of :func:`int8_cost`."""
-    jobs = [(name, seed) for name in model_dirs for seed in configs]
+    """:func:`int8_predictions` of every model (name -> directory) with each of its seeds' configs (``configs[name]``:
+    seed -> config; each model at its own learning rate where notebook 05 chose one per model), exported under
+    ``workdir/<name>/seed<s>``: ``{name: {seed: predictions}}``, the input of :func:`int8_cost`."""
+    jobs = [(name, seed) for name in model_dirs for seed in configs[name]]
     runs: dict[str, dict[int, dict]] = {name: {} for name in model_dirs}
     for name, seed in progress_bar(jobs, desc=f"int8 on {task}"):
-        runs[name][seed] = int8_predictions(model_dirs[name], task, configs[seed], Path(workdir) / name / f"seed{seed}")
+        runs[name][seed] = int8_predictions(model_dirs[name], task, configs[name][seed],
+                                            Path(workdir) / name / f"seed{seed}")
     return runs
 
 

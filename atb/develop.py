@@ -50,7 +50,7 @@ import torch
 from . import config
 from .distill import WarmupConfig, log_cpu_seconds, warmup_distill
 from .extract import export, export_card, write_card
-from .finetune import SQUAD_TASKS, choose_lr, chosen_budgets, run_jobs, run_seeds, seed_jobs
+from .finetune import SQUAD_TASKS, choose_lr, chosen_budgets, lr_jobs, run_jobs, run_seeds, seed_jobs
 from .latency_predictor import LatencyFn, predict_latency
 from .layout import Layout
 from .metrics import glue_score_fn
@@ -106,9 +106,14 @@ class DevelopConfig:
     # for SQuAD (None: ``seeds``), where a small scale's budget cannot afford them all
     control_seeds: int | None = None
     squad_seeds: int | None = None
-    # learning rates tried per task on a split held out of the train set (atb.finetune.choose_lr), once with one
-    # developed model for all developed models and once with its control for all controls; None: the budget's lr
+    # learning rates tried per task on a split held out of the train set (atb.finetune.choose_lr); None: the
+    # budget's lr
     lr_candidates: list[float] | None = None
+    # True: every model and every control chooses its own rate among lr_candidates (the field's practice: each model
+    # of a GLUE table at its best rate; a rate that suits one size can leave a smaller model at the constant
+    # prediction). False: once with the first developed model for every developed model, once with its control for
+    # every control (the cheaper design of the committed mini study)
+    lr_per_model: bool = True
     workers: int = 1  # fine-tuning processes side by side (atb.finetune.run_jobs); 2 on a 2-core CPU: ~1.6x faster
     # which models to develop per objective, among "evolved", "fast" and "default-rule" (None: all three)
     methods: dict[str, list[str]] | None = None
@@ -128,6 +133,8 @@ class DevelopConfig:
     scale: str | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.lr_per_model, bool):
+            raise ValueError(f"DevelopConfig.lr_per_model must be true or false, got {self.lr_per_model!r}")
         for name in ("steps", "fast_steps", "baseline_layers", "seeds", "workers", "control_seeds", "squad_seeds"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"DevelopConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -366,25 +373,31 @@ def control_model(layout: Layout, arch: Arch | str, like: str | Path | None = No
 
 
 RATE_GROUPS = ("developed", "control")  # the two groups that get their own learning rate per task
+_GROUP_OF_SIDE = {"scores": "developed", "control": "control"}  # finetune_with_controls' sides
 
 
 def choose_learning_rates(layout: Layout, developed: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
                           scale: str | Path, cfg: DevelopConfig, groups: Sequence[str] = RATE_GROUPS
                           ) -> dict[str, Any] | None:
     """The fine-tuning learning rates of notebooks 05-06, chosen on examples held out of each task's *train* split
-    (:func:`atb.finetune.choose_lr`; the dev split is never looked at) among ``cfg.lr_candidates``: once with the
-    first developed model, for every developed model, and once with its untrained control, for every control (a
-    random initialisation wants a larger rate than a pre-trained encoder; each group gets its own best, the rest of
-    the budget is the same). ``{"reference": name, "candidates", "developed": {task: {"lr", "scores"}}, "control":
-    {...}}``; ``None`` without candidates (every model then uses the budget's own rate). ``groups`` chooses for
-    some groups only: notebook 05 needs the controls' rates on every task before its calibration row, and the
-    developed models' only on the tasks they are fine-tuned on (each choice is cached, so a later call with both
-    groups reuses the first)."""
+    (:func:`atb.finetune.choose_lr`; the dev split is never looked at) among ``cfg.lr_candidates``.
+
+    With ``cfg.lr_per_model`` nothing is chosen here: ``{"per_model": True, "candidates"}`` tells
+    :func:`finetune_with_controls` to let every model and every control choose its own rate before it is fine-tuned.
+    Otherwise once with the first developed model, for every developed model, and once with its untrained control,
+    for every control (a random initialisation wants a larger rate than a pre-trained encoder; each group gets its
+    own best, the rest of the budget is the same): ``{"reference": name, "candidates", "developed": {task: {"lr",
+    "scores"}}, "control": {...}}``. ``None`` without candidates (every model then uses the budget's own rate).
+    ``groups`` chooses for some groups only: notebook 05 needs the controls' rates on every task before its
+    calibration row, and the developed models' only on the tasks they are fine-tuned on (each choice is cached, so a
+    later call with both groups reuses the first)."""
     if not cfg.lr_candidates or not developed:
         return None
     unknown = set(groups) - set(RATE_GROUPS)
     if unknown:
         raise ValueError(f"choose_learning_rates: groups {sorted(unknown)} are not among {RATE_GROUPS}")
+    if cfg.lr_per_model:
+        return {"per_model": True, "candidates": list(cfg.lr_candidates)}
     name, model = next(iter(developed.items()))
     dirs = {"developed": lambda: model["model_dir"],
             "control": lambda: control_model(layout, model["arch"], like=model["model_dir"])}
@@ -396,10 +409,34 @@ def choose_learning_rates(layout: Layout, developed: Mapping[str, Mapping[str, A
 
 def learning_rate_budgets(choice: Mapping[str, Any] | None, group: str) -> dict[str, dict[str, float]] | None:
     """``budgets`` for :func:`atb.finetune.run_seeds` of ``group`` ("developed" / "control") from
-    :func:`choose_learning_rates` (``None``: the scale's budgets as they are)."""
+    :func:`choose_learning_rates` (``None``: the scale's budgets as they are). A per-model choice has no rate of a
+    group: its rates are in each row's ``learning_rates`` (:func:`finetune_with_controls`)."""
     if choice is None:
         return None
+    if choice.get("per_model"):
+        raise ValueError("learning rates chosen per model: take a model's own from its row's `learning_rates`")
     return chosen_budgets(choice[group])
+
+
+def model_rates(rows: Mapping[str, Mapping[str, Any]], rates: Mapping[str, Any] | None, name: str
+                ) -> dict[str, dict[str, float]] | None:
+    """``budgets`` that fine-tune model ``name`` as notebook 05 did: its own rates (``rows[name]["learning_rates"]``)
+    where each model chose its own, else the developed models' group rate (:func:`learning_rate_budgets`)."""
+    if rates is not None and rates.get("per_model"):
+        return chosen_budgets(((rows.get(name) or {}).get("learning_rates") or {}).get("developed") or {})
+    return learning_rate_budgets(rates, "developed")
+
+
+def own_rates_table(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per model of ``rows`` (:func:`with_rates`), the learning rate it and its control chose per task: ``{name:
+    {task: lr, "control " + task: lr}}``, for a notebook's table (rows without their own rates are left out)."""
+    table = {}
+    for name, row in rows.items():
+        own = row.get("learning_rates")
+        if own:
+            table[name] = {**{t: c.get("lr") for t, c in (own.get("developed") or {}).items()},
+                           **{f"control {t}": c.get("lr") for t, c in (own.get("control") or {}).items()}}
+    return table
 
 
 def finetune_with_controls(layout: Layout, developed: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
@@ -407,34 +444,56 @@ def finetune_with_controls(layout: Layout, developed: Mapping[str, Mapping[str, 
                            ) -> dict[str, dict[str, Any]]:
     """Fine-tune every developed model and its untrained control (:func:`control_model`) on ``tasks`` with the seeds
     of :meth:`DevelopConfig.seed_counts`, the same budgets, and the learning rate each group was given
-    (:func:`choose_learning_rates`). A model whose record names ``control_dir`` (and ``finetune_dir``) brings its
-    own untrained control (fine-tuned into ``control_dir/finetune``) and output folder.
+    (:func:`choose_learning_rates`), or, where ``rates`` says ``per_model``, the rate each model and each control
+    chose for itself on examples held out of the train split (:func:`atb.finetune.choose_lr`, cached in
+    ``<its fine-tuning folder>/lr_selection``). A model whose record names ``control_dir`` (and ``finetune_dir``)
+    brings its own untrained control (fine-tuned into ``control_dir/finetune``) and output folder.
 
     All runs go to one pool of ``cfg.workers`` processes (:func:`atb.finetune.run_jobs`; a control shared by two
     models of one shape runs once); each is cached, so an interrupted notebook resumes. Returns per model name
-    ``{"scores": {task: [result per seed]}, "control": {...}, "control_dir": path}`` (what
-    :func:`atb.finetune.run_seeds` returns, read back from the cache).
+    ``{"scores": {task: [result per seed]}, "control": {...}, "control_dir": path, "learning_rates": {"developed",
+    "control"} | None}`` (what :func:`atb.finetune.run_seeds` returns, read back from the cache; the choices per
+    task with their held-out scores where each model chose its own).
     """
     n_seeds, n_control = cfg.seed_counts(tasks)
-    plan, jobs = {}, {}
+    sides_of = {}
     for name, m in developed.items():
         if "control_dir" in m:  # a model that brings its own control (EfficientBERT: not an atb-bert shape)
             control_dir, control_out = Path(m["control_dir"]), Path(m["control_dir"]) / "finetune"
         else:
             control_dir = control_model(layout, m["arch"], like=m["model_dir"])
             control_out = layout.control_finetune(m["arch"], CONTROL_SEED)
-        sides = {"scores": (m["model_dir"], Path(m.get("finetune_dir") or layout.finetune(name)),
-                            learning_rate_budgets(rates, "developed"), n_seeds),
-                 "control": (control_dir, control_out, learning_rate_budgets(rates, "control"), n_control)}
-        for model_dir, out, budgets, n in sides.values():
-            for job in seed_jobs(model_dir, tasks, scale, out, n, budgets):
+        sides_of[name] = {"scores": (m["model_dir"], Path(m.get("finetune_dir") or layout.finetune(name)), n_seeds),
+                          "control": (control_dir, control_out, n_control)}
+    own = _own_rates(sides_of, tasks, scale, cfg, rates) if rates is not None and rates.get("per_model") else None
+    plan, jobs = {}, {}
+    for name, sides in sides_of.items():
+        budgets = {side: (chosen_budgets(own[name][group]) if own is not None else learning_rate_budgets(rates, group))
+                   for side, group in _GROUP_OF_SIDE.items()}
+        for side, (model_dir, out, n) in sides.items():
+            for job in seed_jobs(model_dir, tasks, scale, out, n, budgets[side]):
                 jobs[(job.model_dir, job.task, job.seed, job.output_dir)] = job
-        plan[name] = (control_dir, sides)
+        plan[name] = {side: (d, out, budgets[side], n) for side, (d, out, n) in sides.items()}
     run_jobs(list(jobs.values()), cfg.workers)
-    return {name: {"control_dir": control_dir,
+    return {name: {"control_dir": sides["control"][0],
                    **{side: run_seeds(d, tasks, scale, out, seeds=n, budgets=budgets)
-                      for side, (d, out, budgets, n) in sides.items()}}
-            for name, (control_dir, sides) in plan.items()}
+                      for side, (d, out, budgets, n) in sides.items()},
+                   "learning_rates": None if own is None else own[name]}
+            for name, sides in plan.items()}
+
+
+def _own_rates(sides_of: Mapping[str, Mapping[str, tuple]], tasks: Sequence[str], scale: str | Path,
+               cfg: DevelopConfig, rates: Mapping[str, Any]) -> dict[str, dict[str, dict]]:
+    """Every model's and every control's own learning rate per task (:func:`atb.finetune.choose_lr`), their held-out
+    runs in one pool of ``cfg.workers`` processes: ``{name: {"developed": choice, "control": choice}}``."""
+    candidates = rates["candidates"]
+    folders = {d: Path(out) / "lr_selection" for sides in sides_of.values() for d, out, _ in sides.values()}
+    jobs = {(job.model_dir, job.task, job.output_dir): job
+            for d, folder in folders.items() for job in lr_jobs(d, tasks, scale, candidates, folder)}
+    run_jobs(list(jobs.values()), cfg.workers)
+    chosen = {d: choose_lr(d, tasks, scale, candidates, folder) for d, folder in folders.items()}  # read back
+    return {name: {group: chosen[sides[side][0]] for side, group in _GROUP_OF_SIDE.items()}
+            for name, sides in sides_of.items()}
 
 
 def finetune_and_compare(layout: Layout, models: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
@@ -446,11 +505,19 @@ def finetune_and_compare(layout: Layout, models: Mapping[str, Mapping[str, Any]]
     :func:`pooled_difference` over its pairs ``(a, b)`` of model names (pairs naming a model not developed are
     left out). Notebooks 08 and 09 compare their developed models this way. Returns ``(rows, {name: interval})``."""
     tuned = finetune_with_controls(layout, models, tasks, scale, cfg, rates)
-    rows = {n: row(m, tuned[n]["scores"], tuned[n]["control"], tuned[n]["control_dir"]) for n, m in models.items()}
+    rows = {n: with_rates(row(m, tuned[n]["scores"], tuned[n]["control"], tuned[n]["control_dir"]), tuned[n])
+            for n, m in models.items()}
     runs = {n: column_runs(tuned[n]["scores"]) for n in models}
     return rows, {name: pooled_difference([(a, b) for a, b in pairs if a in models and b in models], runs, runs,
                                           measure)
                   for name, pairs in comparisons.items()}
+
+
+def with_rates(row: dict, tuned: Mapping[str, Any]) -> dict:
+    """``row`` (:func:`glue_row` / :func:`squad_row`) with the learning rates its model and its control chose for
+    themselves (``learning_rates``: ``{"developed", "control"}``, each :func:`atb.finetune.choose_lr`'s result) where
+    :func:`finetune_with_controls` let each model choose its own; unchanged otherwise."""
+    return row if not tuned.get("learning_rates") else {**row, "learning_rates": tuned["learning_rates"]}
 
 
 # The settings a control takes from the developed model it stands beside (everything but the five sizes).
@@ -666,9 +733,10 @@ def calibration_rates(layout: Layout, tasks: Sequence[str], scale: str | Path, c
     choice, made the same way (examples held out of each train split, ``cfg.lr_candidates``), in place of the
     developed models'; its untrained control keeps the controls' rate. A ceiling is the teacher at *its* best rate:
     the rate that suits the small developed models can be far off for the larger teacher, which would then look
-    unable to learn a task the budget does teach it. ``None`` where ``rates`` is (every run at the budget's rate)."""
-    if rates is None:
-        return None
+    unable to learn a task the budget does teach it. ``None`` where ``rates`` is (every run at the budget's rate);
+    ``rates`` itself where every model chooses its own (the teacher and its control then do too)."""
+    if rates is None or rates.get("per_model"):
+        return rates
     teacher = choose_lr(calibration_model(scale)["model_dir"], tasks, scale, cfg.lr_candidates,
                         layout.lr_selection("calibration"), workers=cfg.workers)
     return {"developed": teacher, "control": rates["control"]}
@@ -687,13 +755,15 @@ def calibrate(layout: Layout, tasks: Sequence[str], scale: str | Path, cfg: Deve
     developed models' budgets and seeds, each side at its group's learning rate (:func:`calibration_rates`): the
     row of :func:`glue_row` (``squad``: :func:`squad_row`) plus ``vs_control_by_task``, the teacher minus its
     control per column with its paired interval, which says per task whether the budget can show learning at all,
-    and ``learning_rates`` (the teacher's choice per task, with its held-out scores)."""
+    ``learning_rates`` (the teacher's choice per task, with its held-out scores) and ``control_learning_rates``
+    (its control's)."""
     model = calibration_model(scale)
     own = calibration_rates(layout, tasks, scale, cfg, rates)
     tuned = finetune_with_controls(layout, {CALIBRATION: model}, tasks, scale, cfg, own)[CALIBRATION]
+    chosen = tuned["learning_rates"] or own or {}
     return {**calibration_entry(model, tuned["scores"], tuned["control"], tuned["control_dir"], squad=squad,
                                 n_boot=n_boot),
-            "learning_rates": None if own is None else own["developed"]}
+            "learning_rates": chosen.get("developed"), "control_learning_rates": chosen.get("control")}
 
 
 def calibration_entry(model: Mapping[str, Any], results: Results, control: Results, control_dir: str | Path, *,

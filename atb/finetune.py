@@ -711,22 +711,31 @@ def run_jobs(jobs: Sequence[Job], workers: int = 1) -> list[dict]:
 
 
 def choose_lr(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, candidates: Sequence[float],
-              output_dir: str | Path | None = None, workers: int = 1) -> dict[str, dict]:
+              output_dir: str | Path | None = None, workers: int = 1,
+              overrides: Mapping[str, Any] | None = None) -> dict[str, dict]:
     """Per task, the learning rate among ``candidates`` that scores best on examples **held out of the train split**
-    (``evaluate_on="heldout"``), everything else as the scale's budget: ``{task: {"lr": chosen or None, "scores":
-    {lr: held-out score}}}`` (``lr`` None when the task's data is unavailable). The dev split is never looked at,
-    so the dev scores that use the chosen rate stay unbiased. One seed (the budget's); ties go to the first."""
-    if not candidates:
-        raise ValueError("choose_lr needs at least one candidate learning rate")
-    jobs = [Job(str(model_dir), task, str(scale), None if output_dir is None else str(Path(output_dir) / f"lr{lr:g}"),
-                budgets={task: {"lr": float(lr), "evaluate_on": "heldout"}}) for task in tasks for lr in candidates]
-    results = iter(run_jobs(jobs, workers))
+    (``evaluate_on="heldout"``), everything else as the scale's budget (with ``overrides``, fields of it replaced):
+    ``{task: {"lr": chosen or None, "scores": {lr: held-out score}}}`` (``lr`` None when the task's data is
+    unavailable). The dev split is never looked at, so the dev scores that use the chosen rate stay unbiased. One
+    seed (the budget's); ties go to the first."""
+    results = iter(run_jobs(lr_jobs(model_dir, tasks, scale, candidates, output_dir, overrides), workers))
     chosen: dict[str, dict] = {}
     for task in tasks:
         scores = {float(lr): next(results)["score"] for lr in candidates}
         valid = {lr: v for lr, v in scores.items() if v is not None}
         chosen[task] = {"lr": max(valid, key=valid.get) if valid else None, "scores": scores}
     return chosen
+
+
+def lr_jobs(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, candidates: Sequence[float],
+            output_dir: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> list[Job]:
+    """The held-out runs :func:`choose_lr` makes, task by task and candidate by candidate (each cached in
+    ``output_dir/lr<rate>``), so that a caller choosing for many models can run them all in one pool."""
+    if not candidates:
+        raise ValueError("choose_lr needs at least one candidate learning rate")
+    return [Job(str(model_dir), task, str(scale), None if output_dir is None else str(Path(output_dir) / f"lr{lr:g}"),
+                budgets={task: {**(overrides or {}), "lr": float(lr), "evaluate_on": "heldout"}})
+            for task in tasks for lr in candidates]
 
 
 def chosen_budgets(choice: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:

@@ -649,7 +649,7 @@ def test_learning_rates_are_chosen_per_group_with_a_model_and_its_control(tmp_pa
         return {t: {"lr": best, "scores": {c: 1.0 for c in candidates}} for t in tasks}
 
     monkeypatch.setattr(develop, "choose_lr", fake_choose)
-    cfg = develop.DevelopConfig.load("smoke", lr_candidates=[1e-4, 5e-4])
+    cfg = develop.DevelopConfig.load("smoke", lr_candidates=[1e-4, 5e-4], lr_per_model=False)
     rates = develop.choose_learning_rates(layout, developed, ["rte"], "smoke", cfg)
     assert rates["reference"] == "kd-evolved-2x" and rates["candidates"] == [1e-4, 5e-4]
     assert calls[0] == (str(model_dir), "developed") and calls[1][1] == "control"
@@ -667,6 +667,56 @@ def test_learning_rates_are_chosen_per_group_with_a_model_and_its_control(tmp_pa
     assert [name for _, name in calls] == ["control"]
     with pytest.raises(ValueError, match="groups"):
         develop.choose_learning_rates(layout, developed, ["rte"], "smoke", cfg, groups=("teacher",))
+
+
+def test_with_lr_per_model_every_model_and_control_chooses_its_own_rate(tmp_path, monkeypatch):
+    """develop.lr_per_model: nothing is chosen up front; finetune_with_controls lets each model and each control (a
+    shared control once) choose on held-out examples in one pool, fine-tunes each at its own rate, and returns the
+    choices, which rows keep (with_rates) and later notebooks read back (model_rates)."""
+    import torch
+
+    from atb import AtbBertConfig, AtbBertForMaskedLM, export
+    from atb.layout import Layout
+
+    shape = Arch.parse("2/32/128/2/32")
+    torch.manual_seed(0)
+    dirs = [export(AtbBertForMaskedLM(AtbBertConfig.from_arch(shape)), tmp_path / f"m{i}") for i in range(2)]
+    layout = Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs")
+    developed = {f"kd-{m}-2x": {"arch": str(shape), "model_dir": str(d)} for m, d in zip(("evolved", "fast"), dirs)}
+    cfg = develop.DevelopConfig.load("smoke", lr_candidates=[1e-4, 5e-4], seeds=2, control_seeds=None)
+    assert cfg.lr_per_model  # the default
+    calls = []
+    monkeypatch.setattr(develop, "choose_lr", lambda *a, **k: calls.append(a) or {})
+    rates = develop.choose_learning_rates(layout, developed, ["rte"], "smoke", cfg)
+    assert rates == {"per_model": True, "candidates": [1e-4, 5e-4]} and calls == []
+    with pytest.raises(ValueError, match="per model"):
+        develop.learning_rate_budgets(rates, "developed")
+
+    own = {str(dirs[0]): 1e-4, str(dirs[1]): 5e-4, str(layout.control(str(shape))): 5e-4}
+
+    def choose(model_dir, tasks, scale, candidates, output_dir, workers=1):
+        assert Path(output_dir).name == "lr_selection" and list(candidates) == [1e-4, 5e-4]
+        return {t: {"lr": own[str(model_dir)], "scores": {c: 1.0 for c in candidates}} for t in tasks}
+
+    pools = []
+    monkeypatch.setattr(develop, "choose_lr", choose)
+    monkeypatch.setattr(develop, "run_jobs", lambda jobs, workers: pools.append(list(jobs)) or [])
+    monkeypatch.setattr(develop, "run_seeds", lambda d, tasks, scale, out, seeds, budgets: {t: [] for t in tasks})
+    tuned = develop.finetune_with_controls(layout, developed, ["rte"], "smoke", cfg, rates)
+    selection, finetuning = pools
+    assert len(selection) == 3 * 2  # two models and their one shared control, two candidate rates each
+    assert all(j.budgets["rte"]["evaluate_on"] == "heldout" for j in selection)
+    assert {(Path(j.model_dir).name, j.budgets["rte"]["lr"]) for j in finetuning} == {
+        (dirs[0].name, 1e-4), (dirs[1].name, 5e-4), (layout.control(str(shape)).name, 5e-4)}
+    assert tuned["kd-fast-2x"]["learning_rates"]["developed"]["rte"]["lr"] == 5e-4
+    assert tuned["kd-evolved-2x"]["learning_rates"]["control"]["rte"]["lr"] == 5e-4
+    rows = {n: develop.with_rates({"arch": str(shape)}, tuned[n]) for n in developed}
+    assert develop.model_rates(rows, rates, "kd-evolved-2x") == {"rte": {"lr": 1e-4}}
+    assert develop.own_rates_table(rows)["kd-fast-2x"] == {"rte": 5e-4, "control rte": 5e-4}
+    group = {"developed": {"rte": {"lr": 3e-4}}, "control": {"rte": {"lr": 1e-3}}}
+    assert develop.model_rates(rows, group, "kd-fast-2x") == {"rte": {"lr": 3e-4}}  # a group's rate for every model
+    assert develop.with_rates({"a": 1}, {"learning_rates": None}) == {"a": 1}
+    assert develop.calibration_rates(layout, ["rte"], "smoke", cfg, rates) is rates  # the teacher chooses its own too
 
 
 def test_develop_methods_keep_only_the_listed_models():
@@ -756,7 +806,7 @@ def test_the_calibration_row_takes_the_teachers_own_learning_rate_and_its_contro
     from atb.layout import Layout
 
     layout = Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs")
-    cfg = develop.DevelopConfig.load("smoke", lr_candidates=[1e-4, 3e-4])
+    cfg = develop.DevelopConfig.load("smoke", lr_candidates=[1e-4, 3e-4], lr_per_model=False)
     calls = []
 
     def choose_lr(model_dir, tasks, scale, candidates, output_dir, workers):
