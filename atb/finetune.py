@@ -108,8 +108,8 @@ class FinetuneConfig:
     group_by_length: bool = True
     # with group_by_length, visit those batches in a random order (True). False is Hugging Face's order: each
     # mega-batch swept from its longest batch to its shortest, which on a 1,000-example subset is 4 sweeps per epoch
-    # and a curriculum by length; it cost the teacher STS-B (58.0 and 29.8 over two seeds against 81.2 and 72.1
-    # with uniform batches, in bf16 and fp32 alike; issue #23)
+    # and a curriculum by length that cost the teacher much of its STS-B score at the mini budget
+    # (benchmarks/bench_batch_order.py, results/mini/bench_batch_order.json)
     shuffle_batches: bool = True
     scale: str | None = None  # the scale whose budget this is, for the record
 
