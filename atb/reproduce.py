@@ -374,10 +374,11 @@ def note_executing(layout: Layout, study: dict, notebook: str) -> bool:
 def from_scratch(record: dict) -> bool:
     """Whether every notebook's current copy was executed exactly once within one study that started from an empty
     ``runs/`` (its cost from scratch), over one call or several (a study too long for one sitting resumes at a
-    notebook boundary), rather than by re-executions that reused cached steps."""
+    notebook boundary), rather than by re-executions that reused cached steps. A copy skipped as unchanged
+    (``cached``: this call did not execute it) keeps its call, its study and its seconds, so a resuming call that
+    skips the notebooks already done, or a later call that skips them all, leaves the study's cost intact."""
     entries = list(record.get("notebooks", {}).values())
-    if not entries or not all(e.get("status") == "ok" and not e.get("cached") and not e.get("retried")
-                              for e in entries):
+    if not entries or not all(e.get("status") == "ok" and not e.get("retried") for e in entries):
         return False
     studies = {e.get("study") for e in entries}
     calls = {e.get("call") for e in entries}

@@ -91,7 +91,9 @@ def test_the_record_tells_a_run_from_scratch_from_a_re_execution(tmp_path):
     assert first["runs_empty_at_start"] and all(v["runs_empty_at_start"] for v in first["notebooks"].values())
     assert first["machine"]["cpu"] and first["machine"]["computed_in"] in ("fp32", "bf16")
     assert "the study's cost from scratch" in (results / "smoke" / "REPORT.md").read_text()
-    assert not run("smoke", nb_dir, results, runs_root=runs)["runs_empty_at_start"]  # skipped as unchanged
+    skipped = run("smoke", nb_dir, results, runs_root=runs)  # nothing executed: the copies are still the study's
+    assert all(v["cached"] for v in skipped["notebooks"].values())
+    assert skipped["runs_empty_at_start"] and skipped["from_scratch"] == first["from_scratch"]
     again = run("smoke", nb_dir, results, runs_root=runs, force=True)  # executed, but runs/ held cached work
     assert not again["runs_empty_at_start"] and not any(v["runs_empty_at_start"] for v in again["notebooks"].values())
     assert "Not the cost from scratch" in (results / "smoke" / "REPORT.md").read_text()
@@ -114,6 +116,23 @@ def test_a_study_from_scratch_may_span_calls_that_resume_at_notebook_boundaries(
     assert entries["00_step.ipynb"]["study"] == entries["01_step.ipynb"]["study"] is not None
     assert second["runs_empty_at_start"] and second["from_scratch"]["calls"] == 2
     assert "2 calls, each resuming at a notebook boundary" in (results / "smoke" / "REPORT.md").read_text()
+
+
+@kernels
+def test_a_resuming_call_that_skips_the_notebooks_already_done_keeps_the_study_from_scratch(tmp_path):
+    """The usual way to resume: the same command again, without ``--only``; the notebooks done in the first call are
+    skipped as unchanged (``cached``) and the study's cost is still the sum of each notebook's one execution."""
+    nb_dir, results, runs = tmp_path / "nbs", tmp_path / "results", tmp_path / "runs"
+    cache = 'import os, pathlib; pathlib.Path(os.environ["ATB_RUNS_DIR"], "smoke", "step.txt").write_text("cached")'
+    _tiny_notebooks(nb_dir, [cache, "y = 2"], only=[0])
+    first = run("smoke", nb_dir, results, runs_root=runs)
+    _tiny_notebooks(nb_dir, [cache, "y = 2"], only=[1])  # the second notebook appears: the study goes on
+    second = run("smoke", nb_dir, results, runs_root=runs)
+    entries = second["notebooks"]
+    assert entries["00_step.ipynb"]["cached"] and not entries["01_step.ipynb"]["cached"]
+    assert second["runs_empty_at_start"] and second["from_scratch"]["calls"] == 2
+    assert second["from_scratch"]["total_seconds"] == pytest.approx(
+        first["total_seconds"] + entries["01_step.ipynb"]["seconds"], abs=0.11)
 
 
 @kernels
