@@ -48,13 +48,13 @@ import numpy as np
 import torch
 
 from . import config
+from .controls import CONTROL_SEED, export_control
 from .distill import WarmupConfig, log_cpu_seconds, warmup_distill
-from .extract import export, export_card, write_card
-from .finetune import SQUAD_TASKS, choose_lr, chosen_budgets, lr_jobs, run_jobs, run_seeds, seed_jobs
+from .extract import export_card, write_card
+from .finetune import (SQUAD_KEYS, SQUAD_TASKS, choose_lr, chosen_budgets, column_runs, lr_jobs, run_jobs, run_seeds,
+                       seed_jobs)
 from .latency_predictor import LatencyFn, predict_latency
 from .layout import Layout
-from .metrics import glue_score_fn
-from .modeling import AtbBertConfig, AtbBertForMaskedLM
 from .progress import libraries_quiet
 from .records import write_dir_atomic, write_json_atomic
 from .space import Arch, SearchSpace
@@ -72,9 +72,6 @@ GLUE_COLUMNS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "mnli_mm", "qnl
 MIN_ABOVE_CHANCE = 5.0
 # The GLUE average leaves WNLI out, as BERT, TinyBERT and the paper's tables do (its dev set is adversarial).
 GLUE_AVERAGE = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli_m", "qnli", "rte")
-# The random initialisation of every untrained control (one per architecture; fine-tuning seeds vary as for the
-# developed models, so a control differs from its model only in never having been pre-trained).
-CONTROL_SEED = 0
 # Draws of every bootstrap of notebooks 05-06 (atb.stats); its generator is seeded (0), so records are repeatable.
 N_BOOT = 1000
 # The paper's comparisons at equal latency (first side minus second side, pairs at the same speedup constraint;
@@ -85,7 +82,6 @@ COMPARISONS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "fast_vs_evolved": ({"method": "fast"}, {"method": "evolved"}),  # claim 5 (fast nearly as good)
 }
 LEARNED = "developed_vs_control"  # every developed model vs its untrained control: did pre-training teach anything?
-SQUAD_KEYS = {"squad_v1.1": "squad_v1", "squad_v2.0": "squad_v2"}  # result task -> row key
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -332,41 +328,6 @@ def squad_entry(results: Mapping[str, Mapping[str, Any]]) -> dict:
 
 
 # ------------------------------------------------------------------------------------ untrained controls
-def export_control(arch: Arch | str, directory: str | Path, *, seed: int = CONTROL_SEED,
-                   like: str | Path | None = None) -> Path:
-    """Export an **untrained control** of ``arch`` to ``directory``: ``AtbBertForMaskedLM`` initialised at random
-    under ``seed`` (BERT's init: normal(0, ``initializer_range``) weights, LayerNorm 1/0), never pre-trained,
-    written by :func:`atb.extract.export` (plain BERT when d_qkv = d_m) with a card that says what it is.
-
-    ``like``: a developed model's folder whose config gives every setting besides the five sizes (vocabulary,
-    positions, dropout, init range; the SuperPLM's), so the control differs from it only in its weights; its
-    shape must be ``arch``. A folder already holding this control (``control.json``: same arch, seed, settings)
-    is left as it is; one holding another control is overwritten, and its fine-tuning results
-    (``directory/finetune``, ``Layout.control_finetune``) are deleted with it, since they were made from the old
-    weights. Returns ``directory``.
-    """
-    arch = Arch.parse(arch) if isinstance(arch, str) else arch
-    directory = Path(directory)
-    settings = _settings_like(like, arch) if like is not None else {}
-    spec = {"arch": str(arch), "seed": seed, "settings": settings, "like": None if like is None else str(like)}
-    marker = directory / "control.json"
-    if marker.exists() and (directory / "config.json").exists():
-        old = json.loads(marker.read_text())
-        if {k: old.get(k) for k in ("arch", "seed", "settings")} == {k: spec[k] for k in ("arch", "seed", "settings")}:
-            return directory
-    shutil.rmtree(directory / "finetune", ignore_errors=True)  # results of other weights than these
-    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was (export draws too)
-        torch.manual_seed(seed)
-        model = AtbBertForMaskedLM(AtbBertConfig.from_arch(arch, **settings))
-        export(model, directory, card=(
-            f"**Untrained control** — never pre-trained: the architecture {arch} initialised at random (seed {seed}, "
-            "BERT's initialisation). `atb` fine-tunes it with the same budgets and seeds as the developed models of "
-            "this shape, so that the difference between them measures what pre-training (one-shot training of the "
-            "SuperPLM and further training) taught those models. Not a model to use."))
-    write_json_atomic(marker, spec)
-    return directory
-
-
 def control_model(layout: Layout, arch: Arch | str, like: str | Path | None = None) -> Path:
     """The untrained control of ``arch`` in its folder of ``layout`` (``Layout.control``), exported if needed."""
     return export_control(arch, layout.control(str(arch), CONTROL_SEED), seed=CONTROL_SEED, like=like)
@@ -520,57 +481,7 @@ def with_rates(row: dict, tuned: Mapping[str, Any]) -> dict:
     return row if not tuned.get("learning_rates") else {**row, "learning_rates": tuned["learning_rates"]}
 
 
-# The settings a control takes from the developed model it stands beside (everything but the five sizes).
-_CONTROL_SETTINGS = ("vocab_size", "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
-                     "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "pad_token_id")
-
-
-def _settings_like(model_dir: str | Path, arch: Arch) -> dict:
-    cfg = json.loads((Path(model_dir) / "config.json").read_text())
-    shape = Arch(cfg["num_hidden_layers"], cfg["hidden_size"], cfg["intermediate_size"], cfg["num_attention_heads"],
-                 cfg.get("qkv_size") or cfg["hidden_size"])
-    if shape != arch:
-        raise ValueError(f"the control's architecture {arch} differs from {shape} of {model_dir}")
-    return {k: cfg[k] for k in _CONTROL_SETTINGS if k in cfg}
-
-
 # ---------------------------------------------------------------------------- seeds and intervals
-def column_runs(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, ModelRuns]:
-    """One model's per-example dev predictions of every seed, per scored column, from
-    :func:`atb.finetune.run_seeds` results (``{task: [result of each seed]}``).
-
-    Columns: the GLUE table's (:data:`GLUE_COLUMNS`; MNLI's two dev splits are ``mnli_m`` / ``mnli_mm``) scored with
-    the task's metric (:func:`atb.metrics.glue_score_fn`), and ``squad_v1.f1``, ``squad_v1.em`` (``squad_v2.*``)
-    whose per-question scores are averaged (their labels are the question ids). A task is left out when some seed
-    has no score or no per-example predictions (results of code older than the seeds)."""
-    out: dict[str, ModelRuns] = {}
-    for task, per_seed in results.items():
-        if not per_seed or any(r.get("score") is None or not r.get("dev") for r in per_seed):
-            continue
-        seeds = [r["config"]["seed"] for r in per_seed]
-        if task in SQUAD_TASKS:
-            ids = per_seed[0]["dev"]["ids"]
-            if any(r["dev"]["ids"] != ids for r in per_seed):
-                raise ValueError(f"{task}: the seeds were scored on different dev questions")
-            for score in ("f1", "em"):
-                out[f"{SQUAD_KEYS[task]}.{score}"] = ModelRuns(
-                    _mean_score, {s: np.asarray(r["dev"][score], dtype=float) for s, r in zip(seeds, per_seed)},
-                    np.asarray(ids))
-            continue
-        for split, dev in per_seed[0]["dev"].items():
-            column = {"validation_matched": "mnli_m", "validation_mismatched": "mnli_mm"}.get(split, task)
-            if any(r["dev"][split]["labels"] != dev["labels"] for r in per_seed):
-                raise ValueError(f"{task}: the seeds were scored on different dev examples")
-            out[column] = ModelRuns(glue_score_fn(task), {s: np.asarray(r["dev"][split]["predictions"])
-                                                          for s, r in zip(seeds, per_seed)}, np.asarray(dev["labels"]))
-    return out
-
-
-def _mean_score(predictions: np.ndarray, labels: np.ndarray) -> float:
-    """The metric of per-example scores (SQuAD EM / F1 per question): their mean."""
-    return float(np.mean(predictions))
-
-
 def _ci(interval: Interval | None) -> list[float] | None:
     return None if interval is None else list(interval.ci95)
 

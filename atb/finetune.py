@@ -58,9 +58,10 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 from . import config, engine
 from .data import GLUE_TASK_INFO, GLUE_TASKS, DataUnavailableOffline, load_glue, load_squad, load_tokenizer
 from .data.glue import glue_task_info
-from .metrics import glue_metrics, glue_score, squad_evaluate, squad_question_scores
+from .metrics import glue_metrics, glue_score, glue_score_fn, squad_evaluate, squad_question_scores
 from .progress import bar as progress_bar, libraries_quiet, silence_this_process
 from .records import write_json_atomic
+from .stats import ModelRuns
 
 SQUAD_TASKS = ("squad_v1.1", "squad_v2.0")
 # The sub-sections of a scale's `finetune`: budgets for every task, for GLUE, for SQuAD, then per task.
@@ -741,6 +742,46 @@ def lr_jobs(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, cand
 def chosen_budgets(choice: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """The ``budgets`` argument of :func:`run_seeds` from :func:`choose_lr`'s result (tasks with a chosen rate)."""
     return {task: {"lr": c["lr"]} for task, c in choice.items() if c.get("lr") is not None}
+
+
+# ----------------------------------------------------------------------------- per-example dev runs
+SQUAD_KEYS = {"squad_v1.1": "squad_v1", "squad_v2.0": "squad_v2"}  # result task -> row key
+
+
+def column_runs(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, ModelRuns]:
+    """One model's per-example dev predictions of every seed, per scored column, from
+    :func:`run_seeds` results (``{task: [result of each seed]}``).
+
+    Columns: the GLUE table's (``atb.develop.GLUE_COLUMNS``; MNLI's two dev splits are ``mnli_m`` / ``mnli_mm``)
+    scored with the task's metric (:func:`atb.metrics.glue_score_fn`), and ``squad_v1.f1``, ``squad_v1.em``
+    (``squad_v2.*``) whose per-question scores are averaged (their labels are the question ids). A task is left out when some seed
+    has no score or no per-example predictions (results of code older than the seeds)."""
+    out: dict[str, ModelRuns] = {}
+    for task, per_seed in results.items():
+        if not per_seed or any(r.get("score") is None or not r.get("dev") for r in per_seed):
+            continue
+        seeds = [r["config"]["seed"] for r in per_seed]
+        if task in SQUAD_TASKS:
+            ids = per_seed[0]["dev"]["ids"]
+            if any(r["dev"]["ids"] != ids for r in per_seed):
+                raise ValueError(f"{task}: the seeds were scored on different dev questions")
+            for score in ("f1", "em"):
+                out[f"{SQUAD_KEYS[task]}.{score}"] = ModelRuns(
+                    _mean_score, {s: np.asarray(r["dev"][score], dtype=float) for s, r in zip(seeds, per_seed)},
+                    np.asarray(ids))
+            continue
+        for split, dev in per_seed[0]["dev"].items():
+            column = {"validation_matched": "mnli_m", "validation_mismatched": "mnli_mm"}.get(split, task)
+            if any(r["dev"][split]["labels"] != dev["labels"] for r in per_seed):
+                raise ValueError(f"{task}: the seeds were scored on different dev examples")
+            out[column] = ModelRuns(glue_score_fn(task), {s: np.asarray(r["dev"][split]["predictions"])
+                                                          for s, r in zip(seeds, per_seed)}, np.asarray(dev["labels"]))
+    return out
+
+
+def _mean_score(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """The metric of per-example scores (SQuAD EM / F1 per question): their mean."""
+    return float(np.mean(predictions))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

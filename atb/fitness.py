@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from .controls import export_control
 from .extract import export, extract
 from .objectives import IGNORE_INDEX, KDObjective, MLMObjective
 from .space import Arch, SearchSpace
@@ -203,7 +204,13 @@ class HeldOutKDFitness(HeldOutFitness):
 # ---------------------------------------------------------------------------------------- paper
 @dataclass
 class PaperFitness(Fitness):
-    """mean(score of each task) of the extracted sub-model fine-tuned on each of ``tasks`` (notes §6)."""
+    """mean(score of each task) of the extracted sub-model fine-tuned on each of ``tasks`` (notes §6).
+
+    ``untrained``: fine-tune the sub-model's **untrained control** instead (:func:`atb.controls.export_control`:
+    its shape and settings at random initialisation), under the same budgets: a ranking study scores both, and a
+    sub-model that does not beat its control was ranked by the budget, not by what it inherited.
+    ``keep_predictions``: keep each task's per-example dev predictions in the details (``"dev"``), which a paired
+    bootstrap against the control needs; a search of hundreds of candidates leaves them out of its log."""
 
     name: ClassVar[str] = "paper"
     finetune_scale: str = "mini"  # whose configs/<scale>.yaml `finetune` section gives the base budgets
@@ -211,6 +218,8 @@ class PaperFitness(Fitness):
     substitute_tasks: dict[str, str] = field(default_factory=lambda: {"mnli": "sst2"})  # used when data is absent
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> FinetuneConfig overrides
     workdir: str | None = None  # where the temporary exported sub-models go (None: the system's temp dir)
+    untrained: bool = False  # score the architecture's untrained control (atb.controls) instead of the sub-model
+    keep_predictions: bool = False  # per task, the dev predictions ("dev") beside the score
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -222,10 +231,13 @@ class PaperFitness(Fitness):
     def evaluate(self, arch: Arch) -> dict:
         supernet = self.loaded()["model"]
         results = {}
-        with tempfile.TemporaryDirectory(prefix="atb-candidate-", dir=self.workdir) as model_dir:
+        with tempfile.TemporaryDirectory(prefix="atb-candidate-", dir=self.workdir) as tmp:
+            model_dir = Path(tmp) / "sub-model"
             export(extract(supernet, arch), model_dir)
+            if self.untrained:  # the same shape and settings, never pre-trained
+                model_dir = export_control(arch, Path(tmp) / "control", like=model_dir)
             for task in self.tasks:
-                results[task] = self._score(model_dir, task)
+                results[task] = self._score(str(model_dir), task)
         return {"fitness": statistics.fmean(r["score"] for r in results.values()), "tasks": results}
 
     def _score(self, model_dir: str, task: str) -> dict:
@@ -237,8 +249,9 @@ class PaperFitness(Fitness):
                       "unavailable": unavailable}
         if result["score"] is None:
             raise RuntimeError(f"no score for {task!r} ({result.get('reason')}) and no substitute task for it")
+        kept = ("substitutes", "unavailable", *(("dev",) if self.keep_predictions else ()))
         return {"task_used": result["task"], "score": result["score"], "metrics": result["metrics"],
-                "seconds": result["seconds"], **{k: result[k] for k in ("substitutes", "unavailable") if k in result}}
+                "seconds": result["seconds"], **{k: result[k] for k in kept if k in result}}
 
     def _finetune(self, model_dir: str, task: str) -> dict:
         from .finetune import SQUAD_TASKS, FinetuneConfig, finetune_glue, finetune_squad

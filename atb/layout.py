@@ -113,7 +113,7 @@ class Layout:
 
     def control(self, arch: str, seed: int = 0) -> Path:
         """The untrained control of architecture ``arch`` ("4/256/480/12/192"): a random initialisation under
-        ``seed`` (:func:`atb.develop.export_control`), shared by every developed model of that shape."""
+        ``seed`` (:func:`atb.controls.export_control`), shared by every developed model of that shape."""
         parts = str(arch).split("/")
         if len(parts) != 5 or not all(p.isdigit() for p in parts):
             raise ValueError(f"an architecture is layers/hidden/ffn/heads/qkv, got {arch!r}")

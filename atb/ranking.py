@@ -47,12 +47,14 @@ from typing import Any
 from scipy.stats import kendalltau
 
 from . import config
-from .fitness import Fitness, make_fitness, supernet_objective
+from .finetune import column_runs
+from .fitness import Fitness, PaperFitness, make_fitness, supernet_objective
 from .objectives import copy_objective
 from .progress import bar as progress_bar, libraries_quiet
 from .records import machine_info, write_dir_atomic, write_json_atomic
 from .search import SearchConfig, describe_fitness, evaluate, header_differences
 from .space import Arch
+from .stats import paired_bootstrap
 from .train import TrainConfig, build_student, further_train, summarize_log
 
 ArchLike = Arch | str  # an Arch or its "L/d_m/d_f/h/d_qkv" notation
@@ -74,6 +76,10 @@ class RankingConfig:
     fitness: str = "proxy"  # the fitness of the inherited-vs-trained study
     proxy: dict[str, Any] = field(default_factory=dict)  # over the search's proxy settings
     paper: dict[str, Any] = field(default_factory=dict)  # over the search's paper settings
+    # Proxy vs paper: fine-tune each architecture's untrained control beside it under the same budget; tau then counts
+    # only the architectures that beat their control (at a budget too small to teach them, every score is the
+    # constant prediction, and tau would rank ties)
+    controls: bool = True
     scale: str | None = None
 
     def __post_init__(self) -> None:
@@ -267,6 +273,7 @@ def kendall_proxy_vs_paper(
     paper: Fitness | Mapping[str, Any],
     cache_dir: str | Path,
     *,
+    controls: bool = False,
     progress: bool = True,
 ) -> dict:
     """τ between a cheap proxy and the paper's fine-tuning fitness of the inherited sub-models.
@@ -276,17 +283,32 @@ def kendall_proxy_vs_paper(
     The result lists, per original task, the task actually fine-tuned on (``tasks_used``: offline, MNLI's
     substitute). Returns ``{"archs", "proxy", "paper", "kendall_tau", "p_value", "n", ...}`` and writes it
     to ``cache_dir/result.json``.
+
+    ``controls``: also fine-tune each architecture's untrained control under the paper fitness' budget
+    (``cache_dir/control/<arch>.json``) and decide per architecture whether it **learned**, i.e. beat its control
+    with a 95 % interval above 0 (:func:`vs_control`). The result then adds ``control``, ``vs_control``,
+    ``learned`` and τ over the architectures that learned (``learned_kendall_tau``, ``learned_p_value``,
+    ``n_learned``): the ranking the paper fitness can vouch for.
     """
     supernet_dir, cache_dir = Path(supernet_dir), Path(cache_dir)
     archs = [as_arch(a) for a in archs]
     proxy = proxy if not isinstance(proxy, Mapping) else make_fitness("proxy", supernet_dir, **proxy)
     paper = paper if not isinstance(paper, Mapping) else make_fitness("paper", supernet_dir, **paper)
+    control = None
+    if controls:
+        if not isinstance(paper, PaperFitness):
+            raise ValueError(f"controls need the paper fitness (fine-tuning), got {describe_fitness(paper)['name']!r}")
+        paper = dataclasses.replace(paper, keep_predictions=True)  # a paired bootstrap needs every dev prediction
+        control = dataclasses.replace(paper, untrained=True)
     claim_study(cache_dir, {"study": "proxy_vs_paper", "proxy": describe_fitness(proxy),
-                            "paper": describe_fitness(paper)})
-    proxy_records, paper_records = [], []
+                            "paper": describe_fitness(paper),
+                            **({"control": describe_fitness(control)} if control is not None else {})})
+    proxy_records, paper_records, control_records = [], [], []
     for arch in progress_bar(archs, desc="proxy vs paper", disable=not progress):
         proxy_records.append(cached_evaluation(cache_dir / "proxy" / f"{arch_slug(arch)}.json", proxy, arch))
         paper_records.append(cached_evaluation(cache_dir / "paper" / f"{arch_slug(arch)}.json", paper, arch))
+        if control is not None:
+            control_records.append(cached_evaluation(cache_dir / "control" / f"{arch_slug(arch)}.json", control, arch))
     tasks_used: dict[str, set[str]] = {}  # e.g. {"mnli": {"sst2"}} offline
     for record in paper_records:
         for task, scored in (record["details"].get("tasks") or {}).items():
@@ -295,10 +317,45 @@ def kendall_proxy_vs_paper(
                            tasks_used={t: sorted(u) for t, u in tasks_used.items()},
                            proxy_fitness=describe_fitness(proxy), paper_fitness=describe_fitness(paper),
                            seconds={"proxy": sum(r["seconds"] for r in proxy_records),
-                                    "paper": sum(r["seconds"] for r in paper_records)},
+                                    "paper": sum(r["seconds"] for r in paper_records),
+                                    **({"control": sum(r["seconds"] for r in control_records)} if controls else {})},
                            machine=machine_info())
+    if control is not None:
+        result.update(learned_ranking(result, paper_records, control_records, describe_fitness(control)))
     write_json_atomic(cache_dir / "result.json", result)
     return result
+
+
+def vs_control(paper_record: Mapping[str, Any], control_record: Mapping[str, Any], *, n_boot: int = 1000) -> dict:
+    """How far a sub-model's paper fitness lies above its untrained control's: the mean over its tasks of
+    (sub-model − control), with a 95 % interval from resampling the dev examples (paired: both were scored on the
+    same ones; one fine-tuning seed each). ``{"difference", "ci95", "learned"}``: learned when the interval lies
+    above 0."""
+    tasks = []
+    for task, mine in paper_record["details"]["tasks"].items():
+        theirs = control_record["details"]["tasks"][task]
+        if mine["task_used"] != theirs["task_used"] or not mine.get("dev") or not theirs.get("dev"):
+            raise ValueError(f"{paper_record['arch']}: task {task!r} has no paired dev predictions of the sub-model "
+                             "and its control (the paper fitness needs keep_predictions=True)")
+        used = mine["task_used"]
+        a = column_runs({used: [{"score": mine["score"], "dev": mine["dev"], "config": {"seed": 0}}]})
+        b = column_runs({used: [{"score": theirs["score"], "dev": theirs["dev"], "config": {"seed": 0}}]})
+        tasks += [a[column].against(b[column], key=f"{used}:{column}") for column in a
+                  if not column.endswith(".em")]  # SQuAD counts once, by F1, as the paper fitness does
+    interval = paired_bootstrap(tasks, n_boot=n_boot)
+    return {"difference": interval.difference, "ci95": list(interval.ci95), "learned": interval.ci95[0] > 0}
+
+
+def learned_ranking(result: Mapping[str, Any], paper_records: Sequence[Mapping[str, Any]],
+                    control_records: Sequence[Mapping[str, Any]], control_fitness: Mapping[str, Any]) -> dict:
+    """The fields :func:`kendall_proxy_vs_paper` adds with controls: each architecture against its control and τ
+    over those that learned (NaN below two)."""
+    against = [vs_control(p, c) for p, c in zip(paper_records, control_records)]
+    learned = [i for i, v in enumerate(against) if v["learned"]]
+    tau, p = kendall([result["proxy"][i] for i in learned], [result["paper"][i] for i in learned])
+    return {"control": [r["fitness"] for r in control_records], "vs_control": against,
+            "learned": [v["learned"] for v in against], "n_learned": len(learned),
+            "learned_kendall_tau": tau, "learned_p_value": p, "control_fitness": control_fitness}
 
 
 # ------------------------------------------------------------------------------- choosing archs
@@ -358,6 +415,6 @@ def run_ranking_studies(scale: str, supernet_dir: str | Path, candidates: Any, r
     if "proxy_vs_paper" in studies:
         out["proxy_vs_paper"] = kendall_proxy_vs_paper(
             supernet_dir, archs, cfg.proxy_settings(), cfg.paper_settings(), run_dir / "proxy_vs_paper",
-            progress=progress)
+            controls=cfg.controls, progress=progress)
     out["wall_seconds"] = time.perf_counter() - start
     return out

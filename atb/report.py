@@ -308,13 +308,29 @@ def fitness_ranks_downstream(search: dict) -> str | None:
     study = (search.get("ranking") or {}).get("proxy_vs_paper") or {}
     if len(study.get("proxy") or []) < 3:
         return "no proxy-vs-paper ranking study shows that the search fitness ranks sub-models like fine-tuning does"
-    tau = _tau_interval(study["proxy"], study["paper"])
+    proxy, paper, learned = proxy_vs_paper_ranking(study)
+    if len(proxy) < 3:
+        return (f"only {len(proxy)} of {len(study['proxy'])} architectures of the proxy-vs-paper ranking study beat "
+                "their untrained controls at its fine-tuning budget: the paper fitness cannot rank the rest, so "
+                "nothing shows that the search fitness ranks sub-models like fine-tuning does")
+    tau = _tau_interval(proxy, paper)
     if tau is None:
         return "Kendall tau between the search fitness and the paper fitness is undefined (a constant fitness)"
     if tau.ci95[0] <= 0:
         return (f"the search fitness does not rank sub-models like their fine-tuned scores (Kendall tau "
-                f"{tau.difference:.2f} [{tau.ci95[0]:+.2f}, {tau.ci95[1]:+.2f}], an interval that includes 0)")
+                f"{tau.difference:.2f} [{tau.ci95[0]:+.2f}, {tau.ci95[1]:+.2f}]{learned}, an interval that includes 0)")
     return None
+
+
+def proxy_vs_paper_ranking(study: dict) -> tuple[list[float], list[float], str]:
+    """The proxy and paper fitness values a proxy-vs-paper study can rank, and words saying which: with untrained
+    controls (:func:`atb.ranking.kendall_proxy_vs_paper`), only the architectures that beat theirs (a score at the
+    constant prediction ranks the budget, not the sub-model); without, every architecture."""
+    if "learned" not in study:
+        return list(study["proxy"]), list(study["paper"]), ""
+    keep = [i for i, learned in enumerate(study["learned"]) if learned]
+    words = f" over the {len(keep)} of {len(study['learned'])} architectures that beat their untrained controls"
+    return [study["proxy"][i] for i in keep], [study["paper"][i] for i in keep], words
 
 
 def claim_kd_vs_mlm(records: dict) -> dict:
@@ -388,8 +404,14 @@ def claim_ranking(records: dict) -> dict:
     ours = (f"Kendall tau {tau.difference:.2f} [{tau.ci95[0]:+.2f}, {tau.ci95[1]:+.2f}] (95 % CI, {tau.n} "
             f"architectures resampled; p = {study['p_value']:.2f}; {study.get('steps', '?')} further-training steps)")
     proxy = search["ranking"].get("proxy_vs_paper") or {}
-    if len(proxy.get("proxy") or []) >= 3 and (other := _tau_interval(proxy["proxy"], proxy["paper"])) is not None:
-        ours += (f"; proxy vs paper fitness tau {other.difference:.2f} [{other.ci95[0]:+.2f}, {other.ci95[1]:+.2f}]")
+    if len(proxy.get("proxy") or []) >= 3:
+        x, y, learned = proxy_vs_paper_ranking(proxy)
+        other = _tau_interval(x, y) if len(x) >= 3 else None
+        if other is not None:
+            ours += (f"; proxy vs paper fitness tau {other.difference:.2f} [{other.ci95[0]:+.2f}, "
+                     f"{other.ci95[1]:+.2f}]{learned}")
+        elif learned:
+            ours += f"; proxy vs paper fitness: only {len(x)} of {len(proxy['learned'])} architectures beat their controls"
     if search.get("scale") == "smoke":
         verdict, reason = NOT_TESTABLE, SMOKE
     else:

@@ -42,7 +42,8 @@ import time
 from pathlib import Path
 
 from atb import Arch, SearchSpace, SuperBert, engine, export, extract
-from atb.develop import DevelopConfig, column_runs, export_control, pooled_difference
+from atb.controls import export_control
+from atb.develop import DevelopConfig, column_runs, pooled_difference
 from atb.finetune import run_jobs, run_seeds, seed_jobs
 from atb.layout import Layout
 from atb.records import machine_info, write_json_atomic

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from atb import Arch, SuperBert, export, extract
-from atb.develop import export_control
+from atb.controls import export_control
 from atb.finetune import Job, run_jobs
 from atb.layout import Layout
 from atb.metrics import glue_score_fn

@@ -36,7 +36,7 @@ import torch
 import dataclasses
 
 from atb import Arch, SuperBert, SuperBertConfig, export, extract
-from atb.develop import export_control
+from atb.controls import export_control
 from atb.finetune import FinetuneConfig, finetune_glue
 from atb.layout import Layout
 from atb.records import machine_info, write_json_atomic

@@ -453,7 +453,8 @@ def test_export_control_is_a_seeded_random_model_of_the_same_shape(tmp_path, arc
     from transformers import AutoModelForMaskedLM
 
     from atb import AtbBertConfig, AtbBertForMaskedLM, export
-    from atb.develop import control_model, export_control
+    from atb.controls import export_control
+    from atb.develop import control_model
     from atb.layout import Layout
 
     shape = Arch.parse(arch)

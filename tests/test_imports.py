@@ -23,6 +23,7 @@ PIPELINE: list[tuple[str, ...]] = [
     ("elastic", "modeling"),                                       # elastic layers, the standalone BERT
     ("superbert", "supernet"),                                     # the SuperPLM; the weight-sharing supernets' interface
     ("extract",),                                                  # sub-model -> standalone model
+    ("controls",),                                                 # untrained controls of a shape
     ("objectives", "warmstart", "sampler", "checkpoint", "train", "distill"),  # one-shot, further, layer-wise KD
     ("latency",),                                                  # timing, sweeps, the window
     ("latency_predictor",),                                        # predictors fitted to a sweep

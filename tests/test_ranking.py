@@ -7,6 +7,7 @@ import json
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from transformers import AutoModelForMaskedLM
 from atb import Arch, SearchSpace, SuperBert
 from atb import ranking, train
 from atb.latency import num_threads
-from atb.fitness import make_fitness
+from atb.fitness import PaperFitness, make_fitness
 from atb.ranking import (
     RankingConfig, arch_slug, claim_study, field_defaults, kendall, kendall_inherited_vs_trained,
     kendall_proxy_vs_paper, pick_archs,
@@ -112,6 +113,80 @@ def test_proxy_vs_paper_caches_each_arch_and_refuses_a_different_study(tmp_path)
     assert (tmp_path / "study" / "paper" / f"{arch_slug(extra)}.json").exists()
     with pytest.raises(ValueError, match="other settings"):
         kendall_proxy_vs_paper(tmp_path / "sp", archs, proxy, Counting(tag="b"), tmp_path / "study", progress=False)
+
+
+# ---------------------------------------------------------------------------------------- controls
+LABELS = [i % 2 for i in range(200)]
+
+
+def _predictions(accuracy: float) -> list[int]:
+    """Predictions of ``LABELS`` right on the first ``accuracy`` of them, wrong on the rest."""
+    right = round(accuracy * len(LABELS))
+    return [y if i < right else 1 - y for i, y in enumerate(LABELS)]
+
+
+@dataclasses.dataclass
+class ScriptedPaper(PaperFitness):
+    """The paper fitness without fine-tuning: a sub-model's dev accuracy is ``accuracies[arch]``, an untrained
+    control's 0.5 (the constant prediction), each with its per-example predictions when kept."""
+
+    accuracies: dict = dataclasses.field(default_factory=dict)
+
+    def evaluate(self, arch: Arch) -> dict:
+        accuracy = 0.5 if self.untrained else self.accuracies[str(arch)]
+        predictions = [0] * len(LABELS) if self.untrained else _predictions(accuracy)
+        task = {"task_used": "sst2", "score": 100 * accuracy, "metrics": {"accuracy": 100 * accuracy}, "seconds": 0.0,
+                **({"dev": {"validation": {"predictions": predictions, "labels": LABELS}}}
+                   if self.keep_predictions else {})}
+        return {"fitness": task["score"], "tasks": {"mnli": task}}
+
+
+def test_with_controls_tau_counts_only_the_architectures_that_beat_their_untrained_controls(tmp_path):
+    archs = ["1/64/64/2/32", "1/96/96/2/48", "1/128/128/2/64", "2/128/128/2/64", "2/160/160/2/80"]
+    accuracies = dict(zip(archs, [0.5, 0.52, 0.7, 0.8, 0.9]))  # two at the constant, three that learned
+    proxy = Counting(scale=1.0)
+    paper = ScriptedPaper(tmp_path / "sp", tasks=("mnli",), accuracies=accuracies)
+    result = kendall_proxy_vs_paper(tmp_path / "sp", archs, proxy, paper, tmp_path / "study", controls=True,
+                                    progress=False)
+    assert result["control"] == [50.0] * 5 and result["n_learned"] == 3
+    assert result["learned"] == [False, False, True, True, True]  # +2 points on 200 examples: not above 0
+    assert result["vs_control"][4]["difference"] == pytest.approx(40.0) and result["vs_control"][4]["ci95"][0] > 0
+    expected, _ = kendall([result["proxy"][i] for i in (2, 3, 4)], [70.0, 80.0, 90.0])
+    assert result["learned_kendall_tau"] == pytest.approx(expected)
+    assert (tmp_path / "study" / "control" / f"{arch_slug(Arch.parse(archs[0]))}.json").exists()
+    assert json.loads((tmp_path / "study" / "study.json").read_text())["control"]["untrained"] is True
+    with pytest.raises(ValueError, match="controls need the paper fitness"):
+        kendall_proxy_vs_paper(tmp_path / "sp", archs, proxy, Counting(), tmp_path / "other", controls=True,
+                               progress=False)
+
+
+def test_vs_control_needs_the_dev_predictions_of_both():
+    record = {"arch": "1/64/64/2/32", "details": {"tasks": {"mnli": {"task_used": "sst2", "score": 70.0}}}}
+    with pytest.raises(ValueError, match="keep_predictions"):
+        ranking.vs_control(record, record)
+
+
+def test_the_untrained_paper_fitness_fine_tunes_a_random_model_of_the_same_shape(tmp_path, monkeypatch):
+    """What ``untrained=True`` fine-tunes: the sub-model's shape and settings at random initialisation (the control of
+    :mod:`atb.controls`), not the weights inherited from the SuperPLM."""
+    seen = {}
+
+    def fake_finetune(self, model_dir, task):
+        seen[self.untrained] = {k: v.clone() for k, v in AutoModelForMaskedLM.from_pretrained(model_dir).state_dict()
+                                .items()}
+        seen[f"control.json {self.untrained}"] = (Path(model_dir) / "control.json").exists()
+        return {"task": task, "score": 1.0, "metrics": {}, "seconds": 0.0}
+
+    monkeypatch.setattr(PaperFitness, "_finetune", fake_finetune)
+    arch = Arch(1, 32, 32, 1, 16)
+    sub_model = PaperFitness(save_supernet(tmp_path, "mlm"), finetune_scale="smoke", tasks=("sst2",))
+    sub_model.evaluate(arch)
+    dataclasses.replace(sub_model, untrained=True).evaluate(arch)
+    assert seen["control.json True"] and not seen["control.json False"]
+    assert seen[True].keys() == seen[False].keys()
+    assert all(seen[True][k].shape == v.shape for k, v in seen[False].items())
+    word = "bert.embeddings.word_embeddings.weight"
+    assert not torch.equal(seen[True][word], seen[False][word])  # other weights, same shape
 
 
 # ------------------------------------------------------------------------------------------ config

@@ -327,6 +327,8 @@ def test_shape_verdicts(evolved, others, scale, verdict):
     ({"proxy": list(range(10)), "paper": [50.0, 52, 51, 49, 53, 50.5, 48, 52.5, 49.5, 51.5]},
      "does not rank sub-models like their fine-tuned scores"),  # an interval that includes 0
     ({"proxy": list(range(10)), "paper": [1.0] * 10}, "undefined"),
+    # with untrained controls: ranked only over the architectures that beat theirs (here 2 of 10: too few)
+    ({**AGREEING, "learned": [False] * 8 + [True] * 2}, "only 2 of 10 architectures"),
 ])
 def test_shapes_are_not_testable_while_the_fitness_does_not_rank_like_fine_tuning(study, why):
     records = {"03": _search(["4/256/448/4/256"] * 4)}
@@ -335,6 +337,24 @@ def test_shapes_are_not_testable_while_the_fitness_does_not_rank_like_fine_tunin
     assert claim["verdict"] == report.NOT_TESTABLE and why in claim["reason"]
     records["03"]["ranking"]["proxy_vs_paper"] = AGREEING
     assert report.claim_shapes(records)["verdict"] == report.REPRODUCED
+
+
+def test_with_controls_tau_counts_only_the_architectures_that_beat_theirs():
+    """Eight architectures at the constant prediction and two that learned: over all ten, tau rewards the proxy for
+    ranking the two learners on top; over the learners alone there is nothing to rank. With six that learned and
+    agree, the fitness ranks like fine-tuning."""
+    ties = {"proxy": list(range(10)), "paper": [50.9] * 8 + [60.0, 74.0]}
+    records = {"03": _search(["4/256/448/4/256"] * 4)}
+    records["03"]["ranking"]["proxy_vs_paper"] = ties
+    assert report.fitness_ranks_downstream(records["03"]) is None  # without controls the ties pass for a ranking
+    records["03"]["ranking"]["proxy_vs_paper"] = {**ties, "learned": [False] * 8 + [True] * 2}
+    assert "only 2 of 10 architectures" in report.fitness_ranks_downstream(records["03"])
+    agreeing = {**AGREEING, "learned": [False] * 4 + [True] * 6}
+    assert report.proxy_vs_paper_ranking(agreeing) == (list(range(4, 10)), [54.0 + i for i in range(6)],
+                                                       " over the 6 of 10 architectures that beat their untrained "
+                                                       "controls")
+    records["03"]["ranking"]["proxy_vs_paper"] = agreeing
+    assert report.fitness_ranks_downstream(records["03"]) is None
 
 
 def test_the_report_names_the_one_shot_recipe_and_its_effect():
