@@ -175,9 +175,10 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
 
     metrics: dict[str, float] = {}
     dev: dict[str, dict[str, list]] = {}
+    evaluated_in = prediction_precision(task, cfg.precision)
     for split, data in run.evals.items():
         features = glue_features(data, task, cfg, run.tokenizer, labels=False)
-        logits = np.stack(predict(run.model, features, run.collate, EVAL_BATCH_SIZE, cfg.precision)["logits"])
+        logits = np.stack(predict(run.model, features, run.collate, EVAL_BATCH_SIZE, evaluated_in)["logits"])
         predictions = logits[:, 0] if info.is_regression else logits.argmax(-1)
         metrics.update(glue_metrics(task, predictions, data["label"], split))
         dev[split] = {"predictions": predictions.tolist(), "labels": list(data["label"])}
@@ -185,8 +186,18 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
         "task": task, "metrics": metrics, "score": glue_score(task, metrics),
         "train_examples": len(run.train), "eval_examples": sum(len(d) for d in run.evals.values()),
         "train_loss": run.train_loss, "seconds": round(time.perf_counter() - started, 2),
-        "config": dataclasses.asdict(cfg), "engine": engine_record(cfg), "model_dir": str(model_dir), "dev": dev,
+        "config": dataclasses.asdict(cfg), "engine": {**engine_record(cfg), "evaluated_in": evaluated_in},
+        "model_dir": str(model_dir), "dev": dev,
     }, output_dir)
+
+
+def prediction_precision(task: str, precision: str) -> str:
+    """The precision a GLUE task's dev predictions are computed in: the fine-tuning's own (``precision``), except for
+    a regression task (STS-B), always predicted in fp32. A regression output is the score itself, not an argmax:
+    bf16 keeps 8 significant bits, steps of 1/64 near 2, and a model that learned little (predictions within a few
+    thousandths of the mean) then gives every dev pair the same value and Spearman 0 where fp32 gives its small but
+    real correlation (a developed 25x model at mini: 0.0 in bf16, 6.4 in fp32)."""
+    return "fp32" if GLUE_TASK_INFO[task].is_regression else precision
 
 
 @dataclass
@@ -596,15 +607,21 @@ def cached_result(output_dir: str | Path | None, task: str, cfg: FinetuneConfig,
     Results without a score (data unavailable) are never reused: the data may be there next time. Nor are results
     without the per-example dev predictions (``dev``, written since seeds were added): intervals need them, so such
     a result is fine-tuned once more. Nor, under ``precision: auto``, one computed in another precision than this
-    machine's (a bf16 result on an fp32 machine, or the reverse): it is not the run this machine would make.
+    machine's (a bf16 result on an fp32 machine, or the reverse): it is not the run this machine would make. Nor a
+    GLUE result predicted in another precision than :func:`prediction_precision` says (STS-B predicted in bf16
+    before its predictions were computed in fp32).
     """
     path = None if output_dir is None else result_path(output_dir, task, cfg.seed)
     if path is None or not path.exists():
         return None
     result = json.loads(path.read_text())
+    computed = engine.resolve_precision(cfg.precision, device())
+    recorded = result.get("engine") or {}
+    predicted = (recorded.get("evaluated_in", recorded.get("computed_in"))
+                 == engine.resolve_precision(prediction_precision(task, cfg.precision), device())
+                 if task in GLUE_TASK_INFO else True)
     same = (result.get("config") == json.loads(json.dumps(dataclasses.asdict(cfg)))
-            and result.get("model_dir") == str(model_dir)
-            and (result.get("engine") or {}).get("computed_in") == engine.resolve_precision(cfg.precision, device()))
+            and result.get("model_dir") == str(model_dir) and recorded.get("computed_in") == computed and predicted)
     return result if same and result.get("score") is not None and result.get("dev") else None
 
 

@@ -349,6 +349,20 @@ def test_cached_result_needs_the_same_budget_and_the_dev_predictions(tmp_path):
     assert (tmp_path / "rte.json").exists() and finetune.cached_result(tmp_path, "rte", cfg, "m") is None
 
 
+def test_an_sts_b_result_predicted_in_bf16_is_not_reused(tmp_path):
+    """STS-B is predicted in fp32 whatever the fine-tuning computes in (finetune.prediction_precision): a cached result
+    predicted in bf16 (before that rule) is fine-tuned again; one predicted in fp32 is reused."""
+    cfg = dataclasses.replace(finetune.FinetuneConfig.load("smoke", "stsb"), precision="bf16")
+    dev = {"validation": {"predictions": [2.0, 2.5], "labels": [1.0, 4.0]}}
+    result = {"task": "stsb", "score": 100.0, "config": dataclasses.asdict(cfg), "model_dir": "m", "dev": dev,
+              "engine": {**finetune.engine_record(cfg), "evaluated_in": "fp32"}}
+    finetune._save(result, tmp_path)
+    assert finetune.cached_result(tmp_path, "stsb", cfg, "m")["score"] == 100.0
+    for engine_record in ({**result["engine"], "evaluated_in": "bf16"}, finetune.engine_record(cfg)):  # old: no key
+        finetune._save({**result, "engine": engine_record}, tmp_path)
+        assert finetune.cached_result(tmp_path, "stsb", cfg, "m") is None
+
+
 def test_run_seeds_fine_tunes_each_task_once_per_seed_and_caches_each(tmp_path, monkeypatch):
     calls = []
 

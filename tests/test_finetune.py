@@ -389,6 +389,30 @@ def test_fine_tuning_computes_its_matmuls_in_the_configured_precision(tiny_model
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
+def test_a_regression_is_predicted_in_fp32_because_bf16_rounds_small_differences_away(tiny_model):
+    """A model that learned little predicts STS-B scores within a few thousandths of the mean: in bf16 (8 significant
+    bits) they round to one value, Spearman 0, while fp32 keeps their order. So regression tasks are predicted in fp32
+    (finetune.prediction_precision); classification keeps the fine-tuning's precision (an argmax survives bf16)."""
+    import datasets
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+
+    assert finetune.prediction_precision("stsb", "bf16") == "fp32" == finetune.prediction_precision("stsb", "auto")
+    assert finetune.prediction_precision("sst2", "bf16") == "bf16" and finetune.prediction_precision("cola", "auto") == "auto"
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1).eval()
+    with torch.no_grad():  # a collapsed regressor: the mean, 2.2, plus differences of a few thousandths
+        model.classifier.weight.mul_(0.5)
+        model.classifier.bias.fill_(2.2)
+    rng = np.random.default_rng(0)
+    ids = [[101, *rng.integers(1000, 30000, size=n).tolist(), 102] for n in (5, 9, 12, 7, 20, 14, 6, 11)]
+    features = datasets.Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(i) for i in ids]})
+    collate = DataCollatorWithPadding(load_tokenizer())
+    bf16 = np.stack(finetune.predict(model, features, collate, 4, "bf16")["logits"])[:, 0]
+    fp32 = np.stack(finetune.predict(model, features, collate, 4, "fp32")["logits"])[:, 0]
+    assert len(np.unique(fp32)) == len(features) and np.ptp(fp32) < 1 / 64  # distinct, within one bf16 step of 2.2
+    assert len(np.unique(bf16)) < len(np.unique(fp32))  # bf16 merged some of them
+
+
 def test_predict_evaluates_sorted_by_length_and_returns_the_features_order(tiny_model):
     """Length-sorted evaluation batches change the work, not the outputs: each feature's logits equal those of the
     feature evaluated alone (no padding), in the features' order, token outputs cut to the real tokens."""
