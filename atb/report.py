@@ -363,7 +363,7 @@ def claim_fast(records: dict) -> dict:
     if verdict != NOT_TESTABLE and not cheaper:
         verdict, reason = REFUTED, "the fast method was not cheaper than the full one"
     return _claim(5, claim, paper, ours, verdict,
-                  (f"Not testable: {reason}. " if verdict == NOT_TESTABLE else "") +
+                  (f"Not testable: {reason}. " if verdict == NOT_TESTABLE and reason else "") +
                   "The further-training ratio is set by develop.fast_steps in configs/<scale>.yaml, as the paper's; "
                   f"the search ratio is measured. 'Nearly the same' is taken as at most {FAST_TOLERANCE:g} GLUE point "
                   "below the full method: reproduced when the interval of fast - full lies above "
