@@ -885,6 +885,15 @@ def run_total(run: dict) -> str:
     if run.get("runs_empty_at_start"):
         return (total + f": every notebook executed once, from an empty `runs/` ({sittings}), the study's cost from "
                 "scratch.")
+    entries = run.get("notebooks") or {}
+    studies = {e.get("study") for e in entries.values()}
+    retried = sorted(n for n, e in entries.items() if e.get("retried"))
+    if entries and retried and len(studies) == 1 and None not in studies and all(
+            e.get("status") == "ok" for e in entries.values()):
+        total += (f". Every notebook ran in one study that started from an empty `runs/`, but {', '.join(retried)} "
+                  f"executed more than once in it (an earlier attempt was stopped or failed): "
+                  f"{'its' if len(retried) == 1 else 'their'} last execution may have reused the cached steps of the "
+                  "earlier one, so the total is not certified as the study's cost from scratch")
     earlier = (f" The last study from scratch took {cost['total_seconds'] / 60:.1f} minutes on "
                f"{', '.join(cost.get('cpus') or ['an unrecorded CPU'])} ({sittings}; commit "
                f"{', '.join(c[:7] for c in cost.get('commits', []))}).") if cost else ""

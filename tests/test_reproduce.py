@@ -144,6 +144,7 @@ def test_a_notebook_executed_twice_in_one_study_is_no_longer_its_cost_from_scrat
     assert run("smoke", nb_dir, results, runs_root=runs)["runs_empty_at_start"]
     again = run("smoke", nb_dir, results, runs_root=runs, only=["01_"], force=True)
     assert again["notebooks"]["01_step.ipynb"]["retried"] and not again["runs_empty_at_start"]
+    assert "but 01_step.ipynb executed more than once in it" in (results / "smoke" / "REPORT.md").read_text()
     assert json.loads((runs / "smoke" / "study.json").read_text())["executed"] == ["00_step.ipynb", "01_step.ipynb"]
 
 
