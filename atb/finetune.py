@@ -186,7 +186,8 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
         "task": task, "metrics": metrics, "score": glue_score(task, metrics),
         "train_examples": len(run.train), "eval_examples": sum(len(d) for d in run.evals.values()),
         "train_loss": run.train_loss, "seconds": round(time.perf_counter() - started, 2),
-        "config": dataclasses.asdict(cfg), "engine": {**engine_record(cfg), "evaluated_in": evaluated_in},
+        "config": dataclasses.asdict(cfg),
+        "engine": {**engine_record(cfg), "evaluated_in": engine.resolve_precision(evaluated_in, device())},
         "model_dir": str(model_dir), "dev": dev,
     }, output_dir)
 

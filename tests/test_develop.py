@@ -358,6 +358,11 @@ def test_an_sts_b_result_predicted_in_bf16_is_not_reused(tmp_path):
               "engine": {**finetune.engine_record(cfg), "evaluated_in": "fp32"}}
     finetune._save(result, tmp_path)
     assert finetune.cached_result(tmp_path, "stsb", cfg, "m")["score"] == 100.0
+    auto = finetune.FinetuneConfig.load("smoke", "rte")  # a classification task: predicted as computed, e.g. auto
+    finetune._save({**result, "task": "rte", "config": dataclasses.asdict(auto),
+                    "engine": {**finetune.engine_record(auto), "evaluated_in": finetune.engine_record(auto)["computed_in"]}},
+                   tmp_path)
+    assert finetune.cached_result(tmp_path, "rte", auto, "m")["score"] == 100.0
     for engine_record in ({**result["engine"], "evaluated_in": "bf16"}, finetune.engine_record(cfg)):  # old: no key
         finetune._save({**result, "engine": engine_record}, tmp_path)
         assert finetune.cached_result(tmp_path, "stsb", cfg, "m") is None
