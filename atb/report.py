@@ -308,7 +308,7 @@ def fitness_ranks_downstream(search: dict) -> str | None:
     study = (search.get("ranking") or {}).get("proxy_vs_paper") or {}
     if len(study.get("proxy") or []) < 3:
         return "no proxy-vs-paper ranking study shows that the search fitness ranks sub-models like fine-tuning does"
-    proxy, paper, learned = proxy_vs_paper_ranking(study)
+    proxy, paper, which = proxy_vs_paper_ranking(study)
     if len(proxy) < 3:
         return (f"only {len(proxy)} of {len(study['proxy'])} architectures of the proxy-vs-paper ranking study beat "
                 "their untrained controls at its fine-tuning budget: the paper fitness cannot rank the rest, so "
@@ -318,7 +318,7 @@ def fitness_ranks_downstream(search: dict) -> str | None:
         return "Kendall tau between the search fitness and the paper fitness is undefined (a constant fitness)"
     if tau.ci95[0] <= 0:
         return (f"the search fitness does not rank sub-models like their fine-tuned scores (Kendall tau "
-                f"{tau.difference:.2f} [{tau.ci95[0]:+.2f}, {tau.ci95[1]:+.2f}]{learned}, an interval that includes 0)")
+                f"{tau.difference:.2f} [{tau.ci95[0]:+.2f}, {tau.ci95[1]:+.2f}]{which}, an interval that includes 0)")
     return None
 
 
@@ -405,12 +405,12 @@ def claim_ranking(records: dict) -> dict:
             f"architectures resampled; p = {study['p_value']:.2f}; {study.get('steps', '?')} further-training steps)")
     proxy = search["ranking"].get("proxy_vs_paper") or {}
     if len(proxy.get("proxy") or []) >= 3:
-        x, y, learned = proxy_vs_paper_ranking(proxy)
+        x, y, which = proxy_vs_paper_ranking(proxy)
         other = _tau_interval(x, y) if len(x) >= 3 else None
         if other is not None:
             ours += (f"; proxy vs paper fitness tau {other.difference:.2f} [{other.ci95[0]:+.2f}, "
-                     f"{other.ci95[1]:+.2f}]{learned}")
-        elif learned:
+                     f"{other.ci95[1]:+.2f}]{which}")
+        elif which:
             ours += f"; proxy vs paper fitness: only {len(x)} of {len(proxy['learned'])} architectures beat their controls"
     if search.get("scale") == "smoke":
         verdict, reason = NOT_TESTABLE, SMOKE

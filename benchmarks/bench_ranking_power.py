@@ -1,6 +1,6 @@
 """Can the proxy-vs-paper ranking study rank anything? Its paper fitness fine-tunes each inherited sub-model on SST-2
-(offline MNLI's substitute); at the committed mini budget (2,000 examples, one epoch, batch 32, lr 1e-4: 63 steps) 6
-of its 8 architectures scored the constant prediction, so its Kendall tau ranked ties (issue #23, item 4).
+(offline MNLI's substitute); at the committed mini budget (2,000 examples, one epoch, batch 32, lr 1e-4: 63 steps)
+most of its architectures scored the constant prediction, so its Kendall tau ranked ties (issue #23, item 4).
 
 This benchmark runs the study's own code (:func:`atb.ranking.kendall_proxy_vs_paper` with untrained controls) on the
 architectures notebook 03 would pick (:func:`atb.ranking.pick_archs` over the KD searches' candidates, ``--archs`` of

@@ -76,3 +76,20 @@ def write_scale_config(path, scale="smoke", **sections):
     """A scale config file (``configs/<scale>.yaml`` layout) holding ``sections``; returns its path."""
     path.write_text(yaml.safe_dump({"scale": scale, **sections}))
     return path
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module (the folder is no package), with ``benchmarks/`` importable while it
+    loads, as when the script runs (bench_batch_order imports its sibling bench_precision)."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(folder))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module

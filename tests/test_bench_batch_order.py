@@ -1,25 +1,14 @@
 """benchmarks/bench_batch_order.py compares batch orders that differ only in order: the length-grouped batches visited
 in a random order pad exactly as little as Hugging Face's sweep, and both far less than uniform batches."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # it imports its sibling bench_precision, as when run as a script
-    try:
-        spec = importlib.util.spec_from_file_location("bench_batch_order", ROOT / "benchmarks" / "bench_batch_order.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    return load_benchmark("bench_batch_order")  # it imports its sibling bench_precision, as when run as a script
 
 
 def test_the_orders_differ_only_in_order(bench):

@@ -1,20 +1,14 @@
 """benchmarks/bench_cls_spread.py's statistic: how much a set of vectors varies, by direction and by distance."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_cls_spread", ROOT / "benchmarks" / "bench_cls_spread.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_cls_spread")
 
 
 def test_spread_is_one_and_zero_for_a_collapsed_set_and_lower_for_varied_vectors(bench):

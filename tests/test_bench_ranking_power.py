@@ -1,24 +1,17 @@
 """benchmarks/bench_ranking_power.py compares the ranking study's committed paper budget with the study's own GLUE
 budget at each candidate learning rate, and finds the candidates notebook 03 ranks."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from atb.finetune import FinetuneConfig
 from atb.layout import Layout
 from atb.ranking import RankingConfig
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_ranking_power", ROOT / "benchmarks" / "bench_ranking_power.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_ranking_power")
 
 
 def test_the_budgets_are_the_committed_one_and_the_study_budget_at_each_candidate_rate(bench):

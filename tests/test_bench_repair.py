@@ -1,21 +1,16 @@
 """benchmarks/bench_repair.py adds points to its record without dropping the earlier ones (a new recipe or step count
 need not retrain the others), and refuses a record that measured something else."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_repair", ROOT / "benchmarks" / "bench_repair.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_repair")
 
 
 def _record(points: list[tuple[str, int]], difference: float, machine: str) -> dict:
