@@ -192,9 +192,11 @@ def test_the_untrained_paper_fitness_fine_tunes_a_random_model_of_the_same_shape
 # ------------------------------------------------------------------------------------------ config
 def test_ranking_config_per_scale_and_search_config_unaffected(tmp_path):
     smoke, mini = RankingConfig.load("smoke"), RankingConfig.load("mini")
-    assert 3 <= smoke.archs <= 4 and smoke.steps <= 3 and mini.archs == 8
+    assert 3 <= smoke.archs <= 4 and smoke.steps <= 3 and mini.archs == 12 and mini.controls
     # mini's paper fitness: MNLI (SST-2 offline) only, the ranking's own budget merged over the search's
-    assert mini.paper_settings()["tasks"] == ["mnli"] and mini.paper_settings()["budgets"]["sst2"]["batch_size"] == 32
+    paper = mini.paper_settings()
+    assert paper["tasks"] == ["mnli"] and paper["budgets"]["sst2"]["batch_size"] == 16
+    assert paper["budgets"]["sst2"]["lr"] == 3e-4 and "squad_v1.1" in paper["budgets"]  # the search's, kept
     for scale in ("base", "paper"):
         assert RankingConfig.load(scale).archs >= 10 and RankingConfig.load(scale).steps >= 1000
         SearchConfig.load(scale)  # the ranking block does not disturb the search's own loader
