@@ -1,6 +1,6 @@
 """Can the proxy-vs-paper ranking study rank anything? Its paper fitness fine-tunes each inherited sub-model on SST-2
-(offline MNLI's substitute); at the committed mini budget (2,000 examples, one epoch, batch 32, lr 1e-4: 63 steps)
-most of its architectures scored the constant prediction, so its Kendall tau ranked ties (issue #23, item 4).
+(offline MNLI's substitute); at the mini budget of the study committed before a614f18 (2,000 examples, one epoch,
+batch 32, lr 1e-4: 63 steps) most of its architectures scored the constant prediction, so its Kendall tau ranked ties (issue #23, item 4).
 
 This benchmark runs the study's own code (:func:`atb.ranking.kendall_proxy_vs_paper` with untrained controls) on the
 architectures notebook 03 would pick (:func:`atb.ranking.pick_archs` over the KD searches' candidates, ``--archs`` of
@@ -8,7 +8,9 @@ them) under several fine-tuning budgets, and reports for each: how many architec
 (a 95 % interval over dev examples above 0), tau over those with its bootstrap interval, the smallest tau that many
 architectures could show above 0 (:func:`atb.stats.detectable_tau`), and the seconds it took. The budgets:
 
-* ``committed``: the ranking section's paper budget as configured (what notebook 03 ran);
+* ``committed``: the ranking section's paper budget as configured when the benchmark runs (the record keeps each
+  row's ``budget``: the committed record's row is the earlier budget above; since a614f18 the configured budget is
+  ``study_3e-4``'s);
 * ``study_1e-4`` / ``study_3e-4``: the study's GLUE budget for SST-2 (1,000 examples, two epochs, batch 16: 125 steps,
   the same examples seen as the committed budget) with shuffled length-grouped batches, at each candidate rate of
   ``develop.lr_candidates`` (bench_lr_choice: 3e-4 won on dev for every developed model).
