@@ -102,14 +102,10 @@ class DevelopConfig:
     # for SQuAD (None: ``seeds``), where a small scale's budget cannot afford them all
     control_seeds: int | None = None
     squad_seeds: int | None = None
-    # learning rates tried per task on a split held out of the train set (atb.finetune.choose_lr); None: the
-    # budget's lr
+    # learning rates tried per task on a split held out of the train set (atb.finetune.choose_lr), by every model and
+    # every control for itself, the field's practice (a rate that suits one size can leave a smaller model at the
+    # constant prediction); None: every run at the budget's own rate
     lr_candidates: list[float] | None = None
-    # True: every model and every control chooses its own rate among lr_candidates (the field's practice: each model
-    # of a GLUE table at its best rate; a rate that suits one size can leave a smaller model at the constant
-    # prediction). False: once with the first developed model for every developed model, once with its control for
-    # every control (the cheaper design of the committed mini study)
-    lr_per_model: bool = True
     workers: int = 1  # fine-tuning processes side by side (atb.finetune.run_jobs); 2 on a 2-core CPU: ~1.6x faster
     # which models to develop per objective, among "evolved", "fast" and "default-rule" (None: all three)
     methods: dict[str, list[str]] | None = None
@@ -129,8 +125,6 @@ class DevelopConfig:
     scale: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.lr_per_model, bool):
-            raise ValueError(f"DevelopConfig.lr_per_model must be true or false, got {self.lr_per_model!r}")
         for name in ("steps", "fast_steps", "baseline_layers", "seeds", "workers", "control_seeds", "squad_seeds"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"DevelopConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -333,59 +327,11 @@ def control_model(layout: Layout, arch: Arch | str, like: str | Path | None = No
     return export_control(arch, layout.control(str(arch), CONTROL_SEED), seed=CONTROL_SEED, like=like)
 
 
-RATE_GROUPS = ("developed", "control")  # the two groups that get their own learning rate per task
-_GROUP_OF_SIDE = {"scores": "developed", "control": "control"}  # finetune_with_controls' sides
-
-
-def choose_learning_rates(layout: Layout, developed: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
-                          scale: str | Path, cfg: DevelopConfig, groups: Sequence[str] = RATE_GROUPS
-                          ) -> dict[str, Any] | None:
-    """The fine-tuning learning rates of notebooks 05-06, chosen on examples held out of each task's *train* split
-    (:func:`atb.finetune.choose_lr`; the dev split is never looked at) among ``cfg.lr_candidates``.
-
-    With ``cfg.lr_per_model`` nothing is chosen here: ``{"per_model": True, "candidates"}`` tells
-    :func:`finetune_with_controls` to let every model and every control choose its own rate before it is fine-tuned.
-    Otherwise once with the first developed model, for every developed model, and once with its untrained control,
-    for every control (a random initialisation wants a larger rate than a pre-trained encoder; each group gets its
-    own best, the rest of the budget is the same): ``{"reference": name, "candidates", "developed": {task: {"lr",
-    "scores"}}, "control": {...}}``. ``None`` without candidates (every model then uses the budget's own rate).
-    ``groups`` chooses for some groups only: notebook 05 needs the controls' rates on every task before its
-    calibration row, and the developed models' only on the tasks they are fine-tuned on (each choice is cached, so a
-    later call with both groups reuses the first)."""
-    if not cfg.lr_candidates or not developed:
-        return None
-    unknown = set(groups) - set(RATE_GROUPS)
-    if unknown:
-        raise ValueError(f"choose_learning_rates: groups {sorted(unknown)} are not among {RATE_GROUPS}")
-    if cfg.lr_per_model:
-        return {"per_model": True, "candidates": list(cfg.lr_candidates)}
-    name, model = next(iter(developed.items()))
-    dirs = {"developed": lambda: model["model_dir"],
-            "control": lambda: control_model(layout, model["arch"], like=model["model_dir"])}
-    return {"reference": name, "arch": model["arch"], "candidates": list(cfg.lr_candidates),
-            **{group: choose_lr(dirs[group](), tasks, scale, cfg.lr_candidates, layout.lr_selection(group),
-                                workers=cfg.workers)
-               for group in groups}}
-
-
-def learning_rate_budgets(choice: Mapping[str, Any] | None, group: str) -> dict[str, dict[str, float]] | None:
-    """``budgets`` for :func:`atb.finetune.run_seeds` of ``group`` ("developed" / "control") from
-    :func:`choose_learning_rates` (``None``: the scale's budgets as they are). A per-model choice has no rate of a
-    group: its rates are in each row's ``learning_rates`` (:func:`finetune_with_controls`)."""
-    if choice is None:
-        return None
-    if choice.get("per_model"):
-        raise ValueError("learning rates chosen per model: take a model's own from its row's `learning_rates`")
-    return chosen_budgets(choice[group])
-
-
-def model_rates(rows: Mapping[str, Mapping[str, Any]], rates: Mapping[str, Any] | None, name: str
-                ) -> dict[str, dict[str, float]] | None:
-    """``budgets`` that fine-tune model ``name`` as notebook 05 did: its own rates (``rows[name]["learning_rates"]``)
-    where each model chose its own, else the developed models' group rate (:func:`learning_rate_budgets`)."""
-    if rates is not None and rates.get("per_model"):
-        return chosen_budgets(((rows.get(name) or {}).get("learning_rates") or {}).get("developed") or {})
-    return learning_rate_budgets(rates, "developed")
+def model_rates(row: Mapping[str, Any] | None) -> dict[str, dict[str, float]] | None:
+    """``budgets`` (:func:`atb.finetune.run_seeds`) that fine-tune a model as its notebook did: the rates it chose for
+    itself, kept in its row (:func:`with_rates`); ``None`` (the budget's own rate) for a row without them."""
+    own = ((row or {}).get("learning_rates") or {}).get("developed")
+    return chosen_budgets(own) if own else None
 
 
 def own_rates_table(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float | None]]:
@@ -400,21 +346,23 @@ def own_rates_table(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str
     return table
 
 
+_GROUP_OF_SIDE = {"scores": "developed", "control": "control"}  # finetune_with_controls' sides -> learning_rates keys
+
+
 def finetune_with_controls(layout: Layout, developed: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
-                           scale: str | Path, cfg: DevelopConfig, rates: Mapping[str, Any] | None = None
-                           ) -> dict[str, dict[str, Any]]:
+                           scale: str | Path, cfg: DevelopConfig) -> dict[str, dict[str, Any]]:
     """Fine-tune every developed model and its untrained control (:func:`control_model`) on ``tasks`` with the seeds
-    of :meth:`DevelopConfig.seed_counts`, the same budgets, and the learning rate each group was given
-    (:func:`choose_learning_rates`), or, where ``rates`` says ``per_model``, the rate each model and each control
-    chose for itself on examples held out of the train split (:func:`atb.finetune.choose_lr`, cached in
-    ``<its fine-tuning folder>/lr_selection``). A model whose record names ``control_dir`` (and ``finetune_dir``)
-    brings its own untrained control (fine-tuned into ``control_dir/finetune``) and output folder.
+    of :meth:`DevelopConfig.seed_counts` and the same budgets, each at the learning rate it chose for itself among
+    ``cfg.lr_candidates`` on examples held out of the train split (:func:`atb.finetune.choose_lr`, cached in
+    ``<its fine-tuning folder>/lr_selection``; without candidates, at the budget's own rate). A model whose record
+    names ``control_dir`` (and ``finetune_dir``) brings its own untrained control (fine-tuned into
+    ``control_dir/finetune``) and output folder.
 
     All runs go to one pool of ``cfg.workers`` processes (:func:`atb.finetune.run_jobs`; a control shared by two
     models of one shape runs once); each is cached, so an interrupted notebook resumes. Returns per model name
     ``{"scores": {task: [result per seed]}, "control": {...}, "control_dir": path, "learning_rates": {"developed",
     "control"} | None}`` (what :func:`atb.finetune.run_seeds` returns, read back from the cache; the choices per
-    task with their held-out scores where each model chose its own).
+    task with their held-out scores).
     """
     n_seeds, n_control = cfg.seed_counts(tasks)
     sides_of = {}
@@ -426,15 +374,14 @@ def finetune_with_controls(layout: Layout, developed: Mapping[str, Mapping[str, 
             control_out = layout.control_finetune(m["arch"], CONTROL_SEED)
         sides_of[name] = {"scores": (m["model_dir"], Path(m.get("finetune_dir") or layout.finetune(name)), n_seeds),
                           "control": (control_dir, control_out, n_control)}
-    own = _own_rates(sides_of, tasks, scale, cfg, rates) if rates is not None and rates.get("per_model") else None
+    own = _own_rates(sides_of, tasks, scale, cfg) if cfg.lr_candidates else None
     plan, jobs = {}, {}
     for name, sides in sides_of.items():
-        budgets = {side: (chosen_budgets(own[name][group]) if own is not None else learning_rate_budgets(rates, group))
-                   for side, group in _GROUP_OF_SIDE.items()}
         for side, (model_dir, out, n) in sides.items():
-            for job in seed_jobs(model_dir, tasks, scale, out, n, budgets[side]):
+            budgets = None if own is None else chosen_budgets(own[name][_GROUP_OF_SIDE[side]])
+            for job in seed_jobs(model_dir, tasks, scale, out, n, budgets):
                 jobs[(job.model_dir, job.task, job.seed, job.output_dir)] = job
-        plan[name] = {side: (d, out, budgets[side], n) for side, (d, out, n) in sides.items()}
+            plan.setdefault(name, {})[side] = (model_dir, out, budgets, n)
     run_jobs(list(jobs.values()), cfg.workers)
     return {name: {"control_dir": sides["control"][0],
                    **{side: run_seeds(d, tasks, scale, out, seeds=n, budgets=budgets)
@@ -444,28 +391,27 @@ def finetune_with_controls(layout: Layout, developed: Mapping[str, Mapping[str, 
 
 
 def _own_rates(sides_of: Mapping[str, Mapping[str, tuple]], tasks: Sequence[str], scale: str | Path,
-               cfg: DevelopConfig, rates: Mapping[str, Any]) -> dict[str, dict[str, dict]]:
+               cfg: DevelopConfig) -> dict[str, dict[str, dict]]:
     """Every model's and every control's own learning rate per task (:func:`atb.finetune.choose_lr`), their held-out
     runs in one pool of ``cfg.workers`` processes: ``{name: {"developed": choice, "control": choice}}``."""
-    candidates = rates["candidates"]
     folders = {d: Path(out) / "lr_selection" for sides in sides_of.values() for d, out, _ in sides.values()}
     jobs = {(job.model_dir, job.task, job.output_dir): job
-            for d, folder in folders.items() for job in lr_jobs(d, tasks, scale, candidates, folder)}
+            for d, folder in folders.items() for job in lr_jobs(d, tasks, scale, cfg.lr_candidates, folder)}
     run_jobs(list(jobs.values()), cfg.workers)
-    chosen = {d: choose_lr(d, tasks, scale, candidates, folder) for d, folder in folders.items()}  # read back
+    chosen = {d: choose_lr(d, tasks, scale, cfg.lr_candidates, folder) for d, folder in folders.items()}  # read back
     return {name: {group: chosen[sides[side][0]] for side, group in _GROUP_OF_SIDE.items()}
             for name, sides in sides_of.items()}
 
 
 def finetune_and_compare(layout: Layout, models: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
-                         scale: str | Path, cfg: DevelopConfig, rates: Mapping[str, Any] | None, row: Callable,
-                         measure: str, comparisons: Mapping[str, Sequence[tuple[str, str]]]
+                         scale: str | Path, cfg: DevelopConfig, row: Callable, measure: str,
+                         comparisons: Mapping[str, Sequence[tuple[str, str]]]
                          ) -> tuple[dict[str, dict], dict[str, dict]]:
     """Fine-tune ``models`` and their controls (:func:`finetune_with_controls`), make each model's row with ``row``
     (:func:`glue_row` or :func:`squad_row`), and compare models on ``measure``: per name of ``comparisons``, one
     :func:`pooled_difference` over its pairs ``(a, b)`` of model names (pairs naming a model not developed are
     left out). Notebooks 08 and 09 compare their developed models this way. Returns ``(rows, {name: interval})``."""
-    tuned = finetune_with_controls(layout, models, tasks, scale, cfg, rates)
+    tuned = finetune_with_controls(layout, models, tasks, scale, cfg)
     rows = {n: with_rates(row(m, tuned[n]["scores"], tuned[n]["control"], tuned[n]["control_dir"]), tuned[n])
             for n, m in models.items()}
     runs = {n: column_runs(tuned[n]["scores"]) for n in models}
@@ -476,8 +422,8 @@ def finetune_and_compare(layout: Layout, models: Mapping[str, Mapping[str, Any]]
 
 def with_rates(row: dict, tuned: Mapping[str, Any]) -> dict:
     """``row`` (:func:`glue_row` / :func:`squad_row`) with the learning rates its model and its control chose for
-    themselves (``learning_rates``: ``{"developed", "control"}``, each :func:`atb.finetune.choose_lr`'s result) where
-    :func:`finetune_with_controls` let each model choose its own; unchanged otherwise."""
+    themselves (``learning_rates``: ``{"developed", "control"}``, each :func:`atb.finetune.choose_lr`'s result);
+    unchanged where nothing was chosen (no ``develop.lr_candidates``: every run at the budget's own rate)."""
     return row if not tuned.get("learning_rates") else {**row, "learning_rates": tuned["learning_rates"]}
 
 
@@ -638,21 +584,6 @@ def calibration_model(scale: str | Path) -> dict[str, Any]:
     return {"teacher": teacher, "model_dir": str(directory), "arch": str(arch), "kind": "calibration"}
 
 
-def calibration_rates(layout: Layout, tasks: Sequence[str], scale: str | Path, cfg: DevelopConfig,
-                      rates: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The learning rates of the calibration row: ``rates`` (:func:`choose_learning_rates`) with the teacher's own
-    choice, made the same way (examples held out of each train split, ``cfg.lr_candidates``), in place of the
-    developed models'; its untrained control keeps the controls' rate. A ceiling is the teacher at *its* best rate:
-    the rate that suits the small developed models can be far off for the larger teacher, which would then look
-    unable to learn a task the budget does teach it. ``None`` where ``rates`` is (every run at the budget's rate);
-    ``rates`` itself where every model chooses its own (the teacher and its control then do too)."""
-    if rates is None or rates.get("per_model"):
-        return rates
-    teacher = choose_lr(calibration_model(scale)["model_dir"], tasks, scale, cfg.lr_candidates,
-                        layout.lr_selection("calibration"), workers=cfg.workers)
-    return {"developed": teacher, "control": rates["control"]}
-
-
 def rates_text(choice: Mapping[str, Mapping[str, Any]] | None) -> str:
     """One line naming the learning rate chosen per task (``choice``: :func:`atb.finetune.choose_lr`'s result),
     or saying that every run used the budget's own rate."""
@@ -660,18 +591,17 @@ def rates_text(choice: Mapping[str, Mapping[str, Any]] | None) -> str:
     return "; ".join(chosen) if chosen else "the budget's own rate for every task"
 
 
-def calibrate(layout: Layout, tasks: Sequence[str], scale: str | Path, cfg: DevelopConfig,
-              rates: Mapping[str, Any] | None, *, squad: bool = False, n_boot: int = N_BOOT) -> dict:
+def calibrate(layout: Layout, tasks: Sequence[str], scale: str | Path, cfg: DevelopConfig, *, squad: bool = False,
+              n_boot: int = N_BOOT) -> dict:
     """Fine-tune the teacher (:func:`calibration_model`) and its untrained control on ``tasks`` with exactly the
-    developed models' budgets and seeds, each side at its group's learning rate (:func:`calibration_rates`): the
-    row of :func:`glue_row` (``squad``: :func:`squad_row`) plus ``vs_control_by_task``, the teacher minus its
-    control per column with its paired interval, which says per task whether the budget can show learning at all,
-    ``learning_rates`` (the teacher's choice per task, with its held-out scores) and ``control_learning_rates``
-    (its control's)."""
+    developed models' budgets and seeds, each at the learning rate it chooses for itself (:func:`finetune_with_controls`:
+    a ceiling is the teacher at *its* best rate, which can be far from the small models'): the row of :func:`glue_row`
+    (``squad``: :func:`squad_row`) plus ``vs_control_by_task``, the teacher minus its control per column with its
+    paired interval, which says per task whether the budget can show learning at all, ``learning_rates`` (the
+    teacher's choice per task, with its held-out scores) and ``control_learning_rates`` (its control's)."""
     model = calibration_model(scale)
-    own = calibration_rates(layout, tasks, scale, cfg, rates)
-    tuned = finetune_with_controls(layout, {CALIBRATION: model}, tasks, scale, cfg, own)[CALIBRATION]
-    chosen = tuned["learning_rates"] or own or {}
+    tuned = finetune_with_controls(layout, {CALIBRATION: model}, tasks, scale, cfg)[CALIBRATION]
+    chosen = tuned["learning_rates"] or {}
     return {**calibration_entry(model, tuned["scores"], tuned["control"], tuned["control_dir"], squad=squad,
                                 n_boot=n_boot),
             "learning_rates": chosen.get("developed"), "control_learning_rates": chosen.get("control")}

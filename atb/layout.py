@@ -127,10 +127,3 @@ class Layout:
     def efficientbert(self) -> Path:
         """Notebook 08's runs: the supernet's warm start and warm-up, the search logs, the developed models."""
         return self.runs / "efficientbert"
-
-    def lr_selection(self, group: str) -> Path:
-        """Held-out fine-tuning runs that choose the learning rates of ``group`` ("developed", "control" or
-        "calibration", the teacher's own) with one model of that group (:func:`atb.finetune.choose_lr`)."""
-        if group not in ("developed", "control", "calibration"):
-            raise ValueError(f"lr_selection group must be 'developed', 'control' or 'calibration', got {group!r}")
-        return self.develop / "lr_selection" / group

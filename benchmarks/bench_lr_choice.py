@@ -2,9 +2,9 @@
 a task (default SST-2) at the scale's budget at every candidate rate of ``develop.lr_candidates``, several seeds, and
 scored on dev under two ways of choosing the rate, both on examples held out of the train split (never dev):
 
-* ``group``: the rate the first developed model chose, for every model (``develop.lr_per_model: false``, the committed
-  mini study's design);
-* ``per_model``: the rate each model chose for itself (``develop.lr_per_model: true``).
+* ``group``: the rate the first developed model chose, for every model (the design of the mini study before
+  per-model rates);
+* ``per_model``: the rate each model chose for itself (the study's design, :func:`atb.develop.finetune_with_controls`).
 
 It counts the runs that ended at the constant prediction (every dev example given one class: the model learned
 nothing) under each policy, and gives the difference per_model − group (points) as the paired bootstrap of

@@ -650,49 +650,10 @@ def test_comparisons_pool_their_pairs_and_share_the_dev_examples():
     assert independent["ci95"][1] - independent["ci95"][0] > 0
 
 
-def test_learning_rates_are_chosen_per_group_with_a_model_and_its_control(tmp_path, monkeypatch):
-    import torch
-
-    from atb import AtbBertConfig, AtbBertForMaskedLM, export
-    from atb.layout import Layout
-
-    shape = Arch.parse("2/32/128/2/32")
-    torch.manual_seed(0)
-    model_dir = export(AtbBertForMaskedLM(AtbBertConfig.from_arch(shape)), tmp_path / "dev")
-    layout = Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs")
-    developed = {"kd-evolved-2x": {"arch": str(shape), "model_dir": str(model_dir)}, "other": {"arch": "x"}}
-    calls = []
-
-    def fake_choose(model, tasks, scale, candidates, output_dir, workers=1):
-        calls.append((str(model), Path(output_dir).name))
-        best = candidates[0] if str(model) == str(model_dir) else candidates[-1]  # the control wants the larger rate
-        return {t: {"lr": best, "scores": {c: 1.0 for c in candidates}} for t in tasks}
-
-    monkeypatch.setattr(develop, "choose_lr", fake_choose)
-    cfg = develop.DevelopConfig.load("smoke", lr_candidates=[1e-4, 5e-4], lr_per_model=False)
-    rates = develop.choose_learning_rates(layout, developed, ["rte"], "smoke", cfg)
-    assert rates["reference"] == "kd-evolved-2x" and rates["candidates"] == [1e-4, 5e-4]
-    assert calls[0] == (str(model_dir), "developed") and calls[1][1] == "control"
-    assert Path(calls[1][0]) == layout.control(str(shape))  # the reference's untrained control
-    assert develop.learning_rate_budgets(rates, "developed") == {"rte": {"lr": 1e-4}}
-    assert develop.learning_rate_budgets(rates, "control") == {"rte": {"lr": 5e-4}}
-    assert develop.choose_learning_rates(layout, developed, ["rte"], "smoke",
-                                         develop.DevelopConfig.load("smoke", lr_candidates=None)) is None
-    assert develop.learning_rate_budgets(None, "control") is None
-
-    # one group only (notebook 05: the controls' rates before the calibration row, the developed models' later)
-    calls.clear()
-    controls = develop.choose_learning_rates(layout, developed, ["rte", "sst2"], "smoke", cfg, groups=("control",))
-    assert "developed" not in controls and set(controls["control"]) == {"rte", "sst2"}
-    assert [name for _, name in calls] == ["control"]
-    with pytest.raises(ValueError, match="groups"):
-        develop.choose_learning_rates(layout, developed, ["rte"], "smoke", cfg, groups=("teacher",))
-
-
-def test_with_lr_per_model_every_model_and_control_chooses_its_own_rate(tmp_path, monkeypatch):
-    """develop.lr_per_model: nothing is chosen up front; finetune_with_controls lets each model and each control (a
-    shared control once) choose on held-out examples in one pool, fine-tunes each at its own rate, and returns the
-    choices, which rows keep (with_rates) and later notebooks read back (model_rates)."""
+def test_every_model_and_control_chooses_its_own_rate(tmp_path, monkeypatch):
+    """finetune_with_controls lets each model and each control (a shared control once) choose among
+    develop.lr_candidates on held-out examples in one pool, fine-tunes each at its own rate, and returns the choices,
+    which rows keep (with_rates) and later notebooks read back (model_rates)."""
     import torch
 
     from atb import AtbBertConfig, AtbBertForMaskedLM, export
@@ -704,14 +665,6 @@ def test_with_lr_per_model_every_model_and_control_chooses_its_own_rate(tmp_path
     layout = Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs")
     developed = {f"kd-{m}-2x": {"arch": str(shape), "model_dir": str(d)} for m, d in zip(("evolved", "fast"), dirs)}
     cfg = develop.DevelopConfig.load("smoke", lr_candidates=[1e-4, 5e-4], seeds=2, control_seeds=None)
-    assert cfg.lr_per_model  # the default
-    calls = []
-    monkeypatch.setattr(develop, "choose_lr", lambda *a, **k: calls.append(a) or {})
-    rates = develop.choose_learning_rates(layout, developed, ["rte"], "smoke", cfg)
-    assert rates == {"per_model": True, "candidates": [1e-4, 5e-4]} and calls == []
-    with pytest.raises(ValueError, match="per model"):
-        develop.learning_rate_budgets(rates, "developed")
-
     own = {str(dirs[0]): 1e-4, str(dirs[1]): 5e-4, str(layout.control(str(shape))): 5e-4}
 
     def choose(model_dir, tasks, scale, candidates, output_dir, workers=1):
@@ -722,7 +675,7 @@ def test_with_lr_per_model_every_model_and_control_chooses_its_own_rate(tmp_path
     monkeypatch.setattr(develop, "choose_lr", choose)
     monkeypatch.setattr(develop, "run_jobs", lambda jobs, workers: pools.append(list(jobs)) or [])
     monkeypatch.setattr(develop, "run_seeds", lambda d, tasks, scale, out, seeds, budgets: {t: [] for t in tasks})
-    tuned = develop.finetune_with_controls(layout, developed, ["rte"], "smoke", cfg, rates)
+    tuned = develop.finetune_with_controls(layout, developed, ["rte"], "smoke", cfg)
     selection, finetuning = pools
     assert len(selection) == 3 * 2  # two models and their one shared control, two candidate rates each
     assert all(j.budgets["rte"]["evaluate_on"] == "heldout" for j in selection)
@@ -731,12 +684,17 @@ def test_with_lr_per_model_every_model_and_control_chooses_its_own_rate(tmp_path
     assert tuned["kd-fast-2x"]["learning_rates"]["developed"]["rte"]["lr"] == 5e-4
     assert tuned["kd-evolved-2x"]["learning_rates"]["control"]["rte"]["lr"] == 5e-4
     rows = {n: develop.with_rates({"arch": str(shape)}, tuned[n]) for n in developed}
-    assert develop.model_rates(rows, rates, "kd-evolved-2x") == {"rte": {"lr": 1e-4}}
+    assert develop.model_rates(rows["kd-evolved-2x"]) == {"rte": {"lr": 1e-4}}
     assert develop.own_rates_table(rows)["kd-fast-2x"] == {"rte": 5e-4, "control rte": 5e-4}
-    group = {"developed": {"rte": {"lr": 3e-4}}, "control": {"rte": {"lr": 1e-3}}}
-    assert develop.model_rates(rows, group, "kd-fast-2x") == {"rte": {"lr": 3e-4}}  # a group's rate for every model
     assert develop.with_rates({"a": 1}, {"learning_rates": None}) == {"a": 1}
-    assert develop.calibration_rates(layout, ["rte"], "smoke", cfg, rates) is rates  # the teacher chooses its own too
+    assert develop.model_rates({"a": 1}) is None and develop.model_rates(None) is None  # the budget's own rate
+
+    # without candidates nothing is chosen: every run at the budget's own rate
+    pools.clear()
+    plain = develop.finetune_with_controls(layout, developed, ["rte"], "smoke",
+                                           dataclasses.replace(cfg, lr_candidates=None))
+    (finetuning,) = pools
+    assert all(j.budgets is None for j in finetuning) and plain["kd-fast-2x"]["learning_rates"] is None
 
 
 def test_develop_methods_keep_only_the_listed_models():
@@ -770,13 +728,11 @@ def test_finetune_with_controls_runs_a_shared_control_once(tmp_path, monkeypatch
     monkeypatch.setattr(develop, "run_jobs", lambda jobs, workers: ran.extend(jobs) or [])
     monkeypatch.setattr(develop, "run_seeds", lambda d, tasks, scale, out, seeds, budgets: read.append((d, budgets))
                         or {t: [] for t in tasks})
-    cfg = develop.DevelopConfig.load("smoke", seeds=2, control_seeds=None)
-    rates = {"developed": {"rte": {"lr": 1e-4}}, "control": {"rte": {"lr": 5e-4}}}
-    tuned = develop.finetune_with_controls(layout, developed, ["rte"], "smoke", cfg, rates)
+    cfg = develop.DevelopConfig.load("smoke", seeds=2, control_seeds=None, lr_candidates=None)
+    tuned = develop.finetune_with_controls(layout, developed, ["rte"], "smoke", cfg)
     assert len(ran) == 2 * 2 + 2  # two models x two seeds, and their one shared control x two seeds
     control_jobs = [j for j in ran if Path(j.model_dir) == layout.control(str(shape))]
-    assert len(control_jobs) == 2 and all(j.budgets == {"rte": {"lr": 5e-4}} for j in control_jobs)
-    assert all(j.budgets == {"rte": {"lr": 1e-4}} for j in ran if j not in control_jobs)
+    assert len(control_jobs) == 2 and {j.seed for j in control_jobs} == {0, 1}
     assert set(tuned) == set(developed) and tuned["kd-fast-2x"]["control_dir"] == layout.control(str(shape))
 
 
@@ -803,7 +759,7 @@ def test_controls_run_the_first_of_the_models_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(develop, "run_jobs", lambda jobs, workers: ran.extend(jobs) or [])
     monkeypatch.setattr(develop, "run_seeds", lambda d, tasks, scale, out, seeds, budgets: read.update({d: seeds})
                         or {t: [] for t in tasks})
-    cfg = develop.DevelopConfig.load("smoke", seeds=3, control_seeds=2)
+    cfg = develop.DevelopConfig.load("smoke", seeds=3, control_seeds=2, lr_candidates=None)
     develop.finetune_with_controls(layout, {"kd-evolved-2x": {"arch": str(shape), "model_dir": str(model_dir)}},
                                    ["rte"], "smoke", cfg)
     control = [j.seed for j in ran if Path(j.model_dir) == layout.control(str(shape))]
@@ -821,29 +777,27 @@ def test_the_calibration_model_is_the_scales_teacher_with_its_own_shape():
                      "kind": "calibration"}
 
 
-def test_the_calibration_row_takes_the_teachers_own_learning_rate_and_its_control_the_controls(monkeypatch, tmp_path):
-    from atb.develop import calibration_model, calibration_rates, rates_text
+def test_the_calibration_row_keeps_the_rates_the_teacher_and_its_control_chose(monkeypatch, tmp_path):
+    from atb.develop import CALIBRATION, calibrate, calibration_model, rates_text
     from atb.layout import Layout
 
     layout = Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs")
-    cfg = develop.DevelopConfig.load("smoke", lr_candidates=[1e-4, 3e-4], lr_per_model=False)
-    calls = []
+    cfg = develop.DevelopConfig.load("smoke", lr_candidates=[1e-4, 3e-4])
+    seen = []
+    teacher = {"stsb": {"lr": 1e-4, "scores": {1e-4: 81.0, 3e-4: 12.0}}}
+    control = {"stsb": {"lr": 3e-4, "scores": {1e-4: 5.0, 3e-4: 9.0}}}
 
-    def choose_lr(model_dir, tasks, scale, candidates, output_dir, workers):
-        calls.append((model_dir, list(tasks), list(candidates), Path(output_dir)))
-        return {"stsb": {"lr": 1e-4, "scores": {1e-4: 81.0, 3e-4: 12.0}}, "qqp": {"lr": None, "scores": {}}}
+    def tune(layout_, models, tasks, scale, cfg_):
+        seen.append((dict(models), list(tasks)))
+        return {CALIBRATION: {"scores": {}, "control": {}, "control_dir": "c",
+                              "learning_rates": {"developed": teacher, "control": control}}}
 
-    monkeypatch.setattr(develop, "choose_lr", choose_lr)
-    models = {"developed": {"stsb": {"lr": 3e-4}}, "control": {"stsb": {"lr": 3e-4}}, "reference": "kd-evolved"}
-    own = calibration_rates(layout, ["stsb", "qqp"], "smoke", cfg, models)
-    assert calls == [(calibration_model("smoke")["model_dir"], ["stsb", "qqp"], [1e-4, 3e-4],
-                      layout.develop / "lr_selection" / "calibration")]
-    assert own["developed"]["stsb"]["lr"] == 1e-4 and own["control"] == models["control"]  # the control keeps its own
-    assert develop.learning_rate_budgets(own, "developed") == {"stsb": {"lr": 1e-4}}
-    assert calibration_rates(layout, ["stsb"], "smoke", cfg, None) is None and len(calls) == 1
-    assert rates_text(own["developed"]) == "stsb 0.0001" and rates_text(None) == "the budget's own rate for every task"
-    with pytest.raises(ValueError, match="'calibration'"):
-        layout.lr_selection("teacher")
+    monkeypatch.setattr(develop, "finetune_with_controls", tune)
+    monkeypatch.setattr(develop, "calibration_entry", lambda model, *a, **k: {"teacher": model["teacher"]})
+    entry = calibrate(layout, ["stsb"], "smoke", cfg)
+    assert seen == [({CALIBRATION: calibration_model("smoke")}, ["stsb"])]
+    assert entry["learning_rates"] == teacher and entry["control_learning_rates"] == control
+    assert rates_text(entry["learning_rates"]) == "stsb 0.0001" and rates_text(None) == "the budget's own rate for every task"
 
 
 def test_the_calibration_table_says_per_task_whether_the_budget_shows_learning():
