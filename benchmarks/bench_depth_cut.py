@@ -1,0 +1,112 @@
+"""Does a sub-model lose STS-B because it drops the teacher's last layers? A diagnostic for issue #23, item 5.
+
+The developed sub-models learn SST-2 at the mini budget but not STS-B, on which the teacher they were cut from
+reaches 70-80 Spearman; one-shot training recipes and budgets did not repair it (bench_repair), and their final
+[CLS] vectors barely vary between inputs (bench_cls_spread). A sub-model differs from the teacher in depth and in
+widths at once. This benchmark takes away everything but depth: the teacher's first ``L`` layers exactly, widths
+untouched, nothing rewired and nothing trained, cut by ``transformers`` itself (``BertModel`` with
+``num_hidden_layers = L``; atb's slicing is not involved), for each depth of the scale's KD space. Each is
+fine-tuned on STS-B and SST-2 exactly as notebook 05 fine-tunes the developed models
+(:func:`atb.develop.finetune_with_controls`: the scale's budgets and seeds, each model and its untrained control at
+the learning rate it chose among ``develop.lr_candidates`` on examples held out of the train split), and the record
+gives per depth and task the model, its control and their paired difference with its 95 % interval (seeds and dev
+examples resampled, :mod:`atb.stats`).
+
+Runs are cached under ``runs/<scale>/bench_depth_cut/`` (an interrupted benchmark resumes). Usage:
+``python benchmarks/bench_depth_cut.py [--scale mini] [--depths 6 5 4 3] [--tasks stsb sst2]
+[--out results/mini/bench_depth_cut.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from atb import engine
+from atb.develop import DevelopConfig, calibration_model, finetune_with_controls, pooled_difference
+from atb.finetune import column_runs
+from atb.layout import Layout
+from atb.records import machine_info, write_dir_atomic, write_json_atomic
+from atb.space import Arch, SearchSpace
+
+
+def truncated(source: str | Path, layers: int, directory: Path) -> Path:
+    """``source`` (a BERT checkpoint with its tokenizer) keeping its embeddings and its first ``layers`` layers only,
+    written to ``directory`` (once: an existing folder with that depth is kept)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(source)
+    if not 1 <= layers <= config.num_hidden_layers:
+        raise ValueError(f"{source} has {config.num_hidden_layers} layers; cannot keep {layers}")
+    if (directory / "config.json").exists() and AutoConfig.from_pretrained(directory).num_hidden_layers == layers:
+        return directory
+    config.num_hidden_layers = layers
+
+    def write(tmp: Path) -> None:
+        AutoModel.from_pretrained(source, config=config).save_pretrained(tmp)  # the layers beyond are left unread
+        AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
+
+    return write_dir_atomic(directory, write)
+
+
+def depth_rows(tuned: Mapping[str, Mapping[str, Any]], depths: Mapping[str, int], tasks: Sequence[str]) -> list[dict]:
+    """Per model of ``tuned`` (:func:`atb.develop.finetune_with_controls`; ``depths``: its number of layers) and task:
+    the model's and its control's mean dev score over seeds, and their paired difference with its interval."""
+    rows = []
+    for name, result in tuned.items():
+        mine, theirs = column_runs(result["scores"]), column_runs(result["control"])
+        for task in tasks:
+            scores = [r["score"] for r in result["scores"].get(task, []) if r.get("score") is not None]
+            control = [r["score"] for r in result["control"].get(task, []) if r.get("score") is not None]
+            versus = pooled_difference([(name, "control")], {name: mine}, {"control": theirs}, task)
+            rates = result.get("learning_rates") or {}
+            rows.append({"model": name, "layers": depths[name], "task": task,
+                         "score": sum(scores) / len(scores) if scores else None,
+                         "control": sum(control) / len(control) if control else None,
+                         "difference": versus["difference"], "ci95": versus["ci95"], "n": versus["n"],
+                         "lr": ((rates.get("developed") or {}).get(task) or {}).get("lr"),
+                         "control_lr": ((rates.get("control") or {}).get(task) or {}).get("lr")})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="mini")
+    parser.add_argument("--depths", type=int, nargs="+", help="layers kept (default: every depth of the KD space)")
+    parser.add_argument("--tasks", nargs="+", default=["stsb", "sst2"])
+    parser.add_argument("--out", help="JSON record (default: print only)")
+    args = parser.parse_args()
+    cfg, teacher = DevelopConfig.load(args.scale), calibration_model(args.scale)
+    full = Arch.parse(teacher["arch"])
+    space = SearchSpace.preset(args.scale, "kd")
+    depths = sorted(args.depths or range(space.layers.low, full.layers + 1), reverse=True)
+    layout = Layout(args.scale, runs_root=Layout(args.scale).runs / "bench_depth_cut")
+    models, layers_of = {}, {}
+    for n in depths:
+        name = f"teacher-first-{n}"
+        model_dir = truncated(teacher["model_dir"], n, layout.develop / name / "model")
+        models[name] = {"arch": str(Arch(n, full.hidden, full.ffn, full.heads, full.qkv)), "model_dir": str(model_dir)}
+        layers_of[name] = n
+    start = time.perf_counter()
+    tuned = finetune_with_controls(layout, models, args.tasks, args.scale, cfg)
+    rows = depth_rows(tuned, layers_of, args.tasks)
+    record = {"scale": args.scale, "teacher": teacher["teacher"], "teacher_arch": str(full), "depths": depths,
+              "tasks": args.tasks, "seeds": cfg.seed_counts(args.tasks)[0], "lr_candidates": cfg.lr_candidates,
+              "budget": "the scale's finetune budgets; scored on the dev split", "rows": rows,
+              "seconds_this_call": round(time.perf_counter() - start, 1), "machine": machine_info(),
+              "computed_in": engine.describe("auto")["computed_in"]}
+    print(f"{args.scale}: the first L layers of {teacher['teacher']} ({full}), {record['machine']['cpu']}, "
+          f"{record['computed_in']}")
+    for r in rows:
+        ci = f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]" if r["ci95"] else "n/a"
+        print(f"  L={r['layers']}  {r['task']:5s}  model {r['score']:6.1f}  control {r['control']:6.1f}  "
+              f"difference {r['difference']:+6.1f} {ci}")
+    if args.out:
+        write_json_atomic(args.out, record)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""benchmarks/bench_depth_cut.py: the teacher's first L layers exactly, and the rows that compare each with its control."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import load_benchmark
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_benchmark("bench_depth_cut")
+
+
+def test_truncated_keeps_the_first_layers_exactly(bench, tmp_path):
+    from transformers import AutoModel, BertConfig, BertModel
+
+    from atb.data import load_tokenizer
+
+    torch.manual_seed(0)
+    source = tmp_path / "source"
+    BertModel(BertConfig(vocab_size=load_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=3,
+                         num_attention_heads=2, intermediate_size=64)).save_pretrained(source)
+    load_tokenizer().save_pretrained(source)
+    out = bench.truncated(source, 2, tmp_path / "first-2")
+    full, cut = AutoModel.from_pretrained(source), AutoModel.from_pretrained(out)
+    assert cut.config.num_hidden_layers == 2 and len(cut.encoder.layer) == 2
+    kept = {k: v for k, v in full.state_dict().items() if not k.startswith("encoder.layer.2.")}
+    assert kept.keys() == cut.state_dict().keys()
+    assert all(torch.equal(v, cut.state_dict()[k]) for k, v in kept.items())
+    assert (out / "tokenizer_config.json").exists()
+    stamp = (out / "config.json").stat().st_mtime_ns
+    assert bench.truncated(source, 2, out) == out and (out / "config.json").stat().st_mtime_ns == stamp  # kept
+    with pytest.raises(ValueError, match="cannot keep 4"):
+        bench.truncated(source, 4, tmp_path / "first-4")
+
+
+def _result(task: str, seed: int, predictions, labels) -> dict:
+    from atb.metrics import glue_metrics, glue_score
+
+    metrics = glue_metrics(task, np.asarray(predictions), np.asarray(labels), "validation")
+    return {"task": task, "score": glue_score(task, metrics), "config": {"seed": seed},
+            "dev": {"validation": {"predictions": list(predictions), "labels": list(labels)}}}
+
+
+def test_depth_rows_compare_each_depth_with_its_control(bench):
+    rng = np.random.default_rng(0)
+    labels = rng.uniform(0, 5, 200).round(2).tolist()
+    learned = {"stsb": [_result("stsb", s, np.asarray(labels) + rng.normal(0, 0.5, 200), labels) for s in (0, 1)]}
+    chance = {"stsb": [_result("stsb", s, rng.uniform(0, 5, 200), labels) for s in (0, 1)]}
+    tuned = {"teacher-first-6": {"scores": learned, "control": chance,
+                                 "learning_rates": {"developed": {"stsb": {"lr": 1e-4}},
+                                                    "control": {"stsb": {"lr": 3e-4}}}},
+             "teacher-first-5": {"scores": chance, "control": chance, "learning_rates": None}}
+    rows = {r["model"]: r for r in bench.depth_rows(tuned, {"teacher-first-6": 6, "teacher-first-5": 5}, ["stsb"])}
+    top = rows["teacher-first-6"]
+    assert top["layers"] == 6 and top["score"] > 80 and abs(top["control"]) < 20
+    assert top["ci95"][0] > 0 and top["difference"] == pytest.approx(top["score"] - top["control"], abs=1e-6)
+    assert (top["lr"], top["control_lr"]) == (1e-4, 3e-4)
+    same = rows["teacher-first-5"]
+    assert same["difference"] == pytest.approx(0.0) and same["lr"] is None
