@@ -12,9 +12,11 @@ the learning rate it chose among ``develop.lr_candidates`` on examples held out 
 gives per depth and task the model, its control and their paired difference with its 95 % interval (seeds and dev
 examples resampled, :mod:`atb.stats`).
 
-Runs are cached under ``runs/<scale>/bench_depth_cut/`` (an interrupted benchmark resumes). Usage:
-``python benchmarks/bench_depth_cut.py [--scale mini] [--depths 6 5 4 3] [--tasks stsb sst2]
-[--out results/mini/bench_depth_cut.json]``
+``--rung K`` fine-tunes with rung ``K`` of the scale's budget ladder instead (``budgets.rungs``, :mod:`atb.budgets`;
+the last rung of mini takes every train example for three epochs): whether a depth cut loses a task at the study's
+budget only, or at any budget this CPU affords. Runs are cached under ``runs/<scale>/bench_depth_cut/rung<K>/`` (an
+interrupted benchmark resumes). Usage: ``python benchmarks/bench_depth_cut.py [--scale mini] [--depths 6 5 4 3]
+[--tasks stsb sst2] [--rung 0] [--out results/mini/bench_depth_cut.json]``
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from atb import engine
+import yaml
+
+from atb import config, engine
+from atb.budgets import BudgetConfig
 from atb.develop import DevelopConfig, calibration_model, finetune_with_controls, pooled_difference
 from atb.finetune import column_runs
 from atb.layout import Layout
@@ -50,6 +55,24 @@ def truncated(source: str | Path, layers: int, directory: Path) -> Path:
         AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
 
     return write_dir_atomic(directory, write)
+
+
+def rung_config(scale: str, rung: int, tasks: Sequence[str], out: Path) -> str:
+    """A scale for the fine-tuning runs: ``scale`` itself for rung 0 (its budgets as they are), else a copy of its
+    config file, written to ``out``, whose ``finetune`` budgets of ``tasks`` take the fields of that rung of the
+    scale's ladder (:class:`atb.budgets.BudgetConfig`)."""
+    rungs = BudgetConfig.load(scale).rungs
+    if not 0 <= rung < len(rungs):
+        raise ValueError(f"budgets.rungs of {scale} has rungs 0..{len(rungs) - 1}, not {rung}")
+    if rung == 0 and not rungs[0]:
+        return scale
+    raw = yaml.safe_load(config.config_path(scale).read_text())
+    finetune = raw.setdefault("finetune", {})
+    for task in tasks:
+        finetune[task] = {**(finetune.get(task) or {}), **rungs[rung]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return str(out)
 
 
 def depth_rows(tuned: Mapping[str, Mapping[str, Any]], depths: Mapping[str, int], tasks: Sequence[str]) -> list[dict]:
@@ -77,29 +100,33 @@ def main() -> None:
     parser.add_argument("--scale", default="mini")
     parser.add_argument("--depths", type=int, nargs="+", help="layers kept (default: every depth of the KD space)")
     parser.add_argument("--tasks", nargs="+", default=["stsb", "sst2"])
+    parser.add_argument("--rung", type=int, default=0, help="the rung of the scale's budget ladder (default 0)")
     parser.add_argument("--out", help="JSON record (default: print only)")
     args = parser.parse_args()
     cfg, teacher = DevelopConfig.load(args.scale), calibration_model(args.scale)
     full = Arch.parse(teacher["arch"])
     space = SearchSpace.preset(args.scale, "kd")
     depths = sorted(args.depths or range(space.layers.low, full.layers + 1), reverse=True)
-    layout = Layout(args.scale, runs_root=Layout(args.scale).runs / "bench_depth_cut")
+    root = Layout(args.scale).runs / "bench_depth_cut"
+    layout = Layout(args.scale, runs_root=root / f"rung{args.rung}")
+    budgets = rung_config(args.scale, args.rung, args.tasks, layout.runs / f"{args.scale}.yaml")
     models, layers_of = {}, {}
     for n in depths:
         name = f"teacher-first-{n}"
-        model_dir = truncated(teacher["model_dir"], n, layout.develop / name / "model")
+        model_dir = truncated(teacher["model_dir"], n, root / "models" / name)
         models[name] = {"arch": str(Arch(n, full.hidden, full.ffn, full.heads, full.qkv)), "model_dir": str(model_dir)}
         layers_of[name] = n
     start = time.perf_counter()
-    tuned = finetune_with_controls(layout, models, args.tasks, args.scale, cfg)
+    tuned = finetune_with_controls(layout, models, args.tasks, budgets, cfg)
     rows = depth_rows(tuned, layers_of, args.tasks)
     record = {"scale": args.scale, "teacher": teacher["teacher"], "teacher_arch": str(full), "depths": depths,
               "tasks": args.tasks, "seeds": cfg.seed_counts(args.tasks)[0], "lr_candidates": cfg.lr_candidates,
-              "budget": "the scale's finetune budgets; scored on the dev split", "rows": rows,
+              "rung": args.rung, "rung_budget": BudgetConfig.load(args.scale).rungs[args.rung],
+              "budget": "the scale's finetune budgets with the rung's fields; scored on the dev split", "rows": rows,
               "seconds_this_call": round(time.perf_counter() - start, 1), "machine": machine_info(),
               "computed_in": engine.describe("auto")["computed_in"]}
-    print(f"{args.scale}: the first L layers of {teacher['teacher']} ({full}), {record['machine']['cpu']}, "
-          f"{record['computed_in']}")
+    print(f"{args.scale}, rung {args.rung}: the first L layers of {teacher['teacher']} ({full}), "
+          f"{record['machine']['cpu']}, {record['computed_in']}")
     for r in rows:
         ci = f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]" if r["ci95"] else "n/a"
         print(f"  L={r['layers']}  {r['task']:5s}  model {r['score']:6.1f}  control {r['control']:6.1f}  "

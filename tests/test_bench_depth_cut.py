@@ -59,3 +59,19 @@ def test_depth_rows_compare_each_depth_with_its_control(bench):
     assert (top["lr"], top["control_lr"]) == (1e-4, 3e-4)
     same = rows["teacher-first-5"]
     assert same["difference"] == pytest.approx(0.0) and same["lr"] is None
+
+
+def test_a_rung_of_the_ladder_replaces_the_tasks_budgets_in_a_copy_of_the_config(bench, tmp_path):
+    from atb.budgets import BudgetConfig
+    from atb.finetune import FinetuneConfig
+
+    assert bench.rung_config("mini", 0, ["stsb"], tmp_path / "mini.yaml") == "mini"  # rung 0: the budgets as they are
+    last = len(BudgetConfig.load("mini").rungs) - 1
+    path = bench.rung_config("mini", last, ["stsb"], tmp_path / "mini.yaml")
+    rung = BudgetConfig.load("mini").rungs[last]
+    stsb, sst2 = FinetuneConfig.load(path, "stsb"), FinetuneConfig.load(path, "sst2")
+    assert (stsb.max_train_examples, stsb.epochs) == (rung["max_train_examples"], rung["epochs"])
+    assert sst2 == FinetuneConfig.load("mini", "sst2")  # a task not named keeps its budget
+    assert stsb.lr == FinetuneConfig.load("mini", "stsb").lr and stsb.scale == "mini"
+    with pytest.raises(ValueError, match="rungs 0"):
+        bench.rung_config("mini", last + 1, ["stsb"], tmp_path / "x.yaml")
