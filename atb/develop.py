@@ -51,8 +51,8 @@ from . import config
 from .controls import CONTROL_SEED, export_control
 from .distill import WarmupConfig, log_cpu_seconds, warmup_distill
 from .extract import export_card, write_card
-from .finetune import (SQUAD_KEYS, SQUAD_TASKS, choose_lr, chosen_budgets, column_runs, lr_jobs, run_jobs, run_seeds,
-                       seed_jobs)
+from .finetune import (SQUAD_KEYS, SQUAD_TASKS, adopt_chosen_runs, choose_lr, chosen_budgets, column_runs, lr_jobs,
+                       run_jobs, run_seeds, seed_jobs)
 from .latency_predictor import LatencyFn, predict_latency
 from .layout import Layout
 from .progress import libraries_quiet
@@ -399,6 +399,8 @@ def _own_rates(sides_of: Mapping[str, Mapping[str, tuple]], tasks: Sequence[str]
             for d, folder in folders.items() for job in lr_jobs(d, tasks, scale, cfg.lr_candidates, folder)}
     run_jobs(list(jobs.values()), cfg.workers)
     chosen = {d: choose_lr(d, tasks, scale, cfg.lr_candidates, folder) for d, folder in folders.items()}  # read back
+    for d, folder in folders.items():  # the chosen rate's run is the first seed's run: not fine-tuned twice
+        adopt_chosen_runs(chosen[d], folder, folder.parent)
     return {name: {group: chosen[sides[side][0]] for side, group in _GROUP_OF_SIDE.items()}
             for name, sides in sides_of.items()}
 

@@ -71,10 +71,12 @@ BUDGET_GROUPS = ("all", "glue", "squad", *GLUE_TASKS, *SQUAD_TASKS)
 EVAL_SUBSET_SEED = 0
 # Evaluation batches (no gradients, sorted by length: :func:`predict`); Hugging Face's `per_device_eval_batch_size`
 EVAL_BATCH_SIZE = 64
-EVALUATE_ON = ("dev", "heldout")
-# The held-out part of a train split (evaluate_on="heldout"): this fraction of it, at most max_eval_examples (or
-# HELDOUT_MAX), drawn with its own fixed seed, never used for training in that mode.
+EVALUATE_ON = ("dev", "heldout", "dev+heldout")
+# The held-out part of a train split: this fraction of it, at most max_eval_examples (or HELDOUT_MAX), drawn with its
+# own fixed seed and never trained on, whatever a run is scored on: so a run scored on dev and one scored held out
+# train alike, and the run that chose a learning rate (scored on both) is also the reported run of its seed.
 HELDOUT_FRACTION, HELDOUT_MAX, HELDOUT_SEED = 0.2, 500, 12345
+HELDOUT = "heldout"  # the key of the held-out examples among a "dev+heldout" run's evaluation sets and in its result
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -98,7 +100,9 @@ class FinetuneConfig:
     n_best: int = 20  # start and end candidates per window
     null_threshold: float = 0.0  # v2.0: answer "" when null score - best span score > this
     # "dev": score on the dev split (the reported numbers); "heldout": on examples held out of the *train* split
-    # (:func:`heldout_split`), to choose a learning rate without ever looking at dev (:func:`choose_lr`)
+    # (:func:`heldout_split`), to choose a budget without ever looking at dev (atb.budgets, atb.rerank);
+    # "dev+heldout": both, the held-out score beside the dev one (``result["heldout"]``): :func:`choose_lr` chooses a
+    # rate on it, and the chosen rate's run is then the reported run of its seed (:func:`adopt_chosen_runs`)
     evaluate_on: str = "dev"
     # how the steps are computed (atb.engine; defaults from the scale's `engine` section)
     precision: str = "auto"
@@ -175,20 +179,27 @@ def finetune_glue(model_dir: str | Path, task: str, cfg: FinetuneConfig, output_
 
     metrics: dict[str, float] = {}
     dev: dict[str, dict[str, list]] = {}
+    heldout: dict[str, Any] | None = None
     evaluated_in = prediction_precision(task, cfg.precision)
     for split, data in run.evals.items():
         features = glue_features(data, task, cfg, run.tokenizer, labels=False)
         logits = np.stack(predict(run.model, features, run.collate, EVAL_BATCH_SIZE, evaluated_in)["logits"])
         predictions = logits[:, 0] if info.is_regression else logits.argmax(-1)
+        if split == HELDOUT:  # a "dev+heldout" run: scored as a "heldout" run scores (every column, same examples)
+            scored = {k: v for s in info.validation_splits for k, v in
+                      glue_metrics(task, predictions, data["label"], s).items()}
+            heldout = {"metrics": scored, "score": glue_score(task, scored), "eval_examples": len(data)}
+            continue
         metrics.update(glue_metrics(task, predictions, data["label"], split))
         dev[split] = {"predictions": predictions.tolist(), "labels": list(data["label"])}
     return _save({
         "task": task, "metrics": metrics, "score": glue_score(task, metrics),
-        "train_examples": len(run.train), "eval_examples": sum(len(d) for d in run.evals.values()),
+        "train_examples": len(run.train),
+        "eval_examples": sum(len(d) for s, d in run.evals.items() if s != HELDOUT),
         "train_loss": run.train_loss, "seconds": round(time.perf_counter() - started, 2),
         "config": dataclasses.asdict(cfg),
         "engine": {**engine_record(cfg), "evaluated_in": engine.resolve_precision(evaluated_in, device())},
-        "model_dir": str(model_dir), "dev": dev,
+        "model_dir": str(model_dir), "dev": dev, **({} if heldout is None else {HELDOUT: heldout}),
     }, output_dir)
 
 
@@ -282,15 +293,18 @@ def glue_features(data: datasets.Dataset, task: str, cfg: FinetuneConfig, tokeni
 def glue_splits(task: str, cfg: FinetuneConfig) -> tuple[datasets.Dataset, dict[str, datasets.Dataset]]:
     """``(training subset, {evaluation split: examples})`` of GLUE ``task`` under ``cfg``: the dev split(s) (a fixed
     subset of ``cfg.max_eval_examples``), or with ``evaluate_on="heldout"`` the examples held out of the train split
-    (:func:`heldout_split`; the dev split is not even loaded, and MNLI scores both columns on the same examples).
-    Raises :class:`atb.data.DataUnavailableOffline` when the data cannot be had."""
-    train = load_glue(task, "train")
+    (:func:`heldout_split`; the dev split is not even loaded, and MNLI scores both columns on the same examples), or
+    with ``"dev+heldout"`` the dev split(s) and the held-out examples under :data:`HELDOUT`. The training subset is
+    drawn from the rest of the train split in every mode. Raises :class:`atb.data.DataUnavailableOffline` when the
+    data cannot be had."""
+    train, heldout = heldout_split(load_glue(task, "train"), cfg)
     splits = glue_task_info(task).validation_splits
     if cfg.evaluate_on == "heldout":
-        train, heldout = heldout_split(train, cfg)
         evals = {split: heldout for split in splits}
     else:
         evals = {split: _subset(load_glue(task, split), cfg.max_eval_examples, EVAL_SUBSET_SEED) for split in splits}
+        if cfg.evaluate_on == "dev+heldout":
+            evals[HELDOUT] = heldout
     return train_subset(train, cfg), evals
 
 
@@ -309,7 +323,8 @@ def majority_baseline(task: str, cfg: FinetuneConfig) -> dict:
     """
     info = glue_task_info(task)
     try:
-        train, evals = glue_splits(task, cfg)
+        train, evals = glue_splits(task, dataclasses.replace(cfg, evaluate_on="heldout" if cfg.evaluate_on == "heldout"
+                                                             else "dev"))
     except DataUnavailableOffline as err:
         return _unavailable(task, err, cfg, "majority-class")
     labels = np.asarray(train["label"])
@@ -339,9 +354,9 @@ def finetune_squad(model_dir: str | Path, version: str, cfg: FinetuneConfig,
     cfg.check_squad()
     started = time.perf_counter()
     try:
-        train = load_squad(version, "train")
+        train, heldout = heldout_split(load_squad(version, "train"), cfg)
         if cfg.evaluate_on == "heldout":  # the dev split is not even loaded
-            train, dev = heldout_split(train, cfg)
+            dev = heldout
         else:
             dev = _subset(load_squad(version, "validation"), cfg.max_eval_examples, EVAL_SUBSET_SEED)
     except DataUnavailableOffline as err:
@@ -351,33 +366,44 @@ def finetune_squad(model_dir: str | Path, version: str, cfg: FinetuneConfig,
     tokenizer = load_tokenizer()
     train_features = train.map(tokenize_squad, batched=True, remove_columns=train.column_names,
                                fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "train": True})
-    dev_features = dev.map(tokenize_squad, batched=True, remove_columns=dev.column_names,
-                           fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "train": False})
-
     set_seed(cfg.seed)
     model = load_with_new_head(AutoModelForQuestionAnswering, model_dir)
     collate = DataCollatorWithPadding(tokenizer)
     train_loss = train_model(model, train_features, collate, cfg, desc=f"fine-tune {task}")
 
-    model_inputs = dev_features.remove_columns(["example_id", "offset_mapping"])
-    logits = predict(model, model_inputs, collate, EVAL_BATCH_SIZE, cfg.precision, ("start_logits", "end_logits"),
-                     per_token=True)
-    start_logits, end_logits = logits["start_logits"], logits["end_logits"]  # one logit per real token
-    answers, null_odds = postprocess_qa_predictions(dev, dev_features, start_logits, end_logits,
-                                                    cfg.n_best, cfg.max_answer_length)
-    evaluation = {"version": version, "na_probs": null_odds if version == "v2.0" else None,
-                  "na_prob_thresh": cfg.null_threshold}
-    metrics = squad_evaluate(answers, dev, **evaluation)
-    per_question = squad_question_scores(answers, dev, **evaluation)
+    metrics, per_question, eval_features = squad_scores(model, dev, tokenizer, collate, cfg, version)
+    also = {}
+    if cfg.evaluate_on == "dev+heldout":
+        scored, _, _ = squad_scores(model, heldout, tokenizer, collate, cfg, version)
+        also = {HELDOUT: {"metrics": scored, "score": scored["f1"], "eval_examples": len(heldout)}}
     return _save({
         "task": task, "metrics": metrics, "score": metrics["f1"],
         "train_examples": len(train), "eval_examples": len(dev),
-        "train_features": len(train_features), "eval_features": len(dev_features),
+        "train_features": len(train_features), "eval_features": eval_features,
         "train_loss": train_loss, "seconds": round(time.perf_counter() - started, 2),
         "config": dataclasses.asdict(cfg), "engine": engine_record(cfg), "model_dir": str(model_dir),
         "dev": {"ids": list(per_question["f1"]), "em": list(per_question["em"].values()),
                 "f1": list(per_question["f1"].values())},
+        **also,
     }, output_dir)
+
+
+def squad_scores(model: PreTrainedModel, examples: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
+                 collate: Callable, cfg: FinetuneConfig, version: str) -> tuple[dict, dict, int]:
+    """A fine-tuned span model scored on SQuAD ``examples`` (dev or held out): ``(metrics, per-question {"em",
+    "f1"}, number of windows)``, with v2.0's no-answer threshold ``cfg.null_threshold``."""
+    features = examples.map(tokenize_squad, batched=True, remove_columns=examples.column_names,
+                            fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "train": False})
+    model_inputs = features.remove_columns(["example_id", "offset_mapping"])
+    logits = predict(model, model_inputs, collate, EVAL_BATCH_SIZE, cfg.precision, ("start_logits", "end_logits"),
+                     per_token=True)
+    start_logits, end_logits = logits["start_logits"], logits["end_logits"]  # one logit per real token
+    answers, null_odds = postprocess_qa_predictions(examples, features, start_logits, end_logits,
+                                                    cfg.n_best, cfg.max_answer_length)
+    evaluation = {"version": version, "na_probs": null_odds if version == "v2.0" else None,
+                  "na_prob_thresh": cfg.null_threshold}
+    return (squad_evaluate(answers, examples, **evaluation), squad_question_scores(answers, examples, **evaluation),
+            len(features))
 
 
 def tokenize_squad(examples: dict, tokenizer: PreTrainedTokenizerBase, cfg: FinetuneConfig, train: bool) -> dict:
@@ -611,14 +637,18 @@ def cached_result(output_dir: str | Path | None, task: str, cfg: FinetuneConfig,
     a result is fine-tuned once more. Nor, under ``precision: auto``, one computed in another precision than this
     machine's (a bf16 result on an fp32 machine, or the reverse): it is not the run this machine would make. Nor a
     GLUE result predicted in another precision than :func:`prediction_precision` says (STS-B predicted in bf16
-    before its predictions were computed in fp32).
+    before its predictions were computed in fp32). A result scored on dev and held out (``"dev+heldout"``, the run
+    that chose its learning rate: :func:`adopt_chosen_runs`) serves a request scored on dev: it is that run, and more.
     """
     path = None if output_dir is None else result_path(output_dir, task, cfg.seed)
     if path is None or not path.exists():
         return None
     result = json.loads(path.read_text())
     recorded = result.get("engine") or {}
-    same = (result.get("config") == json.loads(json.dumps(dataclasses.asdict(cfg)))
+    config_of = dict(result.get("config") or {})
+    if cfg.evaluate_on == "dev" and config_of.get("evaluate_on") == "dev+heldout":
+        config_of["evaluate_on"] = "dev"
+    same = (config_of == json.loads(json.dumps(dataclasses.asdict(cfg)))
             and result.get("model_dir") == str(model_dir)
             and recorded.get("computed_in") == engine.resolve_precision(cfg.precision, device())
             and recorded.get("evaluated_in", recorded.get("computed_in"))  # (older results: predicted as computed)
@@ -732,15 +762,17 @@ def run_jobs(jobs: Sequence[Job], workers: int = 1) -> list[dict]:
 def choose_lr(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, candidates: Sequence[float],
               output_dir: str | Path | None = None, workers: int = 1,
               overrides: Mapping[str, Any] | None = None) -> dict[str, dict]:
-    """Per task, the learning rate among ``candidates`` that scores best on examples **held out of the train split**
-    (``evaluate_on="heldout"``), everything else as the scale's budget (with ``overrides``, fields of it replaced):
-    ``{task: {"lr": chosen or None, "scores": {lr: held-out score}}}`` (``lr`` None when the task's data is
-    unavailable). The dev split is never looked at, so the dev scores that use the chosen rate stay unbiased. One
-    seed (the budget's); ties go to the first."""
+    """Per task, the learning rate among ``candidates`` that scores best on examples **held out of the train split**,
+    everything else as the scale's budget (with ``overrides``, fields of it replaced): ``{task: {"lr": chosen or
+    None, "scores": {lr: held-out score}}}`` (``lr`` None when the task's data is unavailable). Each candidate runs
+    once, with the budget's seed, scored on the held-out examples *and* on dev (``evaluate_on="dev+heldout"``); only
+    the held-out score chooses, so the dev scores that use the chosen rate stay unbiased, and the chosen rate's run
+    is the reported run of that seed (:func:`adopt_chosen_runs`), not fine-tuned a second time. Ties go to the
+    first."""
     results = iter(run_jobs(lr_jobs(model_dir, tasks, scale, candidates, output_dir, overrides), workers))
     chosen: dict[str, dict] = {}
     for task in tasks:
-        scores = {float(lr): next(results)["score"] for lr in candidates}
+        scores = {float(lr): (next(results).get(HELDOUT) or {}).get("score") for lr in candidates}
         valid = {lr: v for lr, v in scores.items() if v is not None}
         chosen[task] = {"lr": max(valid, key=valid.get) if valid else None, "scores": scores}
     return chosen
@@ -748,13 +780,38 @@ def choose_lr(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, ca
 
 def lr_jobs(model_dir: str | Path, tasks: Sequence[str], scale: str | Path, candidates: Sequence[float],
             output_dir: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> list[Job]:
-    """The held-out runs :func:`choose_lr` makes, task by task and candidate by candidate (each cached in
+    """The runs :func:`choose_lr` makes, task by task and candidate by candidate (each cached in
     ``output_dir/lr<rate>``), so that a caller choosing for many models can run them all in one pool."""
     if not candidates:
         raise ValueError("choose_lr needs at least one candidate learning rate")
-    return [Job(str(model_dir), task, str(scale), None if output_dir is None else str(Path(output_dir) / f"lr{lr:g}"),
-                budgets={task: {**(overrides or {}), "lr": float(lr), "evaluate_on": "heldout"}})
+    return [Job(str(model_dir), task, str(scale), None if output_dir is None else str(lr_folder(output_dir, lr)),
+                budgets={task: {**(overrides or {}), "lr": float(lr), "evaluate_on": "dev+heldout"}})
             for task in tasks for lr in candidates]
+
+
+def lr_folder(output_dir: str | Path, lr: float) -> Path:
+    """Where :func:`choose_lr` keeps the runs of candidate rate ``lr``."""
+    return Path(output_dir) / f"lr{lr:g}"
+
+
+def adopt_chosen_runs(choice: Mapping[str, Mapping[str, Any]], selection_dir: str | Path,
+                      output_dir: str | Path) -> list[Path]:
+    """Make each chosen rate's run (:func:`choose_lr`, kept in ``selection_dir``) the reported run of its seed in
+    ``output_dir``, where :func:`run_seeds` with :func:`chosen_budgets` looks (:func:`cached_result` takes a run scored
+    on dev and held out for one scored on dev): the seed the choice ran is not fine-tuned again. ``choice`` must be
+    what :func:`choose_lr` just returned, so its runs are current; one that differs from them in ``output_dir`` is
+    replaced. Returns the results written."""
+    written = []
+    for task, c in choice.items():
+        if c.get("lr") is None:
+            continue
+        source_dir = lr_folder(selection_dir, c["lr"])
+        for source in (source_dir / f"{task}.json", *sorted(source_dir.glob(f"{task}.seed*.json"))):
+            target = Path(output_dir) / source.name
+            if source.exists() and (not target.exists() or target.read_text() != source.read_text()):
+                write_json_atomic(target, json.loads(source.read_text()), allow_nan=False)
+                written.append(target)
+    return written
 
 
 def chosen_budgets(choice: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:

@@ -678,7 +678,7 @@ def test_every_model_and_control_chooses_its_own_rate(tmp_path, monkeypatch):
     tuned = develop.finetune_with_controls(layout, developed, ["rte"], "smoke", cfg)
     selection, finetuning = pools
     assert len(selection) == 3 * 2  # two models and their one shared control, two candidate rates each
-    assert all(j.budgets["rte"]["evaluate_on"] == "heldout" for j in selection)
+    assert all(j.budgets["rte"]["evaluate_on"] == "dev+heldout" for j in selection)
     assert {(Path(j.model_dir).name, j.budgets["rte"]["lr"]) for j in finetuning} == {
         (dirs[0].name, 1e-4), (dirs[1].name, 5e-4), (layout.control(str(shape)).name, 5e-4)}
     assert tuned["kd-fast-2x"]["learning_rates"]["developed"]["rte"]["lr"] == 5e-4

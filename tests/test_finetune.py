@@ -187,6 +187,11 @@ def test_squad_v11(tiny_model, tmp_path):
         result["metrics"]["em"])
     assert all(e in (0.0, 100.0) and e <= f + 1e-9 for e, f in zip(dev["em"], dev["f1"]))
 
+    both = finetune_squad(tiny_model, "v1.1", dataclasses.replace(cfg, evaluate_on="dev+heldout"))
+    assert both["dev"] == dev and both["score"] == result["score"]  # the same training, dev scored alike
+    alone = finetune_squad(tiny_model, "v1.1", dataclasses.replace(cfg, evaluate_on="heldout"))
+    assert both["heldout"] == {"metrics": alone["metrics"], "score": alone["score"], "eval_examples": 32}
+
 
 @pytest.mark.requires_data
 def test_squad_v20_is_skipped_offline_but_its_pipeline_runs(tiny_model, monkeypatch):
@@ -209,11 +214,12 @@ def seeded_subset(data, n, seed):
 @pytest.mark.requires_data
 @pytest.mark.parametrize("task,overrides", [
     ("sst2", {}),  # mini budget: the training majority (1) is also the dev majority; its share is not the minority's
-    ("rte", {"max_train_examples": 32, "seed": 1}),  # 21 of 32 train rows are 1, but 0 is the dev majority
+    ("rte", {"max_train_examples": 32, "seed": 4}),  # 19 of 32 train rows are 1, but 0 is the dev majority
 ])
 def test_majority_baseline_predicts_the_training_majority_on_the_dev_subset(task, overrides):
     cfg = dataclasses.replace(FinetuneConfig.load("mini", task), **overrides)
-    train = seeded_subset(load_glue(task, "train"), cfg.max_train_examples, cfg.seed)
+    rest, _ = finetune.heldout_split(load_glue(task, "train"), cfg)  # never trained on, whatever a run is scored on
+    train = seeded_subset(rest, cfg.max_train_examples, cfg.seed)
     dev = seeded_subset(load_glue(task, "validation"), cfg.max_eval_examples, 0)
     train_counts, dev_counts = np.bincount(train["label"], minlength=2), np.bincount(dev["label"], minlength=2)
     assert train_counts[0] != train_counts[1] and dev_counts[0] != dev_counts[1]  # no ties: one right answer
@@ -246,7 +252,8 @@ def test_majority_baseline_held_out_is_scored_on_the_held_out_examples_and_train
 def test_majority_baseline_of_f1_and_correlation_tasks():
     cfg = FinetuneConfig.load("mini", "mrpc")
     dev = seeded_subset(load_glue("mrpc", "validation"), cfg.max_eval_examples, 0)
-    assert np.bincount(seeded_subset(load_glue("mrpc", "train"), cfg.max_train_examples, cfg.seed)["label"]).argmax() == 1
+    assert np.bincount(seeded_subset(finetune.heldout_split(load_glue("mrpc", "train"), cfg)[0], cfg.max_train_examples,
+                                    cfg.seed)["label"]).argmax() == 1
     p = float(np.mean(dev["label"]))  # always "paraphrase": precision p, recall 1
     result = majority_baseline("mrpc", cfg)
     assert result["metrics"] == pytest.approx({"f1": 100 * 2 * p / (1 + p), "accuracy": 100 * p})
@@ -283,16 +290,48 @@ def test_choose_lr_takes_the_best_heldout_score(tiny_model, tmp_path, monkeypatc
     def fake_run(model_dir, tasks, scale, output_dir=None, resume=True, seed=None, budgets=None):
         (task,) = tasks
         seen.append((task, budgets[task]["evaluate_on"], Path(output_dir).name))
-        unavailable = task == "qnli"
-        return {task: {"score": None if unavailable else scores[budgets[task]["lr"]]}}
+        if task == "qnli":  # unavailable
+            return {task: {"score": None}}
+        return {task: {"score": 0.0, "heldout": {"score": scores[budgets[task]["lr"]]}}}  # chosen on held-out only
 
     monkeypatch.setattr(finetune, "run", fake_run)
     choice = finetune.choose_lr(tiny_model, ["rte", "qnli"], "smoke", list(scores), tmp_path)
     assert choice["rte"] == {"lr": 3e-4, "scores": scores} and choice["qnli"]["lr"] is None
-    assert {e for _, e, _ in seen} == {"heldout"} and len({d for _, _, d in seen}) == 3  # one folder per rate
+    assert {e for _, e, _ in seen} == {"dev+heldout"} and len({d for _, _, d in seen}) == 3  # one folder per rate
     assert finetune.chosen_budgets(choice) == {"rte": {"lr": 3e-4}}
     with pytest.raises(ValueError, match="candidate"):
         finetune.choose_lr(tiny_model, ["rte"], "smoke", [])
+
+
+@pytest.mark.requires_data
+def test_the_chosen_rates_run_is_the_first_seeds_run(tiny_model, tmp_path, monkeypatch):
+    """choose_lr's runs train as dev runs do (the held-out examples are never trained on, whatever a run is scored
+    on), so the chosen rate's run, scored on dev too, is adopted as seed 0's and not fine-tuned again."""
+    train, evals = finetune.glue_splits("rte", FinetuneConfig.load("smoke", "rte"))
+    _, heldout = finetune.heldout_split(load_glue("rte", "train"), FinetuneConfig.load("smoke", "rte"))
+    assert not set(train["idx"]) & set(heldout["idx"]) and "heldout" not in evals  # dev runs skip the held-out part
+
+    selection = tmp_path / "seeds" / "lr_selection"
+    choice = finetune.choose_lr(tiny_model, ["rte"], "smoke", [1e-4, 1e-3], selection)
+    picked = json.loads((selection / f"lr{choice['rte']['lr']:g}" / "rte.json").read_text())
+    assert picked["config"]["evaluate_on"] == "dev+heldout" and picked["heldout"]["eval_examples"] == len(heldout)
+    assert choice["rte"]["scores"][choice["rte"]["lr"]] == picked["heldout"]["score"]
+    assert finetune.adopt_chosen_runs(choice, selection, tmp_path / "seeds") == [tmp_path / "seeds" / "rte.json"]
+    assert finetune.adopt_chosen_runs(choice, selection, tmp_path / "seeds") == []  # already there
+
+    calls = []
+    real = finetune.finetune_glue
+    monkeypatch.setattr(finetune, "finetune_glue", lambda *a, **k: calls.append(a[2].seed) or real(*a, **k))
+    out = finetune.run_seeds(tiny_model, ["rte"], "smoke", tmp_path / "seeds", seeds=2,
+                             budgets=finetune.chosen_budgets(choice))
+    assert calls == [1]  # seed 0 is the choice's run
+    assert out["rte"][0]["dev"] == picked["dev"] and out["rte"][0]["score"] == picked["score"]
+    fresh = finetune.run(tiny_model, ["rte"], "smoke", tmp_path / "fresh", budgets=finetune.chosen_budgets(choice))
+    assert fresh["rte"]["dev"] == picked["dev"]  # a plain dev run at that rate and seed trains alike
+    assert fresh["rte"]["config"]["evaluate_on"] == "dev" and "heldout" not in fresh["rte"]
+    alone = finetune.finetune_glue(tiny_model, "rte", finetune.seed_config(
+        "smoke", "rte", budgets={"rte": {"lr": choice["rte"]["lr"], "evaluate_on": "heldout"}}))
+    assert picked["heldout"]["metrics"] == alone["metrics"]  # scored held out as a "heldout" run scores
 
 
 @pytest.mark.requires_data
