@@ -1,17 +1,20 @@
-"""Budgets with power: per GLUE task, the smallest fine-tuning budget at which the teacher can show learning.
+"""Budgets with power: per GLUE task, the smallest fine-tuning budget at which the calibration model can show learning.
 
 A comparison of fine-tuned models can only show what pre-training taught them where the fine-tuning budget lets
-pre-training show at all. The teacher (:func:`atb.develop.calibration_model`: at mini the packaged MiniLM, the
-space's largest architecture and the source every sub-model is cut from) is the ceiling: where even it does not
-beat an untrained model of its shape, no sub-model can. So the budget of each task is chosen by climbing a ladder
-(section ``budgets`` of ``configs/<scale>.yaml``, :class:`BudgetConfig`), cheapest rung first:
+pre-training show at all. The calibration model (:func:`atb.develop.calibration_model`) is the teacher (at mini the
+packaged MiniLM, the space's largest architecture and the source every sub-model is cut from) or, with
+``develop.calibration_layers``, its first layers only: the whole teacher can learn a task at a budget too small for
+any cut of it to re-learn the task (benchmarks/bench_depth_cut.py), and every developed model is a cut. Where even
+the calibration model does not beat an untrained model of its shape, no model cut like it can be expected to. So the
+budget of each task is chosen by climbing a ladder (section ``budgets`` of ``configs/<scale>.yaml``,
+:class:`BudgetConfig`), cheapest rung first:
 
-1. fine-tune the teacher and its untrained control (:func:`atb.develop.control_model`) with the rung's budget
+1. fine-tune the calibration model and its untrained control (:func:`atb.develop.control_model`) with the rung's budget
    (fields of the task's ``finetune`` budget, e.g. ``max_train_examples`` and ``epochs``), ``seeds`` seeds each;
 2. score both on examples **held out of the train split** (``evaluate_on: heldout``; the dev split, which reports
    the study's results, is never looked at), with the majority class of the training subset beside them;
 3. the task's budget is the first rung at which the task passes :func:`atb.develop.decision_tasks` (the paired
-   interval of teacher minus control above 0, and ``develop.decision_margins`` points over the better of the
+   interval of calibration model minus control above 0, and ``develop.decision_margins`` points over the better of the
    control and the majority class). A task that passes at no rung keeps no budget, with the measured reason: the
    study reports it but leaves it out of the average that decides claims.
 
@@ -105,7 +108,7 @@ def climb(scale: str | Path, layout: Layout | None = None) -> dict:
     step's ``seconds`` are its fine-tunings' own)."""
     cfg, develop = BudgetConfig.load(scale), DevelopConfig.load(scale)
     layout = layout or Layout(str(scale))
-    teacher = calibration_model(scale)
+    teacher = calibration_model(scale, layout)
     control_dir = control_model(layout, teacher["arch"], like=teacher["model_dir"])
     climbing = {task: {"rungs": [], "chosen": None} for task in cfg.tasks}
     available: dict[str, int] = {}  # a task's train-split size, once a run used every example it had

@@ -40,7 +40,7 @@ import json
 import shutil
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ from .progress import libraries_quiet
 from .records import write_dir_atomic, write_json_atomic
 from .space import Arch, SearchSpace
 from .stats import Interval, ModelRuns, paired_bootstrap, score_interval
-from .teacher import load_teacher, teacher_dir
+from .teacher import first_layers, load_teacher, teacher_dir
 from .train import TrainConfig
 
 DEFAULT_RULE = "default-rule"  # the method of the default-rule baselines (d_f = 4 d_m, d_qkv = d_m)
@@ -117,6 +117,10 @@ class DevelopConfig:
     # many points over the better of its control and the majority class (a column not named: any margin above 0).
     decision_margins: dict[str, float] = field(default_factory=dict)
     squad_min_f1: float = 40.0  # SQuAD v1.1 decides only where the teacher reaches this F1 (:func:`squad_decision`)
+    # The calibration model (:func:`calibration_model`) is the teacher's first ``calibration_layers`` layers (None:
+    # the whole teacher). The whole teacher can learn a task at a budget too small for any cut of it to re-learn the
+    # task (benchmarks/bench_depth_cut.py); a mild cut of it says at which budgets models cut from it can.
+    calibration_layers: int | None = None
     # GLUE tasks left out of the whole study at this scale for time, neither calibrated nor fine-tuned (notebooks
     # 05-09): where a task's budget with power costs more than the scale's time allows for every developed model and
     # control (mini: MRPC at every train example). The ladder (``atb.budgets``) still says whether that budget teaches
@@ -125,7 +129,8 @@ class DevelopConfig:
     scale: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "fast_steps", "baseline_layers", "seeds", "workers", "control_seeds", "squad_seeds"):
+        for name in ("steps", "fast_steps", "baseline_layers", "seeds", "workers", "control_seeds", "squad_seeds",
+                     "calibration_layers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"DevelopConfig.{name} must be >= 1, got {getattr(self, name)}")
         unknown = set(self.decision_margins) - set(GLUE_AVERAGE)
@@ -568,14 +573,12 @@ def squad_row(model: Mapping[str, Any], results: Results, control: Results, cont
 
 
 # ------------------------------------------------------------------------------------ the calibration row
-CALIBRATION = "teacher"  # notebooks 05-06: the teacher beside its untrained control, with the study's budgets
+CALIBRATION = "teacher"  # notebooks 05-06: the teacher (or its mildest cut) beside its untrained control
 
 
-def calibration_model(scale: str | Path) -> dict[str, Any]:
-    """The teacher as a model of notebooks 05–06: the KD SuperPLM's teacher (at mini the packaged MiniLM, the warm
-    start's source and the space's largest architecture), fine-tuned like the developed models. It is the ceiling a
-    scale's budgets allow: a task on which even the teacher does not beat its untrained control cannot show what
-    pre-training taught the developed models."""
+def teacher_model(scale: str | Path) -> dict[str, Any]:
+    """The KD SuperPLM's teacher as a model of notebooks 05–06 (at mini the packaged MiniLM, the warm start's source
+    and the space's largest architecture): ``{"teacher", "model_dir", "arch", "kind"}``."""
     from transformers import AutoConfig
 
     teacher = TrainConfig.load(scale, "kd").teacher
@@ -584,6 +587,27 @@ def calibration_model(scale: str | Path) -> dict[str, Any]:
     arch = Arch(c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads,
                 getattr(c, "qkv_size", None) or c.hidden_size)
     return {"teacher": teacher, "model_dir": str(directory), "arch": str(arch), "kind": "calibration"}
+
+
+def calibration_model(scale: str | Path, layout: Layout | None = None) -> dict[str, Any]:
+    """The model that says what a scale's budgets allow (notebooks 05–06, :mod:`atb.budgets`), fine-tuned like the
+    developed models: the teacher (:func:`teacher_model`), or with ``develop.calibration_layers`` its first that many
+    layers (cut into ``layout``'s runs, :func:`atb.teacher.first_layers`; ``layers`` and ``teacher_layers`` say so). A
+    task on which it does not beat its untrained control cannot show what pre-training taught the developed models:
+    the teacher is the ceiling, and a mild cut of it says whether a budget lets a cut model re-learn the task."""
+    model = teacher_model(scale)
+    cfg = DevelopConfig.load(scale)
+    layers = cfg.calibration_layers
+    full = Arch.parse(model["arch"])
+    if layers is None or layers == full.layers:
+        return model
+    if layers > full.layers:
+        raise ValueError(f"develop.calibration_layers of {scale} is {layers}; the teacher {model['teacher']} has "
+                         f"{full.layers} layers")
+    layout = layout or Layout(cfg.scale)
+    directory = first_layers(model["model_dir"], layers, layout.runs / "calibration" / f"first-{layers}-layers")
+    return {**model, "model_dir": str(directory), "arch": str(replace(full, layers=layers)),
+            "layers": layers, "teacher_layers": full.layers}
 
 
 def rates_text(choice: Mapping[str, Mapping[str, Any]] | None) -> str:
@@ -601,7 +625,7 @@ def calibrate(layout: Layout, tasks: Sequence[str], scale: str | Path, cfg: Deve
     (``squad``: :func:`squad_row`) plus ``vs_control_by_task``, the teacher minus its control per column with its
     paired interval, which says per task whether the budget can show learning at all, ``learning_rates`` (the
     teacher's choice per task, with its held-out scores) and ``control_learning_rates`` (its control's)."""
-    model = calibration_model(scale)
+    model = calibration_model(scale, layout)
     tuned = finetune_with_controls(layout, {CALIBRATION: model}, tasks, scale, cfg)[CALIBRATION]
     chosen = tuned["learning_rates"] or {}
     return {**calibration_entry(model, tuned["scores"], tuned["control"], tuned["control_dir"], squad=squad,
@@ -619,7 +643,18 @@ def calibration_entry(model: Mapping[str, Any], results: Results, control: Resul
     by_task = {c: _bare(pooled_difference([(CALIBRATION, "control")], {CALIBRATION: mine}, {"control": theirs}, c,
                                           n_boot=n_boot))
                for c in mine if c in theirs and not c.endswith(".em")}
-    return {"teacher": model["teacher"], "model_dir": model["model_dir"], **row, "vs_control_by_task": by_task}
+    cut = {k: model[k] for k in ("layers", "teacher_layers") if k in model}
+    return {"teacher": model["teacher"], "model_dir": model["model_dir"], **cut, **row, "vs_control_by_task": by_task}
+
+
+def calibration_label(model: Mapping[str, Any], *, arch: bool = True) -> str:
+    """What a calibration model (:func:`calibration_model`, or a record's ``calibration`` / ``teacher`` entry) is,
+    in words: "the teacher (6/384/1536/12/384)" or "the teacher's first 5 of 6 layers (5/384/1536/12/384)" (without
+    the architecture unless ``arch``)."""
+    name = "the teacher"
+    if model.get("layers") is not None and model.get("teacher_layers") not in (None, model["layers"]):
+        name = f"the teacher's first {model['layers']} of {model['teacher_layers']} layers"
+    return f"{name} ({model['arch']})" if arch and model.get("arch") else name
 
 
 def calibration_table(entry: Mapping[str, Any]) -> list[dict]:
@@ -643,14 +678,15 @@ def decision_tasks(calibration: Mapping[str, Any], chance: Mapping[str, Any],
     """The GLUE columns that decide the claims at this scale, from notebook 05's calibration row (:func:`calibrate`)
     and the majority-class row (``chance``: :func:`glue_entry` of :func:`atb.finetune.majority_baseline`).
 
-    A column of the GLUE average is kept when the teacher, fine-tuned with the study's budget, beats its untrained
-    control with a 95 % interval above 0 **and** by at least ``margins[column]`` points (0 when not named) over the
-    better of its control and the majority class. A column the teacher cannot learn at this budget cannot show what
-    pre-training taught the developed models (they are cut from the teacher); averaging it in only adds noise to
+    A column of the GLUE average is kept when the calibration model (:func:`calibration_model`: the teacher or a mild
+    cut of it), fine-tuned with the study's budget, beats its untrained control with a 95 % interval above 0 **and** by
+    at least ``margins[column]`` points (0 when not named) over the better of its control and the majority class. A
+    column it cannot learn at this budget cannot show what pre-training taught the developed models (they are cut
+    from the teacher); averaging it in only adds noise to
     every comparison, so it is left out, with the reason; so is a task the scale left out for time
     (``cut_for_time``, :attr:`DevelopConfig.cut_for_time`). ``{"tasks": [...], "left_out": {column: reason},
     "margins": {...}, "cut_for_time": [...]}`` in the order of :data:`GLUE_AVERAGE`."""
-    margins = dict(margins or {})
+    margins, who = dict(margins or {}), calibration_label(calibration, arch=False)
     teacher, control = calibration.get("tasks") or {}, (calibration.get("control") or {}).get("tasks") or {}
     majority = chance.get("tasks") or {}
     by_task = calibration.get("vs_control_by_task") or {}
@@ -667,10 +703,10 @@ def decision_tasks(calibration: Mapping[str, Any], chance: Mapping[str, Any],
         lo, hi = interval["ci95"]
         over = teacher[column] - max(v for v in (control.get(column), majority.get(column), -np.inf) if v is not None)
         if lo <= 0:
-            left_out[column] = (f"the teacher does not beat its control ({interval['difference']:+.1f} points, 95 % "
+            left_out[column] = (f"{who} does not beat its control ({interval['difference']:+.1f} points, 95 % "
                                 f"interval [{lo:+.1f}, {hi:+.1f}])")
         elif over < margin:
-            left_out[column] = (f"the teacher is only {over:+.1f} points over the better of its control and the "
+            left_out[column] = (f"{who} is only {over:+.1f} points over the better of its control and the "
                                 f"majority class (margin {margin:g})")
         else:
             kept.append(column)
@@ -730,15 +766,15 @@ def squad_decision(calibration: Mapping[str, Any], min_f1: float) -> dict:
     """Whether SQuAD v1.1 can decide anything at this scale (notebook 06): the teacher, fine-tuned with the study's
     budget (:func:`calibrate`), must beat its untrained control with an interval above 0 and reach ``min_f1``.
     ``{"decides": bool, "teacher_f1", "min_f1", "reason"}`` (``reason`` None when it decides)."""
-    f1 = (calibration.get("squad_v1") or {}).get("f1")
+    f1, who = (calibration.get("squad_v1") or {}).get("f1"), calibration_label(calibration, arch=False)
     interval = (calibration.get("vs_control_by_task") or {}).get("squad_v1.f1") or {}
     if f1 is None or not interval.get("ci95"):
-        reason = "the teacher was not scored on SQuAD v1.1"
+        reason = f"{who} was not scored on SQuAD v1.1"
     elif interval["ci95"][0] <= 0:
-        reason = (f"the teacher does not beat its untrained control ({interval['difference']:+.1f} F1, 95 % interval "
+        reason = (f"{who} does not beat its untrained control ({interval['difference']:+.1f} F1, 95 % interval "
                   f"[{interval['ci95'][0]:+.1f}, {interval['ci95'][1]:+.1f}])")
     elif f1 < min_f1:
-        reason = f"the teacher reaches F1 {f1:.1f} at this budget, below {min_f1:g}"
+        reason = f"{who} reaches F1 {f1:.1f} at this budget, below {min_f1:g}"
     else:
         reason = None
     return {"decides": reason is None, "teacher_f1": f1, "min_f1": min_f1, "reason": reason}

@@ -59,8 +59,8 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .develop import (DECISION_MEASURE, GLUE_MEASURE, LEARNED, MIN_ABOVE_CHANCE, SQUAD_MEASURE, development_costs,
-                      fast_over_full)
+from .develop import (DECISION_MEASURE, GLUE_MEASURE, LEARNED, MIN_ABOVE_CHANCE, SQUAD_MEASURE, calibration_label,
+                      development_costs, fast_over_full)
 from .efficientbert.published import PAPER as EFFICIENTBERT_PAPER
 from .layout import SCALES, Layout
 from .pareto import favours
@@ -711,7 +711,7 @@ def budget_lines(records: dict) -> list[str]:
     margins = ", ".join(f"{t} {m:g}" for t, m in (ladder.get("margins") or {}).items()) or "none"
     lines = ["## Budgets", "",
              f"Chosen by the budget ladder (`python -m atb.budgets`, record `budgets.json`): per task the first rung, "
-             f"cheapest first, at which the teacher ({ladder['teacher']['arch']}) beats its untrained control, both "
+             f"cheapest first, at which {calibration_label(ladder['teacher'])} beats its untrained control, both "
              f"fine-tuned with {ladder['seeds']} seeds and scored on {ladder['scored_on']}, with an interval above 0 "
              f"and by the margin over the better of the control and the majority class (margins: {margins}). A rung "
              "left blank asks only for more examples than the task's train split holds.", "",
@@ -863,7 +863,9 @@ def decision_lines(records: dict) -> list[str]:
     decision = (records.get("05") or {}).get("decision_tasks")
     if decision is None:
         return []
-    lines = [f"- Claims 0, 2, 4 and 5 are decided on the GLUE average over the tasks on which the teacher, "
+    calibration = (records.get("05") or {}).get("calibration") or {}
+    who = calibration_label(calibration) if calibration.get("arch") else "the teacher"
+    lines = [f"- Claims 0, 2, 4 and 5 are decided on the GLUE average over the tasks on which {who}, "
              f"fine-tuned with the same budget, beats its untrained control (`atb.develop.decision_tasks`): "
              f"{', '.join(decision['tasks']) or 'none'}. Left out: "
              + "; ".join(f"{c}, {r}" for c, r in decision["left_out"].items()) + "."]

@@ -24,11 +24,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
+
+from .records import write_dir_atomic
 
 __all__ = ["OFFLINE_TEACHER", "PAPER_TEACHER", "Teacher", "TeacherOutput", "load_teacher", "offline_teacher_path",
            "teacher_dir"]
@@ -85,6 +88,27 @@ def teacher_dir(name: str = OFFLINE_TEACHER) -> str:
     """What ``from_pretrained`` loads for teacher ``name``: the bundled folder for :data:`OFFLINE_TEACHER`, else the
     name itself (a Hub id or a local folder)."""
     return offline_teacher_path() if name == OFFLINE_TEACHER else name
+
+
+def first_layers(source: str | Path, layers: int, directory: str | Path) -> Path:
+    """``source`` (a BERT checkpoint with its tokenizer) keeping its embeddings and its first ``layers`` layers only,
+    nothing else changed, written to ``directory`` (once: an existing folder with that depth is kept): a cut of the
+    teacher in depth alone (atb.develop.calibration_model, benchmarks/bench_depth_cut.py)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    directory = Path(directory)
+    config = AutoConfig.from_pretrained(source)
+    if not 1 <= layers <= config.num_hidden_layers:
+        raise ValueError(f"{source} has {config.num_hidden_layers} layers; cannot keep {layers}")
+    if (directory / "config.json").exists() and AutoConfig.from_pretrained(directory).num_hidden_layers == layers:
+        return directory
+    config.num_hidden_layers = layers
+
+    def write(tmp: Path) -> None:
+        AutoModel.from_pretrained(source, config=config).save_pretrained(tmp)  # the layers beyond are left unread
+        AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
+
+    return write_dir_atomic(directory, write)
 
 
 def _self_attentions(model: nn.Module) -> list[nn.Module]:

@@ -27,7 +27,7 @@ from transformers import AutoModel
 
 from atb.controls import CONTROL_SEED
 from atb.data import load_glue, load_tokenizer
-from atb.develop import calibration_model
+from atb.develop import teacher_model
 from atb.layout import Layout
 from atb.records import machine_info, write_json_atomic
 
@@ -66,7 +66,7 @@ def main() -> None:
     dev = load_glue("stsb", "validation").select(range(args.pairs))
     batch = load_tokenizer()(list(dev["sentence1"]), list(dev["sentence2"]), truncation=True, max_length=128,
                              padding=True, return_tensors="pt")
-    teacher = calibration_model(args.scale)
+    teacher = teacher_model(args.scale)
     rows = {"teacher": {"arch": teacher["arch"], **encode(teacher["model_dir"], batch)}}
     for name, model in developed.items():
         rows[name] = {"arch": model["arch"], **encode(model["model_dir"], batch)}

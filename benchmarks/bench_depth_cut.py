@@ -31,30 +31,12 @@ import yaml
 
 from atb import config, engine
 from atb.budgets import BudgetConfig
-from atb.develop import DevelopConfig, calibration_model, finetune_with_controls, pooled_difference
+from atb.develop import DevelopConfig, finetune_with_controls, pooled_difference, teacher_model
 from atb.finetune import column_runs
 from atb.layout import Layout
-from atb.records import machine_info, write_dir_atomic, write_json_atomic
+from atb.records import machine_info, write_json_atomic
 from atb.space import Arch, SearchSpace
-
-
-def truncated(source: str | Path, layers: int, directory: Path) -> Path:
-    """``source`` (a BERT checkpoint with its tokenizer) keeping its embeddings and its first ``layers`` layers only,
-    written to ``directory`` (once: an existing folder with that depth is kept)."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(source)
-    if not 1 <= layers <= config.num_hidden_layers:
-        raise ValueError(f"{source} has {config.num_hidden_layers} layers; cannot keep {layers}")
-    if (directory / "config.json").exists() and AutoConfig.from_pretrained(directory).num_hidden_layers == layers:
-        return directory
-    config.num_hidden_layers = layers
-
-    def write(tmp: Path) -> None:
-        AutoModel.from_pretrained(source, config=config).save_pretrained(tmp)  # the layers beyond are left unread
-        AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
-
-    return write_dir_atomic(directory, write)
+from atb.teacher import first_layers
 
 
 def rung_config(scale: str, rung: int, tasks: Sequence[str], out: Path) -> str:
@@ -103,7 +85,7 @@ def main() -> None:
     parser.add_argument("--rung", type=int, default=0, help="the rung of the scale's budget ladder (default 0)")
     parser.add_argument("--out", help="JSON record (default: print only)")
     args = parser.parse_args()
-    cfg, teacher = DevelopConfig.load(args.scale), calibration_model(args.scale)
+    cfg, teacher = DevelopConfig.load(args.scale), teacher_model(args.scale)
     full = Arch.parse(teacher["arch"])
     space = SearchSpace.preset(args.scale, "kd")
     depths = sorted(args.depths or range(space.layers.low, full.layers + 1), reverse=True)
@@ -113,7 +95,7 @@ def main() -> None:
     models, layers_of = {}, {}
     for n in depths:
         name = f"teacher-first-{n}"
-        model_dir = truncated(teacher["model_dir"], n, root / "models" / name)
+        model_dir = first_layers(teacher["model_dir"], n, root / "models" / name)
         models[name] = {"arch": str(Arch(n, full.hidden, full.ffn, full.heads, full.qkv)), "model_dir": str(model_dir)}
         layers_of[name] = n
     start = time.perf_counter()

@@ -1,6 +1,7 @@
 """The budget ladder (atb.budgets): per task the first rung at which the teacher beats its control by the margin,
 judged on examples held out of the train split; the config's budgets are the ones the committed ladder chose."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,9 @@ import yaml
 
 from atb import budgets, finetune
 from atb.budgets import BudgetConfig
+from atb.develop import DevelopConfig, teacher_model
 from atb.layout import ROOT, Layout
+from atb.space import Arch
 from conftest import write_scale_config
 
 
@@ -111,6 +114,9 @@ def test_the_mini_budgets_are_the_ones_the_committed_ladder_chose():
         pytest.skip("results/mini/budgets.json has not been committed yet (python -m atb.budgets --scale mini)")
     record = json.loads(path.read_text())
     assert record["rungs"] == BudgetConfig.load("mini").rungs, "the ladder changed since the record: climb it again"
+    teacher, cut = Arch.parse(teacher_model("mini")["arch"]), DevelopConfig.load("mini").calibration_layers
+    assert record["teacher"]["arch"] == str(dataclasses.replace(teacher, layers=cut or teacher.layers)), (
+        "the ladder was climbed on another calibration model than develop.calibration_layers names: climb it again")
     for task, chosen in record["budgets"].items():
         cfg = finetune.FinetuneConfig.load("mini", task)
         assert all(getattr(cfg, k) == v for k, v in chosen.items()), f"mini.yaml's {task} budget is not {chosen}"

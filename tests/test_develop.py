@@ -777,6 +777,29 @@ def test_the_calibration_model_is_the_scales_teacher_with_its_own_shape():
                      "kind": "calibration"}
 
 
+def test_the_calibration_model_can_be_the_teachers_mildest_cut(tmp_path):
+    """develop.calibration_layers: the teacher's first layers, cut once into the layout's runs."""
+    import yaml
+    from transformers import AutoConfig
+
+    from atb.develop import calibration_model, teacher_model
+    from atb.layout import Layout
+
+    settings = yaml.safe_load((Path(develop.__file__).parents[1] / "configs" / "smoke.yaml").read_text())
+    settings["develop"]["calibration_layers"] = 5
+    scale = tmp_path / "cut.yaml"
+    scale.write_text(yaml.safe_dump(settings))
+    layout = Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs")
+    model = calibration_model(scale, layout)
+    assert model == {**teacher_model("smoke"), "model_dir": str(layout.runs / "calibration" / "first-5-layers"),
+                     "arch": "5/384/1536/12/384", "layers": 5, "teacher_layers": 6}
+    assert AutoConfig.from_pretrained(model["model_dir"]).num_hidden_layers == 5
+    settings["develop"]["calibration_layers"] = 7
+    scale.write_text(yaml.safe_dump(settings))
+    with pytest.raises(ValueError, match="calibration_layers .* is 7"):
+        calibration_model(scale, layout)
+
+
 def test_the_calibration_row_keeps_the_rates_the_teacher_and_its_control_chose(monkeypatch, tmp_path):
     from atb.develop import CALIBRATION, calibrate, calibration_model, rates_text
     from atb.layout import Layout

@@ -215,3 +215,27 @@ def test_hub_name_without_network_gives_clear_error(monkeypatch):
     with pytest.raises(OSError, match=OFFLINE_TEACHER) as info:
         load_teacher("atb-tests/this-teacher-does-not-exist")
     assert "network" in str(info.value)
+
+
+def test_first_layers_keeps_the_first_layers_exactly(tmp_path):
+    from transformers import AutoModel, BertConfig, BertModel
+
+    from atb.data import load_tokenizer
+    from atb.teacher import first_layers
+
+    torch.manual_seed(0)
+    source = tmp_path / "source"
+    BertModel(BertConfig(vocab_size=load_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=3,
+                         num_attention_heads=2, intermediate_size=64)).save_pretrained(source)
+    load_tokenizer().save_pretrained(source)
+    out = first_layers(source, 2, tmp_path / "first-2")
+    full, cut = AutoModel.from_pretrained(source), AutoModel.from_pretrained(out)
+    assert cut.config.num_hidden_layers == 2 and len(cut.encoder.layer) == 2
+    kept = {k: v for k, v in full.state_dict().items() if not k.startswith("encoder.layer.2.")}
+    assert kept.keys() == cut.state_dict().keys()
+    assert all(torch.equal(v, cut.state_dict()[k]) for k, v in kept.items())
+    assert (out / "tokenizer_config.json").exists()
+    stamp = (out / "config.json").stat().st_mtime_ns
+    assert first_layers(source, 2, out) == out and (out / "config.json").stat().st_mtime_ns == stamp  # kept
+    with pytest.raises(ValueError, match="cannot keep 4"):
+        first_layers(source, 4, tmp_path / "first-4")
