@@ -120,9 +120,10 @@ def climb(scale: str | Path, layout: Layout | None = None) -> dict:
                 continue
             if t in last_run and (effective_budget(scale, t, rung, available.get(t))
                                   == effective_budget(scale, t, cfg.rungs[last_run[t]], available.get(t))):
+                why = (f"the train split holds {available[t]} examples" if t in available
+                       else f"the task's budget already has {dict(rung)}")
                 c["rungs"].append({"rung": k, "budget": dict(rung), "same_as": last_run[t], "passes": False,
-                                   "reason": f"the same budget as rung {last_run[t]}: the train split holds "
-                                             f"{available[t]} examples (not fine-tuned again)"})
+                                   "reason": f"the same budget as rung {last_run[t]}: {why} (not fine-tuned again)"})
                 continue
             tasks.append(t)
             last_run[t] = k

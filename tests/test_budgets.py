@@ -101,6 +101,22 @@ def test_a_rung_that_only_asks_for_more_examples_than_the_split_holds_is_not_fin
     assert not any("rung2" in j.output_dir for j in jobs) and any("rung3" in j.output_dir for j in jobs)
 
 
+def test_a_rung_the_tasks_budget_already_has_is_not_fine_tuned_again(tmp_path, monkeypatch):
+    """A scale whose budget already holds a later rung's fields (a ladder climbed again after its choices were
+    written into the config) records that rung as the same budget, whatever the split's size."""
+    scale = _ladder_scale(tmp_path, [{}, {"max_train_examples": 64}, {"max_train_examples": 128}])
+    settings = yaml.safe_load(scale.read_text())
+    settings.setdefault("finetune", {})["rte"] = {**settings["finetune"].get("rte", {}), "max_train_examples": 64}
+    scale.write_text(yaml.safe_dump(settings))
+    monkeypatch.setattr(budgets, "run_jobs", lambda js, workers: [])
+    monkeypatch.setattr(budgets, "run_seeds", _fake_run_seeds(lambda side, task, n: 0.5))
+    record = budgets.climb(scale, Layout("smoke", results_root=tmp_path / "results", runs_root=tmp_path / "runs"))
+
+    rte = record["tasks"]["rte"]["rungs"]
+    assert [r.get("same_as") for r in rte] == [None, 0, None]
+    assert "already has {'max_train_examples': 64}" in rte[1]["reason"]
+
+
 def test_a_rung_names_only_budget_fields():
     with pytest.raises(ValueError, match=r"rungs\[1\]: \['seed'\]"):
         BudgetConfig(rungs=[{}, {"seed": 3}])
