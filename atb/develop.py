@@ -122,9 +122,11 @@ class DevelopConfig:
     # task (benchmarks/bench_depth_cut.py); a mild cut of it says at which budgets models cut from it can.
     calibration_layers: int | None = None
     # GLUE tasks left out of the whole study at this scale for time, neither calibrated nor fine-tuned (notebooks
-    # 05-09): where a task's budget with power costs more than the scale's time allows for every developed model and
-    # control (mini: MRPC at every train example). The ladder (``atb.budgets``) still says whether that budget teaches
-    # the teacher; the decision tasks and the report name the task as cut for time, so no average drops it silently.
+    # 05-09): where a budget at which the developed models learn the task costs more than the scale's time allows for
+    # every developed model and control (mini: MRPC at every train example; CoLA and STS-B, which the developed models
+    # do not learn at the ladder's budgets: benchmarks/bench_developed_budgets.py). The ladder (``atb.budgets``) still
+    # says whether a budget teaches the calibration model; the decision tasks and the report name the task as cut for
+    # time, so no average drops it silently.
     cut_for_time: list[str] = field(default_factory=list)
     scale: str | None = None
 
@@ -694,8 +696,9 @@ def decision_tasks(calibration: Mapping[str, Any], chance: Mapping[str, Any],
     for column in GLUE_AVERAGE:
         interval, margin = by_task.get(column) or {}, float(margins.get(column, 0.0))
         if column_task(column) in cut_for_time:
-            left_out[column] = ("cut for time at this scale (develop.cut_for_time): its budget with power costs more "
-                                "than the study can spend on every model")
+            left_out[column] = ("cut for time at this scale (develop.cut_for_time; configs/<scale>.yaml gives the "
+                                "measured reason): a budget at which the developed models learn it costs more than "
+                                "the study can spend on every model")
             continue
         if teacher.get(column) is None or not interval.get("ci95"):
             left_out[column] = (calibration.get("unavailable") or {}).get(column, "").split(":")[0] or "not scored"

@@ -875,7 +875,7 @@ def test_tasks_cut_for_time_are_named_and_the_models_run_the_decision_tasks_only
     chance = {"tasks": {"cola": 0.0, "sst2": 50.9, "stsb": 0.0, "rte": 52.7}}
     out = decision_tasks(calibration, chance, {"stsb": 40}, cut_for_time=["mrpc"])
     assert out["tasks"] == ["cola", "sst2", "stsb"] and out["cut_for_time"] == ["mrpc"]
-    assert out["left_out"]["mrpc"].startswith("cut for time at this scale (develop.cut_for_time)")
+    assert out["left_out"]["mrpc"].startswith("cut for time at this scale (develop.cut_for_time;")
     cfg = DevelopConfig(glue_tasks=["cola", "sst2", "mrpc", "stsb", "mnli", "rte"], cut_for_time=["mrpc"])
     assert cfg.glue_tasks_run == ["cola", "sst2", "stsb", "mnli", "rte"]
     assert developed_tasks(out, cfg) == ["cola", "sst2", "stsb"]
