@@ -654,7 +654,7 @@ def calibration_label(model: Mapping[str, Any], *, arch: bool = True) -> str:
     in words: "the teacher (6/384/1536/12/384)" or "the teacher's first 5 of 6 layers (5/384/1536/12/384)" (without
     the architecture unless ``arch``)."""
     name = "the teacher"
-    if model.get("layers") is not None and model.get("teacher_layers") not in (None, model["layers"]):
+    if model.get("layers") is not None:  # calibration_model marks a cut only
         name = f"the teacher's first {model['layers']} of {model['teacher_layers']} layers"
     return f"{name} ({model['arch']})" if arch and model.get("arch") else name
 

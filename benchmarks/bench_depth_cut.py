@@ -77,6 +77,26 @@ def depth_rows(tuned: Mapping[str, Mapping[str, Any]], depths: Mapping[str, int]
     return rows
 
 
+def measure(layout: Layout, models: Mapping[str, Mapping[str, str]], layers_of: Mapping[str, int],
+            tasks: Sequence[str], scale: str, rung: int, cfg: DevelopConfig) -> tuple[list[dict], dict]:
+    """Fine-tune ``models`` (``{name: {"arch", "model_dir"}}``, ``layers_of`` their depths) on ``tasks`` with rung
+    ``rung`` of the scale's ladder beside their untrained controls, as notebook 05 does (runs cached in ``layout``):
+    their rows (:func:`depth_rows`) and the fields of the record that say how they were measured."""
+    budgets = rung_config(scale, rung, tasks, layout.runs / f"{scale}.yaml")
+    start = time.perf_counter()
+    rows = depth_rows(finetune_with_controls(layout, models, tasks, budgets, cfg), layers_of, tasks)
+    return rows, {"seeds": cfg.seed_counts(tasks)[0], "lr_candidates": cfg.lr_candidates, "rung": rung,
+                  "rung_budget": BudgetConfig.load(scale).rungs[rung],
+                  "seconds_this_call": round(time.perf_counter() - start, 1), "machine": machine_info(),
+                  "computed_in": engine.describe("auto")["computed_in"]}
+
+
+def row_text(row: Mapping[str, Any]) -> str:
+    """A row of :func:`depth_rows` as printed: the model, its control and their difference with its interval."""
+    ci = f"[{row['ci95'][0]:+.1f}, {row['ci95'][1]:+.1f}]" if row["ci95"] else "n/a"
+    return f"model {row['score']:6.1f}  control {row['control']:6.1f}  difference {row['difference']:+6.1f} {ci}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="mini")
@@ -91,28 +111,20 @@ def main() -> None:
     depths = sorted(args.depths or range(space.layers.low, full.layers + 1), reverse=True)
     root = Layout(args.scale).runs / "bench_depth_cut"
     layout = Layout(args.scale, runs_root=root / f"rung{args.rung}")
-    budgets = rung_config(args.scale, args.rung, args.tasks, layout.runs / f"{args.scale}.yaml")
     models, layers_of = {}, {}
     for n in depths:
         name = f"teacher-first-{n}"
         model_dir = first_layers(teacher["model_dir"], n, root / "models" / name)
         models[name] = {"arch": str(Arch(n, full.hidden, full.ffn, full.heads, full.qkv)), "model_dir": str(model_dir)}
         layers_of[name] = n
-    start = time.perf_counter()
-    tuned = finetune_with_controls(layout, models, args.tasks, budgets, cfg)
-    rows = depth_rows(tuned, layers_of, args.tasks)
+    rows, measured = measure(layout, models, layers_of, args.tasks, args.scale, args.rung, cfg)
     record = {"scale": args.scale, "teacher": teacher["teacher"], "teacher_arch": str(full), "depths": depths,
-              "tasks": args.tasks, "seeds": cfg.seed_counts(args.tasks)[0], "lr_candidates": cfg.lr_candidates,
-              "rung": args.rung, "rung_budget": BudgetConfig.load(args.scale).rungs[args.rung],
-              "budget": "the scale's finetune budgets with the rung's fields; scored on the dev split", "rows": rows,
-              "seconds_this_call": round(time.perf_counter() - start, 1), "machine": machine_info(),
-              "computed_in": engine.describe("auto")["computed_in"]}
+              "tasks": args.tasks, **measured,
+              "budget": "the scale's finetune budgets with the rung's fields; scored on the dev split", "rows": rows}
     print(f"{args.scale}, rung {args.rung}: the first L layers of {teacher['teacher']} ({full}), "
           f"{record['machine']['cpu']}, {record['computed_in']}")
     for r in rows:
-        ci = f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]" if r["ci95"] else "n/a"
-        print(f"  L={r['layers']}  {r['task']:5s}  model {r['score']:6.1f}  control {r['control']:6.1f}  "
-              f"difference {r['difference']:+6.1f} {ci}")
+        print(f"  L={r['layers']}  {r['task']:5s}  {row_text(r)}")
     if args.out:
         write_json_atomic(args.out, record)
 

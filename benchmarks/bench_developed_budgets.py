@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from bench_depth_cut import depth_rows, rung_config  # the sibling benchmark (its folder is on the path when run)
+from bench_depth_cut import measure, row_text  # the sibling benchmark (its folder is on the path when run)
 
-from atb import engine
-from atb.budgets import BudgetConfig
-from atb.develop import DevelopConfig, finetune_with_controls
+from atb.develop import DevelopConfig
 from atb.layout import Layout
-from atb.records import machine_info, write_json_atomic
+from atb.records import write_json_atomic
 from atb.space import Arch
 
 # By default the deepest and shallowest shapes of one target and the shallowest MLM model of the committed study
@@ -59,24 +56,17 @@ def main() -> None:
     models = chosen_models(json.loads(home.record("04_further_training.json").read_text())["models"], args.models)
     layout = Layout(args.scale, runs_root=args.runs_root or home.runs / "bench_developed_budgets"
                     / f"{args.task}-rung{args.rung}")
-    budgets = rung_config(args.scale, args.rung, [args.task], layout.runs / f"{args.scale}.yaml")
-    start = time.perf_counter()
-    tuned = finetune_with_controls(layout, models, [args.task], budgets, cfg)
-    rows = depth_rows(tuned, {n: Arch.parse(m["arch"]).layers for n, m in models.items()}, [args.task])
+    rows, measured = measure(layout, models, {n: Arch.parse(m["arch"]).layers for n, m in models.items()},
+                             [args.task], args.scale, args.rung, cfg)
     for row in rows:
         row["arch"] = models[row["model"]]["arch"]
-    record = {"scale": args.scale, "task": args.task, "rung": args.rung,
-              "rung_budget": BudgetConfig.load(args.scale).rungs[args.rung], "models": args.models,
-              "seeds": cfg.seed_counts([args.task])[0], "lr_candidates": cfg.lr_candidates,
+    record = {"scale": args.scale, "task": args.task, "models": args.models, **measured,
               "budget": "the scale's finetune budget of the task with the rung's fields; scored on the dev split",
-              "rows": rows, "seconds_this_call": round(time.perf_counter() - start, 1), "machine": machine_info(),
-              "computed_in": engine.describe("auto")["computed_in"]}
+              "rows": rows}
     print(f"{args.scale}, {args.task}, rung {args.rung} {record['rung_budget']}: developed models beside their "
           f"untrained controls, {record['machine']['cpu']}, {record['computed_in']}")
     for r in rows:
-        ci = f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]" if r["ci95"] else "n/a"
-        print(f"  {r['model']:22s} {r['arch']:20s} model {r['score']:6.1f}  control {r['control']:6.1f}  "
-              f"difference {r['difference']:+6.1f} {ci}")
+        print(f"  {r['model']:22s} {r['arch']:20s} {row_text(r)}")
     if args.out:
         write_json_atomic(args.out, record)
 

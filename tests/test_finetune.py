@@ -48,7 +48,7 @@ def test_budgets_come_from_the_yaml(tmp_path):
     assert (paper.epochs, paper.max_seq_len, paper.doc_stride, paper.batch_size) == (2, 384, 128, 32)
     assert FinetuneConfig.load("paper", "squad_v1.1").epochs == 3
     mini = FinetuneConfig.load("mini", "cola")
-    assert mini.max_train_examples <= 2000 and mini.max_seq_len == 128 and mini.batch_size == 16
+    assert (mini.max_train_examples, mini.epochs) == (4000, 3) and mini.max_seq_len == 128 and mini.batch_size == 16
     assert FinetuneConfig.load("mini", "rte").max_train_examples < mini.max_train_examples  # per-task section wins
     bad_stride = write_scale_config(tmp_path / "stride.yaml", finetune={"squad": {"max_seq_len": 128, "doc_stride": 128}})
     with pytest.raises(ValueError, match="doc_stride"):
