@@ -112,10 +112,6 @@ class DevelopConfig:
     # the speedup targets whose "fast" pick is developed (None: every target): claim 5 compares the fast method's
     # cost and quality with the evolved one's, which one target decides, while each model costs fine-tunings
     fast_speedups: list[float] | None = None
-    # The GLUE columns that decide the claims (:func:`decision_tasks`): those on which the teacher, fine-tuned with
-    # the same budget (:func:`calibrate`), beats its untrained control with an interval above 0 and by at least this
-    # many points over the better of its control and the majority class (a column not named: any margin above 0).
-    decision_margins: dict[str, float] = field(default_factory=dict)
     squad_min_f1: float = 40.0  # SQuAD v1.1 decides only where the teacher reaches this F1 (:func:`squad_decision`)
     # The calibration model (:func:`calibration_model`) is the teacher's first ``calibration_layers`` layers (None:
     # the whole teacher). The whole teacher can learn a task at a budget too small for any cut of it to re-learn the
@@ -135,10 +131,6 @@ class DevelopConfig:
                      "calibration_layers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"DevelopConfig.{name} must be >= 1, got {getattr(self, name)}")
-        unknown = set(self.decision_margins) - set(GLUE_AVERAGE)
-        if unknown:
-            raise ValueError(f"DevelopConfig.decision_margins: {sorted(unknown)} are not columns of the GLUE average "
-                             f"({', '.join(GLUE_AVERAGE)})")
         unknown = set(self.cut_for_time) - set(self.glue_tasks)
         if unknown:
             raise ValueError(f"DevelopConfig.cut_for_time: {sorted(unknown)} are not among glue_tasks "

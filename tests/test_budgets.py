@@ -19,8 +19,7 @@ from conftest import write_scale_config
 def _ladder_scale(tmp_path, rungs):
     """The smoke scale with a ladder of ``rungs`` over SST-2, RTE and QQP (absent offline), SST-2's margin 25."""
     sections = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
-    sections["budgets"] = {"tasks": ["sst2", "rte", "qqp"], "rungs": rungs, "seeds": 2}
-    sections["develop"]["decision_margins"] = {"sst2": 25.0}
+    sections["budgets"] = {"tasks": ["sst2", "rte", "qqp"], "rungs": rungs, "seeds": 2, "margins": {"sst2": 25.0}}
     sections["finetune"]["all"]["max_eval_examples"] = 400  # 400 held-out examples: intervals of a few points
     return write_scale_config(tmp_path / "smoke.yaml", **sections)
 
