@@ -875,12 +875,32 @@ def decision_lines(records: dict) -> list[str]:
     return lines
 
 
+FIRST_BEYOND_THE_PAPERS = 11  # notebooks numbered from here on (deployment, Pareto search) go beyond the papers
+
+
+def split_seconds(run: dict) -> dict[str, float]:
+    """The run's seconds split into the papers' study (notebooks 00-10, what the engine and power issues budget) and
+    what goes beyond the papers (11 and up), each from the runs that produced the current executed copies."""
+    split = {"papers": 0.0, "beyond": 0.0}
+    for name, entry in (run.get("notebooks") or {}).items():
+        good = entry if entry.get("status") == "ok" else entry.get("last_ok") or {}
+        part = "beyond" if int(name.split("_", 1)[0]) >= FIRST_BEYOND_THE_PAPERS else "papers"
+        split[part] += good.get("seconds", 0.0)
+    return split
+
+
 def run_total(run: dict) -> str:
-    """The Run section's last line: the total, and whether it is the study's cost from scratch (or, for a
-    re-execution, what the last study from scratch cost)."""
+    """The Run section's last line: the total (and, when the run holds both, the papers' part 00-10 and the part
+    beyond them), and whether it is the study's cost from scratch (or, for a re-execution, what the last study from
+    scratch cost)."""
     machine = run.get("machine") or {}
     where = f" on {machine['cpu']} ({machine.get('computed_in', 'fp32')})" if machine.get("cpu") else ""
     total = f"Total: {run.get('total_seconds', 0) / 60:.1f} minutes{where}"
+    split = split_seconds(run)
+    if split["papers"] and split["beyond"]:
+        last = FIRST_BEYOND_THE_PAPERS - 1
+        total += (f" (notebooks 00-{last:02d}, the papers' study: {split['papers'] / 60:.1f} minutes; "
+                  f"{FIRST_BEYOND_THE_PAPERS}+, beyond the papers: {split['beyond'] / 60:.1f} minutes)")
     cost = run.get("from_scratch") or {}
     calls = cost.get("calls", 1)
     sittings = "one call" if calls == 1 else f"{calls} calls, each resuming at a notebook boundary"

@@ -714,3 +714,19 @@ def test_the_budgets_section_shows_every_rung_the_ladder_climbed_and_what_it_cho
     assert any(line.startswith("Chosen: sst2 rung 1;") and "rte passed no rung" in line for line in lines)
     assert "## Budgets" in report.render(records, tmp_path)
     assert report.budget_lines({}) == []
+
+
+def test_the_run_total_splits_the_papers_study_from_what_goes_beyond_it():
+    """The engine and power issues budget notebooks 00-10 (the papers); 11-12 go beyond them. The Run line shows both
+    parts, each from the run that produced the current copy (a failed notebook's last good run)."""
+    run = {"total_seconds": 660.0, "runs_empty_at_start": True, "from_scratch": {"calls": 1},
+           "notebooks": {"00_overview.ipynb": {"status": "ok", "seconds": 60.0},
+                         "10_comparison.ipynb": {"status": "ok", "seconds": 420.0},
+                         "11_deployment.ipynb": {"status": "failed: X", "seconds": 5.0,
+                                                 "last_ok": {"status": "ok", "seconds": 120.0}},
+                         "12_pareto.ipynb": {"status": "ok", "seconds": 60.0}}}
+    assert report.split_seconds(run) == {"papers": 480.0, "beyond": 180.0}
+    line = report.run_total(run)
+    assert "Total: 11.0 minutes (notebooks 00-10, the papers' study: 8.0 minutes; 11+, beyond the papers: 3.0" in line
+    only_papers = {**run, "notebooks": {k: v for k, v in run["notebooks"].items() if k < "11"}}
+    assert "beyond the papers" not in report.run_total(only_papers)
