@@ -16,7 +16,9 @@ Timed at a scale's budgets (default mini), alternating the two paths ``--rounds`
 
 and the share of a KD step spent in the teacher's forward pass. Prints the ratios (earlier / new: > 1 is faster) and
 writes them, the raw seconds, the CPU, whether it computes bf16 natively and the precision used, to ``--out``.
-Usage: ``python benchmarks/bench_training.py [--scale mini] [--out results/mini/bench_training.json]``
+``--precision fp32`` keeps the new path in fp32: the fp32 improvements alone, measurable on a CPU that computes bf16
+natively too. Usage: ``python benchmarks/bench_training.py [--scale mini] [--precision auto|fp32]
+[--out results/mini/bench_training.json]``
 """
 
 from __future__ import annotations
@@ -112,10 +114,12 @@ def main() -> None:
     parser.add_argument("--arch", default="6/288/224/12/252", help="the fine-tuned / further-trained shape")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per pre-training measurement")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32"),
+                        help="the new path's precision: fp32 measures the fp32 improvements alone on any CPU")
     parser.add_argument("--out", help="JSON record (default: print only)")
     args = parser.parse_args()
     arch = Arch.parse(args.arch)
-    new = engine.describe("auto")
+    new = engine.describe(args.precision)
     results: dict = {"scale": args.scale, "arch": str(arch), "machine": machine_info(),
                      "native_bf16": new["native_bf16"], "new": {**EARLIER, **{k: new[k] for k in (
                          "precision", "computed_in", "optimizer")}, "fused_optimizer": True, "group_by_length": True,
@@ -127,7 +131,7 @@ def main() -> None:
     for task in ("sst2", "mrpc"):
         base = FinetuneConfig.load(args.scale, task)
         cfgs = {"earlier": dataclasses.replace(base, **EARLIER, group_by_length=False),
-                "new": dataclasses.replace(base, precision="auto", fused_optimizer=True, group_by_length=True)}
+                "new": dataclasses.replace(base, precision=args.precision, fused_optimizer=True, group_by_length=True)}
         features, collate = finetune_features(task, base)
         results["seconds"][f"finetune_{task}"] = side_by_side(
             lambda path: finetune_epoch(arch, features, collate, cfgs[path]), args.rounds)
@@ -140,7 +144,7 @@ def main() -> None:
                                    ("further_step", "kd", {"arch": str(arch)})):
         base = TrainConfig.load(args.scale, objective, init_from=None, **extra)  # random weights: same speed
         cfgs = {"earlier": dataclasses.replace(base, **EARLIER),
-                "new": dataclasses.replace(base, precision="auto", fused_optimizer=True)}
+                "new": dataclasses.replace(base, precision=args.precision, fused_optimizer=True)}
 
         def measure(path: str) -> float:
             seconds, trainer = trainer_steps(cfgs[path], args.steps)
