@@ -926,9 +926,9 @@ def run_total(run: dict) -> str:
 
 def summary(records: dict) -> dict:
     """``report.json``: ``{"scale", "commit", "claims": {number: {"claim", "paper", "ours", "verdict", "measure",
-    "difference", "ci95", "n", "reason", "extra"}}, "beyond": {"deployment": deployment_summary(...), "pareto": pareto_summary(...)}}`` (``paper`` / ``ours``: REPORT.md's two cells; ``difference`` /
-    ``ci95`` / ``n`` ``None`` where there is no interval)."""
-    keys = ("claim", "paper", "ours", "verdict", "measure", "difference", "ci95", "n", "reason", "extra")
+    "difference", "ci95", "n", "pairs", "reason", "extra"}}, "beyond": {"deployment": deployment_summary(...), "pareto": pareto_summary(...)}}`` (``paper`` / ``ours``: REPORT.md's two cells; ``difference`` /
+    ``ci95`` / ``n`` ``None`` where there is no interval; ``pairs``: how many model pairs a comparison pools)."""
+    keys = ("claim", "paper", "ours", "verdict", "measure", "difference", "ci95", "n", "pairs", "reason", "extra")
     return {"scale": _scale(records), "commit": records.get("reproduce", {}).get("commit"),
             "claims": {str(c["number"]): {k: c[k] for k in keys} for c in (f(records) for f in CLAIMS)},
             "beyond": {"deployment": deployment_summary(records), "pareto": pareto_summary(records)}}

@@ -241,7 +241,8 @@ def test_write_report_from_records(tmp_path):
     assert summary["commit"] == "abc123" and summary["scale"] == "mini"
     claims = summary["claims"]
     assert set(claims) == {str(n) for n in range(12)}
-    assert all(set(c) >= {"verdict", "difference", "ci95", "n", "reason"} for c in claims.values())
+    assert all(set(c) >= {"verdict", "difference", "ci95", "n", "pairs", "reason"} for c in claims.values())
+    assert claims["1"]["pairs"] is None  # no comparison of models, no pairs
     assert claims["0"]["verdict"] == claims["2"]["verdict"] == report.REPRODUCED and claims["2"]["ci95"] == [0.5, 3.0]
     assert claims["2"]["n"] == 30 and claims["2"]["reason"] is None
     for number in ("1", "3", "6"):  # no records: no interval, and why
