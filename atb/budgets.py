@@ -20,7 +20,7 @@ budget of each task is chosen by climbing a ladder (section ``budgets`` of ``con
 
 The margins choose budgets; they do not choose the tasks that decide the claims. Notebook 05 keeps a task in the
 decision average wherever its calibration row shows learning at the budget at all (interval above 0, above the
-majority class): the margins are set for the whole teacher (issue #23's SST-2 +25, CoLA +10, MRPC +5, STS-B +40), and
+majority class): the margins are set for the whole teacher (issue #23's; ``budgets.margins`` of the config), and
 a cut of it that learns SST-2 clearly (the developed models too) need not reach the whole teacher's gap.
 
 ::
