@@ -878,15 +878,28 @@ def decision_lines(records: dict) -> list[str]:
 FIRST_BEYOND_THE_PAPERS = 11  # notebooks numbered from here on (deployment, Pareto search) go beyond the papers
 
 
-def split_seconds(run: dict) -> dict[str, float]:
-    """The run's seconds split into the papers' study (notebooks 00-10, what the engine and power issues budget) and
-    what goes beyond the papers (11 and up), each from the runs that produced the current executed copies."""
-    split = {"papers": 0.0, "beyond": 0.0}
+def notebook_seconds(run: dict) -> dict[str, float]:
+    """Each notebook's seconds in the run that produced its current executed copy (for a failed notebook, its last
+    good run)."""
+    seconds = {}
     for name, entry in (run.get("notebooks") or {}).items():
         good = entry if entry.get("status") == "ok" else entry.get("last_ok") or {}
-        part = "beyond" if int(name.split("_", 1)[0]) >= FIRST_BEYOND_THE_PAPERS else "papers"
-        split[part] += good.get("seconds", 0.0)
-    return split
+        seconds[name] = good.get("seconds", 0.0)
+    return seconds
+
+
+def split_seconds(seconds: dict[str, float]) -> dict[str, float]:
+    """Notebook seconds split into the papers' study (notebooks 00-10, what the engine and power issues budget) and
+    what goes beyond the papers (11 and up)."""
+    split = {"papers": 0.0, "beyond": 0.0}
+    for name, value in seconds.items():
+        split["beyond" if int(name.split("_", 1)[0]) >= FIRST_BEYOND_THE_PAPERS else "papers"] += value
+    return {part: round(value, 1) for part, value in split.items()}
+
+
+def _papers_part(split: dict[str, float]) -> str:
+    """``notebooks 00-10, the papers' study: N minutes`` (the part the engine and power issues budget)."""
+    return f"notebooks 00-{FIRST_BEYOND_THE_PAPERS - 1:02d}, the papers' study: {split['papers'] / 60:.1f} minutes"
 
 
 def run_total(run: dict) -> str:
@@ -896,10 +909,9 @@ def run_total(run: dict) -> str:
     machine = run.get("machine") or {}
     where = f" on {machine['cpu']} ({machine.get('computed_in', 'fp32')})" if machine.get("cpu") else ""
     total = f"Total: {run.get('total_seconds', 0) / 60:.1f} minutes{where}"
-    split = split_seconds(run)
+    split = split_seconds(notebook_seconds(run))
     if split["papers"] and split["beyond"]:
-        last = FIRST_BEYOND_THE_PAPERS - 1
-        total += (f" (notebooks 00-{last:02d}, the papers' study: {split['papers'] / 60:.1f} minutes; "
+        total += (f" ({_papers_part(split)}; "
                   f"{FIRST_BEYOND_THE_PAPERS}+, beyond the papers: {split['beyond'] / 60:.1f} minutes)")
     cost = run.get("from_scratch") or {}
     calls = cost.get("calls", 1)
@@ -916,7 +928,9 @@ def run_total(run: dict) -> str:
                   f"executed more than once in it (an earlier attempt was stopped or failed): "
                   f"{'its' if len(retried) == 1 else 'their'} last execution may have reused the cached steps of the "
                   "earlier one, so the total is not certified as the study's cost from scratch")
-    earlier = (f" The last study from scratch took {cost['total_seconds'] / 60:.1f} minutes on "
+    scratch_split = cost.get("split") or {}
+    papers = f" ({_papers_part(scratch_split)})" if scratch_split.get("papers") and scratch_split.get("beyond") else ""
+    earlier = (f" The last study from scratch took {cost['total_seconds'] / 60:.1f} minutes{papers} on "
                f"{', '.join(cost.get('cpus') or ['an unrecorded CPU'])} ({sittings}; commit "
                f"{', '.join(c[:7] for c in cost.get('commits', []))}).") if cost else ""
     return (total + ". **Not the cost from scratch**: seconds are those of each notebook's last execution (of the run "

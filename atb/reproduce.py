@@ -55,7 +55,7 @@ from pathlib import Path
 
 from .layout import SCALES, Layout
 from .records import write_json_atomic
-from .report import README_START, sync_readme, write_report
+from .report import README_START, notebook_seconds, split_seconds, sync_readme, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -387,9 +387,14 @@ def from_scratch(record: dict) -> bool:
 
 
 def study_cost(record: dict) -> dict:
-    """What the study from scratch cost (for :func:`from_scratch` records): seconds, calls, commits, CPUs."""
+    """What the study from scratch cost (for :func:`from_scratch` records): its seconds in all, per notebook and split
+    into the papers' study (00-10) and what goes beyond it (11+), kept so that later re-executions, which replace the
+    notebooks' own seconds, leave the cost of each part on record; its calls, commits, CPUs."""
     entries = list(record["notebooks"].values())
+    seconds = notebook_seconds(record)
     return {"total_seconds": round(sum(e.get("seconds", 0.0) for e in entries), 1),
+            "split": split_seconds(seconds),
+            "seconds": seconds,
             "study": entries[0].get("study") or entries[0].get("call"),
             "calls": len({e.get("call") for e in entries}),
             "commits": sorted({e.get("commit") for e in entries if e.get("commit")}),

@@ -726,8 +726,24 @@ def test_the_run_total_splits_the_papers_study_from_what_goes_beyond_it():
                          "11_deployment.ipynb": {"status": "failed: X", "seconds": 5.0,
                                                  "last_ok": {"status": "ok", "seconds": 120.0}},
                          "12_pareto.ipynb": {"status": "ok", "seconds": 60.0}}}
-    assert report.split_seconds(run) == {"papers": 480.0, "beyond": 180.0}
+    assert report.notebook_seconds(run)["11_deployment.ipynb"] == 120.0
+    assert report.split_seconds(report.notebook_seconds(run)) == {"papers": 480.0, "beyond": 180.0}
     line = report.run_total(run)
     assert "Total: 11.0 minutes (notebooks 00-10, the papers' study: 8.0 minutes; 11+, beyond the papers: 3.0" in line
     only_papers = {**run, "notebooks": {k: v for k, v in run["notebooks"].items() if k < "11"}}
     assert "beyond the papers" not in report.run_total(only_papers)
+
+
+def test_a_re_execution_names_the_papers_part_of_the_last_study_from_scratch():
+    """A re-execution's own seconds are not a cost; the Run line then names what the study from scratch cost, in all
+    and for notebooks 00-10 (the part the engine and power issues budget), from the record's ``from_scratch``."""
+    run = {"total_seconds": 100.0, "runs_empty_at_start": False,
+           "notebooks": {"00_overview.ipynb": {"status": "ok", "seconds": 40.0},
+                         "11_deployment.ipynb": {"status": "ok", "seconds": 60.0}},
+           "from_scratch": {"total_seconds": 6000.0, "split": {"papers": 4800.0, "beyond": 1200.0}, "calls": 1,
+                            "cpus": ["Some CPU"], "commits": ["abcdef0123"]}}
+    line = report.run_total(run)
+    assert ("The last study from scratch took 100.0 minutes (notebooks 00-10, the papers' study: 80.0 minutes) on "
+            "Some CPU (one call; commit abcdef0)") in line
+    older = {**run, "from_scratch": {k: v for k, v in run["from_scratch"].items() if k != "split"}}
+    assert "The last study from scratch took 100.0 minutes on Some CPU" in report.run_total(older)  # older records

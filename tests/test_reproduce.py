@@ -98,6 +98,9 @@ def test_the_record_tells_a_run_from_scratch_from_a_re_execution(tmp_path):
     assert not again["runs_empty_at_start"] and not any(v["runs_empty_at_start"] for v in again["notebooks"].values())
     assert "Not the cost from scratch" in (results / "smoke" / "REPORT.md").read_text()
     assert again["from_scratch"]["total_seconds"] == first["total_seconds"]  # the cost from scratch stays on record
+    kept = again["from_scratch"]["seconds"]  # and each notebook's part of it, which the re-execution replaced
+    assert kept == {name: entry["seconds"] for name, entry in first["notebooks"].items()}
+    assert again["from_scratch"]["split"]["papers"] == pytest.approx(sum(kept.values()), abs=0.11)
     assert "The last study from scratch took" in (results / "smoke" / "REPORT.md").read_text()
 
 
