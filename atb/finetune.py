@@ -59,7 +59,7 @@ from . import config, engine
 from .data import GLUE_TASK_INFO, GLUE_TASKS, DataUnavailableOffline, load_glue, load_squad, load_tokenizer
 from .data.glue import glue_task_info
 from .metrics import glue_metrics, glue_score, glue_score_fn, squad_evaluate, squad_question_scores
-from .progress import bar as progress_bar, libraries_quiet, silence_this_process
+from .progress import bar as progress_bar, libraries_quiet, no_load_report, silence_this_process
 from .records import write_json_atomic
 from .stats import ModelRuns
 
@@ -244,29 +244,15 @@ EXPECTED_MISSING = ("classifier.", "qa_outputs.", "pooler.", "bert.pooler.")
 EXPECTED_UNUSED = ("cls.", "lm_head.", "pooler.", "bert.pooler.", "discriminator_predictions.")  # (ELECTRA's head)
 
 
-class _DropLoadReport:
-    """A logging filter that drops ``transformers``' load report and lets every other record through."""
-
-    def filter(self, record) -> bool:
-        return "LOAD REPORT" not in record.getMessage()
-
-
 def load_with_new_head(auto_class: type, model_dir: str | Path, **kwargs: Any) -> PreTrainedModel:
     """``auto_class.from_pretrained(model_dir, **kwargs)`` without the load report that ``transformers`` prints
     for every head swap (a table of the new head's and the dropped MLM head's keys, 12 lines per fine-tuning, the
     bulk of an executed notebook). Keys outside :data:`EXPECTED_MISSING` / :data:`EXPECTED_UNUSED` still warn,
     naming them: a checkpoint that lost encoder weights must not load silently."""
-    import logging
     import warnings
 
-    loader = logging.getLogger("transformers.modeling_utils")
-    no_report = _DropLoadReport()  # a filter, not the logger's level: transformers reads that level for other checks
-    loader.addFilter(no_report)
-    try:
-        with libraries_quiet():
-            model, info = auto_class.from_pretrained(model_dir, output_loading_info=True, **kwargs)
-    finally:
-        loader.removeFilter(no_report)
+    with no_load_report(), libraries_quiet():
+        model, info = auto_class.from_pretrained(model_dir, output_loading_info=True, **kwargs)
     unexpected = {"missing from the checkpoint (newly initialised)": [
                       k for k in info["missing_keys"] if not k.startswith(EXPECTED_MISSING)],
                   "in the checkpoint but unused": [

@@ -16,6 +16,7 @@ Errors and warnings are not progress and are never silenced here.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -76,6 +77,26 @@ def libraries_quiet() -> Iterator[None]:
         yield
     finally:
         _library_bars(*were)
+
+
+class _DropLoadReport(logging.Filter):
+    """Drops ``transformers``' load report and lets every other record through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def no_load_report() -> Iterator[None]:
+    """``transformers``' load report (a table of every key the checkpoint and the model do not share) dropped inside,
+    for loads whose differing keys are expected: the caller asks for ``output_loading_info`` and warns on the rest. A
+    filter, not the logger's level, which ``transformers`` reads for other checks."""
+    loader, no_report = logging.getLogger("transformers.modeling_utils"), _DropLoadReport()
+    loader.addFilter(no_report)
+    try:
+        yield
+    finally:
+        loader.removeFilter(no_report)
 
 
 def is_drawing() -> bool:

@@ -31,6 +31,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from .progress import no_load_report
 from .records import write_dir_atomic
 
 __all__ = ["OFFLINE_TEACHER", "PAPER_TEACHER", "Teacher", "TeacherOutput", "load_teacher", "offline_teacher_path",
@@ -102,10 +103,17 @@ def first_layers(source: str | Path, layers: int, directory: str | Path) -> Path
         raise ValueError(f"{source} has {config.num_hidden_layers} layers; cannot keep {layers}")
     if (directory / "config.json").exists() and AutoConfig.from_pretrained(directory).num_hidden_layers == layers:
         return directory
-    config.num_hidden_layers = layers
+    config_layers, config.num_hidden_layers = config.num_hidden_layers, layers
 
     def write(tmp: Path) -> None:
-        AutoModel.from_pretrained(source, config=config).save_pretrained(tmp)  # the layers beyond are left unread
+        with no_load_report():  # the layers beyond are left unread: expected, not a report's worth
+            model, info = AutoModel.from_pretrained(source, config=config, output_loading_info=True)
+        dropped = tuple(f"encoder.layer.{i}." for i in range(layers, config_layers))
+        if info["missing_keys"] or any(not k.startswith(dropped) for k in info["unexpected_keys"]):
+            raise ValueError(f"{source}: cutting it to {layers} layers did not read every kept weight (missing: "
+                             f"{sorted(info['missing_keys'])[:8]}; unused outside the dropped layers: "
+                             f"{sorted(k for k in info['unexpected_keys'] if not k.startswith(dropped))[:8]})")
+        model.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
 
     return write_dir_atomic(directory, write)
