@@ -392,7 +392,7 @@ def study_cost(record: dict) -> dict:
     notebooks' own seconds, leave the cost of each part on record; its calls, commits, CPUs."""
     entries = list(record["notebooks"].values())
     seconds = notebook_seconds(record)
-    return {"total_seconds": round(sum(e.get("seconds", 0.0) for e in entries), 1),
+    return {"total_seconds": round(sum(seconds.values()), 1),
             "split": split_seconds(seconds),
             "seconds": seconds,
             "study": entries[0].get("study") or entries[0].get("call"),
