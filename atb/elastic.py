@@ -84,9 +84,23 @@ class ElasticLinear(nn.Linear):
             )
         self.active_in, self.active_out = in_features, out_features
 
-    def active_weight(self) -> torch.Tensor:
-        w = slice_rows(self.weight, self.active_out, self.out_groups)
-        return slice_cols(w, self.active_in, self.in_groups)
+    def active_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The active ``out × in`` part of the weight (:func:`slice_rows` then :func:`slice_cols`), in ``dtype`` if
+        given. The rows and columns are cut as one view, ``[groups, rows / groups, groups, cols / groups]``, so a
+        grouped cut costs a single copy, which is also the cast to ``dtype`` (autocast's); cut in turn, the grouped
+        Q/K/V rows or output columns would be copied once to be merged and again to be cast."""
+        out_features, in_features = self.weight.shape
+        if (self.active_out, self.active_in) == (out_features, in_features):
+            return self.weight if dtype is None else self.weight.to(dtype)
+        for active, total, groups in ((self.active_out, out_features, self.out_groups),
+                                      (self.active_in, in_features, self.in_groups)):
+            if groups > 1 and active != total and (active % groups or total % groups):
+                raise ValueError(f"cannot slice {active} of {total} rows in {groups} equal groups")
+        row_groups = self.out_groups if self.active_out != out_features else 1
+        col_groups = self.in_groups if self.active_in != in_features else 1
+        cut = self.weight.view(row_groups, out_features // row_groups, col_groups, in_features // col_groups)[
+            :, : self.active_out // row_groups, :, : self.active_in // col_groups]
+        return (cut if dtype is None else cut.to(dtype)).reshape(self.active_out, self.active_in)
 
     def active_bias(self) -> torch.Tensor | None:
         return None if self.bias is None else slice_rows(self.bias, self.active_out, self.out_groups)
@@ -111,6 +125,8 @@ class ElasticLinear(nn.Linear):
         sliced = (self.active_in, self.active_out) != (self.in_features, self.out_features)
         if sliced and not torch.is_grad_enabled():
             return F.linear(x, *self._inference_parameters())
+        if sliced and torch.is_autocast_enabled(x.device.type):  # cut and cast in one copy (autocast: the same values)
+            return F.linear(x, self.active_weight(torch.get_autocast_dtype(x.device.type)), self.active_bias())
         return F.linear(x, self.active_weight(), self.active_bias())
 
     def extra_repr(self) -> str:

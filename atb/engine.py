@@ -133,8 +133,16 @@ def adamw(params: Iterable[torch.nn.Parameter], *, lr: float, weight_decay: floa
 def clip_and_step(optimizer: torch.optim.Optimizer, scheduler, params: list[torch.nn.Parameter],
                   max_grad_norm: float, *, foreach: bool = True) -> torch.Tensor:
     """The end of every training step of the study: clip the gradients' global norm to ``max_grad_norm``, step the
-    optimizer and the learning-rate schedule, free the gradients. Returns the norm before clipping."""
-    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=foreach or None)
+    optimizer and the learning-rate schedule, free the gradients. Returns the norm before clipping.
+
+    ``clip_grad_norm_`` itself, except that gradients within the bound are left alone: it would multiply every one of
+    them by exactly 1.0 (its factor ``max_grad_norm / (norm + 1e-6)`` clamped to 1), a pass over every gradient that
+    changes nothing. On a GPU it multiplies unconditionally, as there, so as not to wait for the norm."""
+    foreach = foreach or None
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads, foreach=foreach)
+    if norm.device.type != "cpu" or not norm + 1e-6 <= max_grad_norm:  # (a non-finite norm is clipped, as there)
+        torch.nn.utils.clip_grads_with_norm_(params, max_grad_norm, norm, foreach=foreach)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)

@@ -36,7 +36,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import MaskedLMOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
-from .dropout import Dropout, cheap_masks, dropout
+from .dropout import Dropout, cheap_masks, dropout_matmul
 from .elastic import ElasticEmbedding, ElasticLayerNorm, ElasticLinear, linear_first_columns
 from .space import Arch
 
@@ -178,8 +178,9 @@ class AtbBertSelfAttention(nn.Module):
         scores = None
         if output_scores or (p and cheap_masks(q.device)):  # a CPU's fused kernel would draw Bernoulli variables
             scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)
-            logits = scores if mask is None else scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-            context = dropout(logits.softmax(-1), p) @ v
+            # (where, not masked_fill: one pass each way; masked_fill copies the scores first, and so does its grad)
+            logits = scores if mask is None else torch.where(mask, scores, torch.finfo(scores.dtype).min)
+            context = dropout_matmul(logits.softmax(-1), p, v)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         batch, _, seq, _ = context.shape

@@ -76,7 +76,8 @@ def masked_mse(student: torch.Tensor, teacher: torch.Tensor, keep: torch.Tensor,
     """Sum of squared differences where ``keep`` is True (broadcast), divided by ``count`` (default: the
     number of kept entries). Averaging over real entries only makes the loss independent of padding."""
     keep = keep.expand_as(student)
-    diff = torch.where(keep, student - teacher, torch.zeros((), dtype=student.dtype, device=student.device))
+    diff = student - teacher
+    diff = torch.where(keep, diff, torch.zeros((), dtype=diff.dtype, device=diff.device))
     return diff.pow(2).sum() / (keep.sum().clamp(min=1) if count is None else max(count, 1))
 
 
@@ -195,14 +196,16 @@ class KDObjective(nn.Module):
         out = student(batch["input_ids"], arch=arch, attention_mask=batch["attention_mask"],
                       token_type_ids=batch["token_type_ids"], output_attention_scores=True,
                       output_all_layers=everything)
+        # The student's scores stay in autocast's dtype: the loss's subtraction from the teacher's fp32 scores promotes
+        # them (the same numbers, without an fp32 copy of [B, heads, T, T] and its gradient's).
         if not everything:
-            return self.loss(out.last_hidden_state.float(), out.attention_scores.float(),
+            return self.loss(out.last_hidden_state.float(), out.attention_scores,
                              targets.last_hidden_state.float(), targets.attention_scores.float(),
                              batch["attention_mask"], share_of=share_of)
         # every student layer l (0: the embeddings) against the teacher layer at the same relative depth; the
         # attention term over the layers 1..L, the hidden term over 0..L, each a mean so depths weigh alike
         n_student, n_teacher = len(out.all_attention_scores), len(targets.all_attention_scores)
-        terms = [self.loss(out.hidden_states[l].float(), out.all_attention_scores[l - 1].float(),
+        terms = [self.loss(out.hidden_states[l].float(), out.all_attention_scores[l - 1],
                            targets.hidden_states[t].float(), targets.all_attention_scores[t - 1].float(),
                            batch["attention_mask"], share_of=share_of)
                  for l, t in ((l, teacher_layer(l, n_student, n_teacher)) for l in range(1, n_student + 1))]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
@@ -174,6 +175,9 @@ class Teacher(nn.Module):
             )
         self.head_size: int = attention.query.out_features // self.num_heads
         self._attentions = _self_attentions(model)  # a list so they are not registered twice as submodules
+        self._linears = [f"{name}.{kind}" for name, module in model.named_modules() if isinstance(module, nn.Linear)
+                         for kind in ("weight", "bias") if getattr(module, kind) is not None]
+        self._casts: tuple[tuple, dict[str, torch.Tensor]] = ((), {})
         self.requires_grad_(False)
         self.train(False)
 
@@ -214,13 +218,10 @@ class Teacher(nn.Module):
         if token_type_ids is not None:
             token_type_ids = token_type_ids.to(device)
 
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            output_hidden_states=True,
-            return_dict=True,
-        )
+        casts = self._autocast_weights()
+        out = torch.func.functional_call(self.model, casts, args=(), kwargs={
+            "input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+            "output_hidden_states": True, "return_dict": True})
         hidden_states = out.hidden_states
         if hidden_states is None or len(hidden_states) != self.num_layers + 1:
             raise RuntimeError(
@@ -228,17 +229,38 @@ class Teacher(nn.Module):
                 f"{type(self.model).__name__}, got {None if hidden_states is None else len(hidden_states)}."
             )
         layers = range(self.num_layers) if all_layers else [self.num_layers - 1]
-        scores = tuple(self._scores(self._attentions[i], hidden_states[i]) for i in layers)  # layer i reads state i
+        scores = tuple(self._scores(i, hidden_states[i], casts) for i in layers)  # layer i reads state i
         return TeacherOutput(last_hidden_state=out.last_hidden_state, attention_scores=scores[-1],
                              hidden_states=tuple(hidden_states) if all_layers else None,
                              all_attention_scores=scores if all_layers else None)
 
-    def _scores(self, attention: nn.Module, layer_input: torch.Tensor) -> torch.Tensor:
-        """``(Q K^T) / sqrt(head_size)`` of one self-attention module on its layer's input."""
+    def _autocast_weights(self) -> dict[str, torch.Tensor]:
+        """Under autocast, every Linear's weight and bias in the autocast dtype, cast once and kept (recast only if
+        a weight changes). Autocast would cast them at every call, as it keeps its casts only of leaf tensors that
+        require grad, which a frozen teacher's are not: the same values, without ~10 M numbers converted a step."""
+        device_type = self.device.type
+        if not torch.is_autocast_enabled(device_type):
+            return {}
+        dtype = torch.get_autocast_dtype(device_type)
+        weights = dict(self.model.named_parameters())
+        key = (dtype, *((weights[name].data_ptr(), weights[name]._version) for name in self._linears))
+        if self._casts[0] != key:
+            self._casts = (key, {name: weights[name].to(dtype) for name in self._linears})
+        return self._casts[1]
+
+    def _scores(self, layer: int, layer_input: torch.Tensor, casts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(Q K^T) / sqrt(head_size)`` of layer ``layer``'s self-attention on its input (its weights from
+        ``casts`` where they are there, see :meth:`_autocast_weights`)."""
         batch, seq = layer_input.shape[:2]
-        q = attention.query(layer_input).view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)
-        k = attention.key(layer_input).view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)
-        return torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_size)
+        attention = self._attentions[layer]
+
+        def heads(kind: str) -> torch.Tensor:
+            linear, name = getattr(attention, kind), f"encoder.layer.{layer}.attention.self.{kind}"
+            out = F.linear(layer_input, casts.get(f"{name}.weight", linear.weight),
+                           casts.get(f"{name}.bias", linear.bias))
+            return out.view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)
+
+        return torch.matmul(heads("query"), heads("key").transpose(-1, -2)) / math.sqrt(self.head_size)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, layers={self.num_layers}, hidden={self.hidden_size}, heads={self.num_heads}"

@@ -1,12 +1,14 @@
 """atb.dropout: the keep mask's rate, F.dropout's semantics (scaling, eval, p = 0), seeded repeatability, and the
 models' dropout layers are it."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from atb import AtbBertConfig, AtbBertForSequenceClassification
-from atb.dropout import Dropout, bernoulli_dropout, cheap_masks, dropout, keep_mask
+from atb.dropout import Dropout, bernoulli_dropout, cheap_masks, dropout, dropout_matmul, keep_mask
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
@@ -16,7 +18,7 @@ def test_the_keep_mask_keeps_one_minus_p(p):
     n = mask.numel()
     sd = (p * (1 - p) / n) ** 0.5
     assert abs(mask.float().mean().item() - (1 - p)) < 6 * sd  # a 6-sigma bound: a biased lane would fail
-    lanes = mask.view(-1, 4).float().mean(0)  # every 15-bit lane of the 64-bit words, the top one too
+    lanes = mask.view(-1, 4).float().mean(0)  # every 16-bit lane of the 64-bit words, the top one too
     assert (lanes - (1 - p)).abs().max().item() < 6 * (p * (1 - p) / (n / 4)) ** 0.5
 
 
@@ -28,6 +30,27 @@ def test_kept_units_are_scaled_like_f_dropout_and_dropped_ones_are_zero():
     torch.testing.assert_close(y[kept], x[kept] / 0.75)
     y.sum().backward()  # the gradient is the same mask and scale
     torch.testing.assert_close(x.grad, kept.float() / 0.75)
+
+
+@pytest.mark.parametrize("cheap", [True, False])
+def test_dropout_matmul_is_dropout_then_matmul(cheap):
+    """Attention's dropout scales the product instead of the probabilities: the same mask, the same values and
+    gradients up to rounding (on a CPU), and exactly dropout(x) @ v with torch's own masks."""
+    x = torch.rand(2, 3, 16, 16, requires_grad=True)
+    v = torch.randn(2, 3, 16, 8, requires_grad=True)
+    with contextlib.nullcontext() if cheap else bernoulli_dropout():
+        torch.manual_seed(5)
+        expected = dropout(x, 0.1) @ v
+        grads = torch.autograd.grad(expected.sum(), (x, v))
+        torch.manual_seed(5)
+        ours = dropout_matmul(x, 0.1, v)
+    if cheap:
+        torch.testing.assert_close(ours, expected)
+    else:
+        assert torch.equal(ours, expected)
+    for a, b in zip(torch.autograd.grad(ours.sum(), (x, v)), grads):
+        torch.testing.assert_close(a, b)
+    assert torch.equal(dropout_matmul(x, 0.1, v, training=False), x @ v)
 
 
 def test_eval_mode_and_p_zero_are_the_identity():

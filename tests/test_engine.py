@@ -95,6 +95,28 @@ def test_fused_and_unfused_steps_agree():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("scale", [0.01, 100.0])  # within the bound (no multiply) and above it (clipped)
+def test_clipping_is_clip_grad_norm_to_the_bit(scale):
+    """clip_and_step skips clip_grad_norm_'s multiply by exactly 1.0 within the bound: the same gradients either way."""
+    def step(ours: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 1))
+        params = list(model.parameters())
+        model(torch.randn(8, 16)).pow(2).mean().mul(scale).backward()
+        optimizer = torch.optim.SGD(params, lr=1.0)  # p - grad: the gradients the optimizer saw, to the bit
+        if ours:
+            norm = engine.clip_and_step(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
+                                        params, 1.0)
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+            optimizer.step()
+        return norm, [p.detach() for p in params]
+
+    (ours, ours_grads), (theirs, their_grads) = step(True), step(False)
+    assert bool(ours > 1.0) is (scale > 1) and torch.equal(ours, theirs)
+    assert all(torch.equal(a, b) for a, b in zip(ours_grads, their_grads))
+
+
 # ---------------------------------------------------------------------------------- the `engine` section
 def test_the_engine_section_is_the_default_of_every_training_loop(tmp_path):
     path = write_scale_config(

@@ -109,6 +109,33 @@ def test_kd_space_slices_qkv_headwise():
     torch.testing.assert_close(o_sub, o_super[:128, rows])
 
 
+@pytest.mark.parametrize("groups", ["out", "in", None])
+def test_a_cut_cast_under_autocast_is_autocasts_cast_of_the_cut(groups):
+    """Under autocast a sliced Linear cuts and casts its weight in one copy: the same output and gradients, to the bit,
+    as autocast casting the cut (grouped Q/K/V rows, grouped output columns, or plain top-left)."""
+    from atb.elastic import ElasticLinear, slice_cols, slice_rows
+
+    torch.manual_seed(0)
+    kwargs = {"out": {"out_groups": 12}, "in": {"in_groups": 12}, None: {}}[groups]
+    layer = ElasticLinear(48, 96, **kwargs) if groups == "out" else ElasticLinear(96, 48, **kwargs)
+    layer.set_active(*((40, 72) if groups == "out" else (72, 40)))
+    cut = slice_cols(slice_rows(layer.weight, layer.active_out, layer.out_groups), layer.active_in, layer.in_groups)
+    assert torch.equal(layer.active_weight(), cut) and torch.equal(layer.active_weight(torch.bfloat16),
+                                                                   cut.to(torch.bfloat16))
+    x = torch.randn(3, 5, layer.active_in)
+
+    def run(forward):
+        layer.weight.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = forward(x)
+        y.float().pow(2).sum().backward()
+        return y, layer.weight.grad
+
+    ours = run(layer)
+    theirs = run(lambda x: torch.nn.functional.linear(x, layer.active_weight(), layer.active_bias()))
+    assert ours[0].dtype == torch.bfloat16 and all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
 def test_mlm_space_keeps_the_first_heads():
     torch.manual_seed(0)
     model = SuperBert(SuperBertConfig.from_space(SearchSpace.preset("mini", "mlm")))

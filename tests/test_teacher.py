@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,36 @@ def test_scores_are_pre_softmax_of_last_layer(teacher, batch):
     # Hidden states too, at real positions (padded rows differ at ~1e-5 between SDPA and eager kernels).
     real = mask.bool()
     torch.testing.assert_close(out.last_hidden_state[real], ref.last_hidden_state[real], atol=TOL, rtol=0)
+
+
+def test_under_autocast_the_weights_are_cast_once_with_the_same_outputs(batch):
+    """Under bf16 autocast the teacher keeps its Linear weights cast (autocast would cast them at every call): the
+    same numbers as the model's own forward under autocast, and cast again when a weight changes."""
+    ids, mask, segments = batch
+    teacher = load_teacher(OFFLINE_TEACHER)
+    query = teacher.model.encoder.layer[-1].attention.self.query
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = teacher(ids, attention_mask=mask, token_type_ids=segments, all_layers=True)
+        ref = teacher.model(input_ids=ids, attention_mask=mask, token_type_ids=segments, output_hidden_states=True)
+        batch_, seq = ids.shape
+        heads = [f(ref.hidden_states[-2]).view(batch_, seq, 12, 32).transpose(1, 2) for f in (query, teacher.model.
+                 encoder.layer[-1].attention.self.key)]
+        ref_scores = torch.matmul(heads[0], heads[1].transpose(-1, -2)) / math.sqrt(32)
+    assert out.attention_scores.dtype == torch.bfloat16 and query.weight.dtype == torch.float32
+    assert torch.equal(out.last_hidden_state, ref.last_hidden_state)
+    assert all(torch.equal(a, b) for a, b in zip(out.hidden_states, ref.hidden_states))
+    assert torch.equal(out.attention_scores, ref_scores)
+    casts = teacher._casts[1]
+    assert casts[f"encoder.layer.{teacher.num_layers - 1}.attention.self.query.weight"].dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        teacher(ids, attention_mask=mask, token_type_ids=segments)
+        assert teacher._casts[1] is casts  # kept
+        with torch.no_grad():
+            query.weight.mul_(2.0)
+        doubled = teacher(ids, attention_mask=mask, token_type_ids=segments)
+    assert teacher._casts[1] is not casts and not torch.equal(doubled.attention_scores, out.attention_scores)
+    fp32 = teacher(ids, attention_mask=mask, token_type_ids=segments)  # outside autocast: the fp32 weights
+    assert fp32.attention_scores.dtype == torch.float32
 
 
 def test_hidden_states_minus_two_is_the_last_layer_input(teacher, batch):
