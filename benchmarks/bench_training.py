@@ -15,7 +15,8 @@ Timed at a scale's budgets (default mini), alternating the two paths ``--rounds`
 - ``further_step``: a further-training step of ``--arch`` (KD);
 
 and the share of a KD step spent in the teacher's forward pass. Prints the ratios (earlier / new: > 1 is faster) and
-writes them, the raw seconds, the CPU, whether it computes bf16 natively and the precision used, to ``--out``.
+writes them, the raw seconds, each round's ratio (``speedup_range``: how far the machine's state moved it within
+the run), the commit, the CPU, whether it computes bf16 natively and the precision used, to ``--out``.
 ``--precision fp32`` keeps the new path in fp32: the fp32 improvements alone, measurable on a CPU that computes bf16
 natively too. Usage: ``python benchmarks/bench_training.py [--scale mini] [--precision auto|fp32]
 [--out results/mini/bench_training.json]``
@@ -41,6 +42,7 @@ from atb.data import load_glue, load_tokenizer
 from atb.finetune import FinetuneConfig, glue_features, train_batches, train_model, train_subset
 from atb.modeling import AtbBertConfig, AtbBertForSequenceClassification
 from atb.records import machine_info, write_json_atomic
+from atb.reproduce import git_commit
 from atb.space import Arch
 from atb.train import TrainConfig, Trainer
 
@@ -98,14 +100,17 @@ def teacher_seconds(trainer: Trainer, steps: int) -> float:
 
 
 # -------------------------------------------------------------------------------------------------- main
-def side_by_side(measure: Callable[[str], float], rounds: int) -> dict[str, float]:
-    """``measure(path)`` for both paths, alternated ``rounds`` times (so a load change hits both); the medians."""
+def side_by_side(measure: Callable[[str], float], rounds: int) -> dict[str, float | list[float]]:
+    """``measure(path)`` for both paths, alternated ``rounds`` times (so a load change hits both): each path's median
+    and, under ``rounds``, each round's ratio earlier / new (their spread is how far the machine's state moves the
+    speed-up)."""
     times: dict[str, list[float]] = {path: [] for path in PATHS}
     for _ in range(rounds):
         for path in PATHS:
             with kernels(path):
                 times[path].append(measure(path))
-    return {path: statistics.median(values) for path, values in times.items()}
+    return {**{path: statistics.median(values) for path, values in times.items()},
+            "rounds": [earlier / new for earlier, new in zip(times["earlier"], times["new"])]}
 
 
 def main() -> None:
@@ -120,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     arch = Arch.parse(args.arch)
     new = engine.describe(args.precision)
-    results: dict = {"scale": args.scale, "arch": str(arch), "machine": machine_info(),
+    results: dict = {"scale": args.scale, "arch": str(arch), "commit": git_commit(), "machine": machine_info(),
                      "native_bf16": new["native_bf16"], "new": {**EARLIER, **{k: new[k] for k in (
                          "precision", "computed_in", "optimizer")}, "fused_optimizer": True, "group_by_length": True,
                              "dropout": "cheap masks (atb.dropout)", "table_gradients": "full size (atb.elastic)"},
@@ -157,12 +162,15 @@ def main() -> None:
     results["teacher_share_of_kd_step"] = {path: results["teacher_forward_seconds"][path] /
                                            results["seconds"]["kd_step"][path] for path in PATHS}
     results["speedup"] = {name: s["earlier"] / s["new"] for name, s in results["seconds"].items()}
+    results["speedup_range"] = {name: [min(s["rounds"]), max(s["rounds"])] for name, s in results["seconds"].items()}
 
     print(f"{args.scale}: {results['machine']['cpu']}, {results['machine']['threads']} threads, native bf16: "
           f"{results['native_bf16']}; new default computes in {results['new']['computed_in']}")
-    print("| step | earlier (s) | new (s) | speed-up |\n|---|---|---|---|")
+    print("| step | earlier (s) | new (s) | speed-up (median; each round's) |\n|---|---|---|---|")
     for name, s in results["seconds"].items():
-        print(f"| {name} | {s['earlier']:.3f} | {s['new']:.3f} | {results['speedup'][name]:.2f}x |")
+        low, high = results["speedup_range"][name]
+        print(f"| {name} | {s['earlier']:.3f} | {s['new']:.3f} | {results['speedup'][name]:.2f}x "
+              f"(rounds {low:.2f}-{high:.2f}) |")
     share = results["teacher_share_of_kd_step"]
     print(f"teacher forward: {100 * share['earlier']:.0f} % of a KD step before, {100 * share['new']:.0f} % now")
     if args.out:

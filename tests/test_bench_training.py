@@ -21,6 +21,10 @@ def test_the_record_holds_every_step_side_by_side_and_the_new_paths_precision(tm
     steps = {"finetune_sst2", "finetune_mrpc", "kd_step", "mlm_step", "further_step"}
     assert steps <= set(record["speedup"]) and steps <= set(record["seconds"])
     assert all(s["earlier"] > 0 and s["new"] > 0 for s in record["seconds"].values())
+    for name, s in record["seconds"].items():  # one ratio per round, the median ratio within their range
+        assert len(s["rounds"]) == 1 and record["speedup_range"][name] == [s["rounds"][0]] * 2
+        assert record["speedup"][name] == pytest.approx(s["rounds"][0])
+    assert record["commit"] is None or len(record["commit"]) == 40
     assert record["earlier"]["precision"] == "fp32" and record["new"]["precision"] == precision
     expected = "bf16" if precision == "auto" and record["native_bf16"] else "fp32"
     assert record["new"]["computed_in"] == expected
