@@ -127,6 +127,17 @@ def _pairs_text(summary: dict | None, what: str) -> str:
             f"{summary['mean_difference']:+.2f}")
 
 
+def below_controls(records: dict, interval: dict | None) -> list[str]:
+    """The models of ``interval``'s pairs whose own interval over their untrained control (notebook 05's
+    ``vs_control``) does not lie above 0. A pair holding one compares a model that learned at the budget with one that
+    did not: a difference the pair's architectures may explain, or the budget's failure to teach a small model; the
+    reader should see it beside the verdict."""
+    models = (records.get("05") or {}).get("models") or {}
+    names = dict.fromkeys(name for pair in (interval or {}).get("pairs") or [] for name in pair)
+    return [name for name in names
+            if (ci := ((models.get(name) or {}).get("vs_control") or {}).get("ci95")) is not None and ci[0] <= 0]
+
+
 def _interval_text(interval: dict | None, what: str, digits: int = 2) -> str:
     """``GLUE avg +1.23 [-0.40, +2.90] (95 % CI; 4 pairs, n = 60)``, or why there is no interval."""
     if not interval or interval.get("ci95") is None:
@@ -241,6 +252,9 @@ def _comparison_claim(number: int, claim: str, paper: str, records: dict, key: s
     summary = ((records.get("07") or {}).get("summary") or {}).get(summary_key) if summary_key else None
     if summary:
         parts.append(_pairs_text(summary.get(GLUE_MEASURE), "GLUE avg per pair"))
+    flat = below_controls(records, decided) if key != LEARNED else []
+    if flat:
+        parts.append(f"not above their untrained controls: {', '.join(flat)}")
     note = (f"Not testable: {reason}. " if reason else "") + _noise_note(_scale(records), above_chance(records))
     extra = {**({GLUE_MEASURE: _bare(glue)} if measure != GLUE_MEASURE and glue else {}),
              **({SQUAD_MEASURE: _bare(squad)} if squad else {})}

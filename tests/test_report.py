@@ -58,6 +58,20 @@ def test_comparison_verdicts_come_from_the_interval(claim, key, comparison, lear
         assert result["extra"]["SQuAD v1.1 F1"]["ci95"] == list(comparison)
 
 
+@pytest.mark.parametrize("claim,key", [(report.claim_searched_vs_baseline, "searched_vs_default_rule"),
+                                       (report.claim_kd_vs_mlm, "kd_vs_mlm")])
+def test_the_pairs_models_that_did_not_beat_their_controls_are_named(claim, key):
+    """A pair of one model that learned and one at its untrained control's level (the 40x pair of the 33fac2b study)
+    is shown beside the verdict; the verdict itself stays the interval's."""
+    records = _records(key=key)  # pairs of "a" and "b"
+    records["05"]["models"] = {"a": {"vs_control": {"ci95": [5.0, 9.0]}}, "b": {"vs_control": {"ci95": [0.0, 0.0]}}}
+    result = claim(records)
+    assert result["ours"].endswith("; not above their untrained controls: b") and result["verdict"] == report.REPRODUCED
+    records["05"]["models"]["b"]["vs_control"]["ci95"] = [0.5, 4.0]
+    assert "untrained controls" not in claim(records)["ours"]
+    assert report.below_controls(records, None) == [] and report.below_controls({}, _interval((0.5, 3.0))) == []
+
+
 def _with_decision(records: dict, comparison, learned, key: str, tasks=("sst2", "stsb")) -> dict:
     """``records`` whose notebook 05 also decided ``key`` over its decision tasks (:func:`atb.develop.decision_tasks`)."""
     records["05"] = {**records["05"], "decision_tasks": {"tasks": list(tasks), "left_out": {"cola": "no learning"}},
