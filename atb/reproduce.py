@@ -439,7 +439,8 @@ def run(scale: str, notebook_dir: Path = ROOT / "notebooks", results_root: Path 
         print(f"a killed run left results/{scale}/ half written; restored {len(undone)} files: {undone}", flush=True)
     record = read_record(layout)
     record["commit"] = git_commit()
-    call = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    # the call's id (and a study's: its first call's) to the microsecond: two short calls may start within one second
+    call = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
     empty = runs_empty(layout)
     study = start_study(layout, call, record["commit"])
     record["machine"] = machine_record(scale)
