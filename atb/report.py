@@ -127,15 +127,21 @@ def _pairs_text(summary: dict | None, what: str) -> str:
             f"{summary['mean_difference']:+.2f}")
 
 
+def beats_control(model: dict | None) -> bool | None:
+    """Whether a developed model's interval over its untrained control (notebook 05's ``vs_control``) lies above 0;
+    None: no such interval."""
+    ci = ((model or {}).get("vs_control") or {}).get("ci95")
+    return None if ci is None else ci[0] > 0
+
+
 def below_controls(records: dict, interval: dict | None) -> list[str]:
-    """The models of ``interval``'s pairs whose own interval over their untrained control (notebook 05's
-    ``vs_control``) does not lie above 0. A pair holding one compares a model that learned at the budget with one that
-    did not: a difference the pair's architectures may explain, or the budget's failure to teach a small model; the
-    reader should see it beside the verdict."""
+    """The models of ``interval``'s pairs that do not beat their untrained controls (:func:`beats_control`). A pair
+    holding one compares a model that learned at the budget with one that did not: a difference the pair's
+    architectures may explain, or the budget's failure to teach a small model; the reader should see it beside the
+    verdict."""
     models = (records.get("05") or {}).get("models") or {}
     names = dict.fromkeys(name for pair in (interval or {}).get("pairs") or [] for name in pair)
-    return [name for name in names
-            if (ci := ((models.get(name) or {}).get("vs_control") or {}).get("ci95")) is not None and ci[0] <= 0]
+    return [name for name in names if beats_control(models.get(name)) is False]
 
 
 def _interval_text(interval: dict | None, what: str, digits: int = 2) -> str:
@@ -550,8 +556,7 @@ def searched_verdict(records: dict, record: dict, versus: dict | None, design: S
     if versus is None or versus.get("ci95") is None:
         return NOT_TESTABLE, (versus or {}).get("reason") or "no scored pair"
     models = record.get("models") or {}
-    if not all(((models.get(name) or {}).get("vs_control") or {}).get("ci95")
-               and models[name]["vs_control"]["ci95"][0] > 0 for name in (design.searched, design.baseline)):
+    if not all(beats_control(models.get(name)) for name in (design.searched, design.baseline)):
         return NOT_TESTABLE, (f"{design.searched} and {design.baseline} do not both beat untrained models of their "
                               "configuration, so their difference does not measure what they learned")
     return stats.verdict(_as_interval(versus)), None
