@@ -19,7 +19,6 @@ A ``bound`` below a target says the target cannot be met by removing overheads: 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 
 from torch.profiler import ProfilerActivity, profile
@@ -28,8 +27,7 @@ from atb import engine
 from atb.records import machine_info, write_json_atomic
 from atb.reproduce import git_commit
 from atb.space import Arch
-from atb.train import TrainConfig
-from bench_training import EARLIER, PATHS, kernels, trainer_steps
+from bench_training import EARLIER, pretraining_configs, side_by_side, trainer_steps
 
 MATMUL_KERNELS = frozenset({
     "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm",
@@ -63,21 +61,17 @@ def main() -> None:
                     "native_bf16": new["native_bf16"], "new": {"precision": args.precision,
                                                                "computed_in": new["computed_in"]},
                     "earlier": {**EARLIER, "commit": "ecb91f4"}, "matmul_kernels": sorted(MATMUL_KERNELS), "steps": {}}
-    for name, objective, extra in (("kd_step", "kd", {}), ("mlm_step", "mlm", {}),
-                                   ("further_step", "kd", {"arch": str(Arch.parse(args.arch))})):
-        base = TrainConfig.load(args.scale, objective, init_from=None, **extra)  # random weights: the same speed
-        cfgs = {"earlier": dataclasses.replace(base, **EARLIER),
-                "new": dataclasses.replace(base, precision=args.precision, fused_optimizer=True)}
-        times: dict[str, list[float]] = {path: [] for path in PATHS}
+    for name, cfgs in pretraining_configs(args.scale, Arch.parse(args.arch), args.precision).items():
         profiled: list[tuple[float, float]] = []
-        for _ in range(args.rounds):
-            for path in PATHS:
-                with kernels(path):
-                    seconds, trainer = trainer_steps(cfgs[path], args.steps)
-                    times[path].append(seconds)
-                    if path == "new":
-                        profiled.append(matmul_seconds(trainer, args.steps))
-        earlier, now = (statistics.median(times[path]) for path in PATHS)
+
+        def measure(path: str) -> float:
+            seconds, trainer = trainer_steps(cfgs[path], args.steps)
+            if path == "new":
+                profiled.append(matmul_seconds(trainer, args.steps))
+            return seconds
+
+        times = side_by_side(measure, args.rounds)
+        earlier, now = times["earlier"], times["new"]
         matmul = statistics.median(m for m, _ in profiled)
         record["steps"][name] = {"earlier": earlier, "new": now, "matmul": matmul,
                                  "matmul_share_of_profiled": statistics.median(m / every for m, every in profiled),

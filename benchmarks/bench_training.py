@@ -87,6 +87,18 @@ def trainer_steps(cfg: TrainConfig, steps: int) -> tuple[float, Trainer]:
     return statistics.median(trainer.train_step()["seconds"] for _ in range(steps)), trainer
 
 
+def pretraining_configs(scale: str, arch: Arch, precision: str) -> dict[str, dict[str, TrainConfig]]:
+    """``{step: {path: TrainConfig}}`` for the one-shot KD and MLM steps and the further-training step of ``arch``:
+    the earlier path's settings and the new one's at ``precision`` (random weights: the same speed)."""
+    configs = {}
+    for name, objective, extra in (("kd_step", "kd", {}), ("mlm_step", "mlm", {}),
+                                   ("further_step", "kd", {"arch": str(arch)})):
+        base = TrainConfig.load(scale, objective, init_from=None, **extra)
+        configs[name] = {"earlier": dataclasses.replace(base, **EARLIER),
+                         "new": dataclasses.replace(base, precision=precision, fused_optimizer=True)}
+    return configs
+
+
 def teacher_seconds(trainer: Trainer, steps: int) -> float:
     """Median seconds of the teacher's forward pass on the trainer's batches, under its precision."""
     times = []
@@ -145,11 +157,7 @@ def main() -> None:
             args.rounds)
 
     teacher = {}
-    for name, objective, extra in (("kd_step", "kd", {}), ("mlm_step", "mlm", {}),
-                                   ("further_step", "kd", {"arch": str(arch)})):
-        base = TrainConfig.load(args.scale, objective, init_from=None, **extra)  # random weights: same speed
-        cfgs = {"earlier": dataclasses.replace(base, **EARLIER),
-                "new": dataclasses.replace(base, precision=args.precision, fused_optimizer=True)}
+    for name, cfgs in pretraining_configs(args.scale, arch, args.precision).items():
 
         def measure(path: str) -> float:
             seconds, trainer = trainer_steps(cfgs[path], args.steps)
