@@ -47,16 +47,18 @@ def bernoulli_dropout() -> Iterator[None]:
         _cheap_masks = before
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, *, device: torch.device | str = "cpu") -> torch.Tensor:
-    """A bool tensor of ``shape``, True with probability ``1 - p`` (``p`` rounded to a multiple of ``2^-16``), drawn
-    from torch's default generator: four 16-bit integers per 64-bit word, each kept when at least
-    ``-2^15 + p · 2^16`` (one comparison per element; no bits to clear)."""
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.bool) -> torch.Tensor:
+    """A tensor of ``shape``, 1 (True) with probability ``1 - p`` and 0 elsewhere (``p`` rounded to a multiple of
+    ``2^-16``), drawn from torch's default generator: four 16-bit integers per 64-bit word, each kept when at least
+    ``-2^15 + p · 2^16`` (one comparison per element; no bits to clear). ``dtype``: the mask's; the comparison
+    writes it directly (``out=``), where comparing into bools and converting them would pass over the mask twice."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     n = math.prod(shape)
     words = torch.empty(-(-n // _LANES), dtype=torch.int64, device=device).random_(_WORDS_FROM, None)
     lanes = words.view(torch.int16)[:n].view(shape)
-    return lanes >= -(2 ** (BITS - 1)) + round(p * 2**BITS)
+    return torch.ge(lanes, -(2 ** (BITS - 1)) + round(p * 2**BITS), out=torch.empty(shape, dtype=dtype, device=device))
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -66,7 +68,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     if not cheap_masks(x.device) or not x.is_floating_point():
         return F.dropout(x, p, training)
     # the multiplier in x's dtype: a product of two tensors of one dtype is several times faster than with a bool
-    return x * (keep_mask(x.shape, p).to(x.dtype) * (1.0 / (1.0 - p)))
+    return x * keep_mask(x.shape, p, device=x.device, dtype=x.dtype).mul_(1.0 / (1.0 - p))
 
 
 def dropout_matmul(x: torch.Tensor, p: float, other: torch.Tensor, training: bool = True) -> torch.Tensor:
@@ -75,7 +77,7 @@ def dropout_matmul(x: torch.Tensor, p: float, other: torch.Tensor, training: boo
     ``[B, heads, T, T]`` (the scale and the multiplier the mask would be made into)."""
     if not training or p == 0.0 or not cheap_masks(x.device) or not x.is_floating_point():
         return dropout(x, p, training) @ other
-    return ((x * keep_mask(x.shape, p, device=x.device).to(x.dtype)) @ other) * (1.0 / (1.0 - p))
+    return ((x * keep_mask(x.shape, p, device=x.device, dtype=x.dtype)) @ other) * (1.0 / (1.0 - p))
 
 
 class Dropout(nn.Dropout):

@@ -148,8 +148,11 @@ class _FirstColumnsLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         d = x.shape[-1]
         grad, flat_x = grad.reshape(-1, grad.shape[-1]), x.reshape(-1, d)
-        grad_weight = torch.zeros_like(weight)
-        grad_weight[:, :d].addmm_(grad.t(), flat_x)  # (never under autocast: linear_first_columns)
+        # (never under autocast: linear_first_columns). Only the columns beyond d are zero-filled; the product is
+        # written over the first d (beta=0 ignores what they held), not added to zeros: one pass less of the table.
+        grad_weight = torch.empty_like(weight)
+        grad_weight[:, d:].zero_()
+        grad_weight[:, :d].addmm_(grad.t(), flat_x, beta=0)
         grad_x = (grad @ weight[:, :d]).view_as(x) if ctx.needs_input_grad[0] else None
         return grad_x, grad_weight, grad.sum(0) if ctx.has_bias else None
 

@@ -141,6 +141,21 @@ class AtbBertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
 
 
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A bool key mask (True: attend) as a bias added to the attention logits: 0 where True, ``finfo(dtype).min``
+    elsewhere. The probabilities are those of setting the masked logits to ``finfo.min`` (``torch.where``), bit for
+    bit: a masked logit becomes ``finfo.min`` plus a score, whose exponential is 0 either way. But an addition hands
+    its gradient back untouched, where ``where`` writes a masked copy of it: one pass over ``[B, h, T, T]`` fewer
+    (tests/test_superbert.py: the same numbers in fp32 and bf16)."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+
+
+def masked_logits(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The attention logits: ``scores`` ``[B, h, T, T]`` plus :func:`additive_mask` of the bool key ``mask``
+    (``[B, 1, 1, T]``, True: attend; None: every key)."""
+    return scores if mask is None else scores + additive_mask(mask, scores.dtype)
+
+
 class AtbBertSelfAttention(nn.Module):
     """Multi-head attention with ``qkv`` = heads x head_size, independent of the hidden size."""
 
@@ -178,8 +193,7 @@ class AtbBertSelfAttention(nn.Module):
         scores = None
         if output_scores or (p and cheap_masks(q.device)):  # a CPU's fused kernel would draw Bernoulli variables
             scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)
-            # (where, not masked_fill: one pass each way; masked_fill copies the scores first, and so does its grad)
-            logits = scores if mask is None else torch.where(mask, scores, torch.finfo(scores.dtype).min)
+            logits = masked_logits(scores, mask)
             context = dropout_matmul(logits.softmax(-1), p, v)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)

@@ -3,7 +3,10 @@ loop, uniformly shuffled fine-tuning batches, torch's Bernoulli dropout and the 
 through its slice: :func:`atb.dropout.bernoulli_dropout`, :func:`atb.elastic.sliced_table_gradients`) against the new
 default (``precision: auto`` — bf16 autocast where the
 CPU multiplies bf16 natively, fp32 elsewhere —, fused AdamW and foreach clipping, length-grouped fine-tuning batches,
-dropout masks cut from 64-bit random words, the table's gradients at its full size).
+dropout masks cut from 64-bit random words, the table's gradients at its full size). Where the engine computes the
+same numbers as ecb91f4 faster without a setting of its own, :func:`kernels` puts ecb91f4's code back for the
+earlier path: the attention mask written with ``masked_fill`` (now added), the teacher's query and key projections
+computed again for its scores (now kept from its forward pass), the KD loss's broadcast mask expanded to be counted.
 
 Timed at a scale's budgets (default mini), alternating the two paths ``--rounds`` times and keeping each one's median:
 
@@ -31,11 +34,12 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from unittest import mock
 
 import torch
 from transformers import DataCollatorWithPadding
 
-from atb import engine
+from atb import engine, modeling, objectives
 from atb.dropout import bernoulli_dropout
 from atb.elastic import sliced_table_gradients
 from atb.data import load_glue, load_tokenizer
@@ -44,19 +48,38 @@ from atb.modeling import AtbBertConfig, AtbBertForSequenceClassification
 from atb.records import machine_info, write_json_atomic
 from atb.reproduce import git_commit
 from atb.space import Arch
+from atb.teacher import Teacher
 from atb.train import TrainConfig, Trainer
 
 EARLIER = {"precision": "fp32", "fused_optimizer": False}  # the ecb91f4 path
 PATHS = ("earlier", "new")
 
 
+def masked_fill_logits(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """ecb91f4's attention mask (:func:`atb.modeling.masked_logits` now adds it: the same logits' probabilities)."""
+    return scores if mask is None else scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+
+
+def expanded_masked_mse(student: torch.Tensor, teacher: torch.Tensor, keep: torch.Tensor,
+                        count: int | None = None) -> torch.Tensor:
+    """ecb91f4's :func:`atb.objectives.masked_mse`: the broadcast mask expanded, then counted (the same loss)."""
+    keep = keep.expand_as(student)
+    diff = torch.where(keep, student - teacher, torch.zeros((), dtype=student.dtype, device=student.device))
+    return diff.pow(2).sum() / (keep.sum().clamp(min=1) if count is None else max(count, 1))
+
+
 @contextlib.contextmanager
 def kernels(path: str):
-    """The earlier path's dropout and table gradients (the engine's settings are in its config); the new: as is."""
+    """The earlier path's dropout and table gradients (the engine's settings are in its config), and ecb91f4's code
+    where today's computes the same numbers without a setting (module docstring); the new: as is."""
     with contextlib.ExitStack() as stack:
         if path == "earlier":
             stack.enter_context(bernoulli_dropout())
             stack.enter_context(sliced_table_gradients())
+            stack.enter_context(mock.patch.object(modeling, "masked_logits", masked_fill_logits))
+            stack.enter_context(mock.patch.object(objectives, "masked_mse", expanded_masked_mse))
+            stack.enter_context(mock.patch.object(Teacher, "_projections",
+                                                  lambda self, layers: contextlib.nullcontext({})))
         yield
 
 
@@ -142,7 +165,8 @@ def main() -> None:
                          "precision", "computed_in", "optimizer")}, "fused_optimizer": True, "group_by_length": True,
                              "dropout": "cheap masks (atb.dropout)", "table_gradients": "full size (atb.elastic)"},
                      "earlier": {**EARLIER, "group_by_length": False, "dropout": "bernoulli",
-                                 "table_gradients": "sliced", "commit": "ecb91f4"},
+                                 "table_gradients": "sliced", "attention_mask": "masked_fill",
+                                 "teacher_projections": "recomputed", "commit": "ecb91f4"},
                      "seconds": {}, "speedup": {}}
 
     for task in ("sst2", "mrpc"):

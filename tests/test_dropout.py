@@ -22,6 +22,17 @@ def test_the_keep_mask_keeps_one_minus_p(p):
     assert (lanes - (1 - p)).abs().max().item() < 6 * (p * (1 - p) / (n / 4)) ** 0.5
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_mask_in_a_floating_dtype_is_the_bool_mask_written_as_zeros_and_ones(dtype):
+    """keep_mask(dtype=...) compares straight into the dtype: the same draws, the same mask as converting bools."""
+    torch.manual_seed(7)
+    bools = keep_mask((6, 5, 33), 0.1)
+    torch.manual_seed(7)
+    numbers = keep_mask((6, 5, 33), 0.1, dtype=dtype)
+    assert bools.dtype == torch.bool and numbers.dtype == dtype
+    assert torch.equal(numbers, bools.to(dtype))
+
+
 def test_kept_units_are_scaled_like_f_dropout_and_dropped_ones_are_zero():
     torch.manual_seed(0)
     x = torch.randn(8, 16, 32, requires_grad=True)

@@ -100,6 +100,10 @@ def test_masked_mse_ignores_padding_entries():
     a2[1, :, 3, :] += 100.0  # change only padded entries
     torch.testing.assert_close(masked_mse(a2, b, keep), base)
     torch.testing.assert_close(masked_mse(a, b, torch.ones_like(keep)), F.mse_loss(a, b))
+    # the count of a broadcast mask is its count times the broadcast factor: exactly the expanded mask's
+    expanded = keep.expand_as(a).clone()
+    assert torch.equal(masked_mse(a, b, keep), masked_mse(a, b, expanded))
+    torch.testing.assert_close(masked_mse(a, b, keep), ((a - b)[expanded] ** 2).sum() / expanded.sum())
 
 
 def test_kd_loss_is_zero_for_identical_states_and_identity_projection():

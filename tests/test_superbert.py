@@ -210,6 +210,27 @@ def test_explicit_and_fused_attention_agree(supernet):
     torch.testing.assert_close(a.last_hidden_state, b.last_hidden_state, atol=TOL, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_additive_mask_gives_the_probabilities_and_gradients_of_masking_bit_for_bit(dtype):
+    """Attention masks by adding 0 / finfo.min to the logits (atb.modeling.additive_mask): exactly the probabilities
+    and score gradients of setting masked logits to finfo.min, in fp32 and bf16; masked keys get probability 0."""
+    from atb.modeling import additive_mask
+
+    torch.manual_seed(0)
+    mask = torch.ones(3, 1, 1, 9, dtype=torch.bool)
+    mask[0, ..., 6:] = mask[2, ..., 2:] = False
+    scores = (torch.randn(3, 4, 9, 9) * 8).to(dtype)
+    grad = torch.randn(3, 4, 9, 9).to(dtype)
+    results = []
+    for logits in (lambda s: torch.where(mask, s, torch.finfo(dtype).min), lambda s: s + additive_mask(mask, dtype)):
+        s = scores.clone().requires_grad_()
+        probs = logits(s).softmax(-1)
+        probs.backward(grad)
+        results.append((probs.detach(), s.grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    assert results[1][0].dtype == dtype and (results[1][0][~mask.expand_as(scores)] == 0).all()
+
+
 @pytest.mark.parametrize("objective", ["mlm", "kd"])
 @pytest.mark.parametrize("which", ["smallest", "largest"])
 def test_output_shapes_of_every_head(objective, which):

@@ -177,6 +177,18 @@ def test_hidden_states_minus_two_is_the_last_layer_input(teacher, batch):
     torch.testing.assert_close(out.attention_scores, q @ k.transpose(-1, -2) / 32**0.5, atol=TOL, rtol=0)
 
 
+def test_scores_from_the_kept_projections_are_those_recomputed_bit_for_bit(teacher, batch):
+    """The query/key projections are kept from the forward pass (hooks, removed after it): every layer's scores are
+    exactly those recomputed from the layer's input, the path of a model whose attention does not call them."""
+    ids, mask, segments = batch
+    hooks = {name: len(m._forward_hooks) for name, m in teacher.model.named_modules()}
+    out = teacher(ids, attention_mask=mask, token_type_ids=segments, all_layers=True)
+    recomputed = [teacher._scores(i, out.hidden_states[i], {}, {}) for i in range(teacher.num_layers)]
+    assert all(torch.equal(a, b) for a, b in zip(out.all_attention_scores, recomputed))
+    assert torch.equal(out.attention_scores, recomputed[-1])
+    assert {name: len(m._forward_hooks) for name, m in teacher.model.named_modules()} == hooks
+
+
 def test_padding_invariance(teacher, tokenizer):
     enc = tokenizer(SENTENCES[:2], padding=True, return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
