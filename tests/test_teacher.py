@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -182,7 +183,10 @@ def test_scores_from_the_kept_projections_are_those_recomputed_bit_for_bit(teach
     exactly those recomputed from the layer's input, the path of a model whose attention does not call them."""
     ids, mask, segments = batch
     hooks = {name: len(m._forward_hooks) for name, m in teacher.model.named_modules()}
-    out = teacher(ids, attention_mask=mask, token_type_ids=segments, all_layers=True)
+    with mock.patch.object(teacher, "_scores", wraps=teacher._scores) as scores:
+        out = teacher(ids, attention_mask=mask, token_type_ids=segments, all_layers=True)
+    kept = scores.call_args.args[3]  # every layer's projections were kept from the forward pass
+    assert set(kept) == {(i, kind) for i in range(teacher.num_layers) for kind in ("query", "key")}
     recomputed = [teacher._scores(i, out.hidden_states[i], {}, {}) for i in range(teacher.num_layers)]
     assert all(torch.equal(a, b) for a, b in zip(out.all_attention_scores, recomputed))
     assert torch.equal(out.attention_scores, recomputed[-1])
