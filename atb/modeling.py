@@ -150,10 +150,20 @@ def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
 
 
-def masked_logits(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """The attention logits: ``scores`` ``[B, h, T, T]`` plus :func:`additive_mask` of the bool key ``mask``
-    (``[B, 1, 1, T]``, True: attend; None: every key)."""
-    return scores if mask is None else scores + additive_mask(mask, scores.dtype)
+def attention_logits(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, *,
+                     keep_scores: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(logits, scores)`` of queries and keys ``[B, h, T, d_head]``: the pre-softmax scores ``Q K^T / sqrt(d_head)``
+    and the logits, the scores plus :func:`additive_mask` of the bool key ``mask`` (``[B, 1, 1, T]``, True: attend;
+    None: every key). ``scores`` is None unless ``keep_scores`` (distillation reads them unmasked).
+
+    Computed where the numbers lie: the product is divided in place, and unless the scores are kept the mask is added
+    to them in place too. The same numbers as new tensors (no operation here needs its input for its gradient), with
+    one or two fewer ``[B, h, T, T]`` tensors allocated per layer and step."""
+    scores = (q @ k.transpose(-1, -2)).div_(math.sqrt(q.shape[-1]))
+    if mask is None:
+        return scores, scores if keep_scores else None
+    bias = additive_mask(mask, scores.dtype)
+    return (scores + bias, scores) if keep_scores else (scores.add_(bias), None)
 
 
 class AtbBertSelfAttention(nn.Module):
@@ -192,8 +202,7 @@ class AtbBertSelfAttention(nn.Module):
         p = self.dropout_prob if self.training else 0.0
         scores = None
         if output_scores or (p and cheap_masks(q.device)):  # a CPU's fused kernel would draw Bernoulli variables
-            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)
-            logits = masked_logits(scores, mask)
+            logits, scores = attention_logits(q, k, mask, keep_scores=output_scores)
             context = dropout_matmul(logits.softmax(-1), p, v)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)

@@ -5,7 +5,8 @@ default (``precision: auto`` — bf16 autocast where the
 CPU multiplies bf16 natively, fp32 elsewhere —, fused AdamW and foreach clipping, length-grouped fine-tuning batches,
 dropout masks cut from 64-bit random words, the table's gradients at its full size). Where the engine computes the
 same numbers as ecb91f4 faster without a setting of its own, :func:`kernels` puts ecb91f4's code back for the
-earlier path: the attention mask written with ``masked_fill`` (now added), the teacher's query and key projections
+earlier path: the attention logits as new tensors, the mask written with ``masked_fill`` (now added, in place), the
+teacher's query and key projections
 computed again for its scores (now kept from its forward pass), the KD loss's broadcast mask expanded to be counted.
 
 Timed at a scale's budgets (default mini), alternating the two paths ``--rounds`` times and keeping each one's median:
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import statistics
 import tempfile
 import time
@@ -55,9 +57,13 @@ EARLIER = {"precision": "fp32", "fused_optimizer": False}  # the ecb91f4 path
 PATHS = ("earlier", "new")
 
 
-def masked_fill_logits(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """ecb91f4's attention mask (:func:`atb.modeling.masked_logits` now adds it: the same logits' probabilities)."""
-    return scores if mask is None else scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+def masked_fill_logits(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, *,
+                       keep_scores: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """ecb91f4's attention logits: new tensors, the mask by ``masked_fill`` (:func:`atb.modeling.attention_logits`
+    now works in place and adds the mask: the same numbers)."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    logits = scores if mask is None else scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return logits, scores if keep_scores else None
 
 
 def expanded_masked_mse(student: torch.Tensor, teacher: torch.Tensor, keep: torch.Tensor,
@@ -76,7 +82,7 @@ def kernels(path: str):
         if path == "earlier":
             stack.enter_context(bernoulli_dropout())
             stack.enter_context(sliced_table_gradients())
-            stack.enter_context(mock.patch.object(modeling, "masked_logits", masked_fill_logits))
+            stack.enter_context(mock.patch.object(modeling, "attention_logits", masked_fill_logits))
             stack.enter_context(mock.patch.object(objectives, "masked_mse", expanded_masked_mse))
             stack.enter_context(mock.patch.object(Teacher, "_projections",
                                                   lambda self, layers: contextlib.nullcontext({})))

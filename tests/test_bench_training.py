@@ -31,7 +31,7 @@ def test_the_record_holds_every_step_side_by_side_and_the_new_paths_precision(tm
 
 
 def test_the_earlier_paths_code_is_ecb91f4s_and_computes_the_same_numbers():
-    """kernels("earlier") puts back ecb91f4's attention mask (masked_fill), KD mask count and teacher projections
+    """kernels("earlier") puts back ecb91f4's attention logits (masked_fill), KD mask count and teacher projections
     (recomputed), and takes them away after; each computes what today's code does, to the bit."""
     import torch
 
@@ -40,23 +40,25 @@ def test_the_earlier_paths_code_is_ecb91f4s_and_computes_the_same_numbers():
 
     bench = load_benchmark("bench_training")
     torch.manual_seed(0)
-    scores, other = torch.randn(2, 12, 6, 6), torch.randn(2, 12, 6, 6)
+    q, k, other = torch.randn(2, 12, 6, 8), torch.randn(2, 12, 6, 8), torch.randn(2, 12, 6, 6)
     attention_mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
     mask = attention_mask.bool()[:, None, None, :]
     teacher, ids = load_teacher(), torch.randint(1000, 2000, (2, 6))
 
     def compute():
-        return (modeling.masked_logits(scores, mask).softmax(-1),
+        logits, scores = modeling.attention_logits(q, k, mask, keep_scores=True)
+        return (logits.softmax(-1), scores, modeling.attention_logits(q, k, mask, keep_scores=False)[0].softmax(-1),
                 objectives.masked_mse(scores, other, objectives.real_pairs(attention_mask)),
                 teacher(ids, attention_mask=attention_mask, all_layers=True).all_attention_scores)
 
     new = compute()
     with bench.kernels("earlier"):
-        assert modeling.masked_logits is bench.masked_fill_logits and objectives.masked_mse is bench.expanded_masked_mse
+        assert modeling.attention_logits is bench.masked_fill_logits
+        assert objectives.masked_mse is bench.expanded_masked_mse
         with teacher._projections([5]) as kept:
             teacher.model(ids)
         assert kept == {}  # recomputed
         earlier = compute()
-    assert modeling.masked_logits is not bench.masked_fill_logits
-    assert torch.equal(new[0], earlier[0]) and torch.equal(new[1], earlier[1])
-    assert all(torch.equal(a, b) for a, b in zip(new[2], earlier[2]))
+    assert modeling.attention_logits is not bench.masked_fill_logits
+    assert all(torch.equal(a, b) for a, b in zip(new[:4], earlier[:4]))
+    assert all(torch.equal(a, b) for a, b in zip(new[4], earlier[4]))

@@ -231,6 +231,36 @@ def test_the_additive_mask_gives_the_probabilities_and_gradients_of_masking_bit_
     assert results[1][0].dtype == dtype and (results[1][0][~mask.expand_as(scores)] == 0).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_logits_in_place_are_those_of_new_tensors(dtype):
+    """atb.modeling.attention_logits divides the product in place, and adds the mask in place unless the scores are
+    kept: the logits, scores and gradients of computing each as a new tensor, bit for bit."""
+    from atb.modeling import additive_mask, attention_logits
+
+    torch.manual_seed(1)
+    mask = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+    mask[1, ..., 4:] = False
+    q, k, grad = (torch.randn(2, 3, 7, 5).to(dtype), torch.randn(2, 3, 7, 5).to(dtype),
+                  torch.randn(2, 3, 7, 7).to(dtype))
+
+    def run(logits_of):
+        qs, ks = q.clone().requires_grad_(), k.clone().requires_grad_()
+        logits, scores = logits_of(qs, ks)
+        logits.softmax(-1).backward(grad)
+        return logits.detach(), scores, qs.grad, ks.grad
+
+    def new_tensors(qs, ks):
+        scores = qs @ ks.transpose(-1, -2) / 5**0.5
+        return scores + additive_mask(mask, dtype), scores.detach()
+
+    expected = run(new_tensors)
+    kept = run(lambda qs, ks: attention_logits(qs, ks, mask, keep_scores=True))
+    dropped = run(lambda qs, ks: attention_logits(qs, ks, mask, keep_scores=False))
+    assert dropped[1] is None and torch.equal(kept[1].detach(), expected[1])
+    for got in (kept, dropped):
+        assert all(torch.equal(got[i], expected[i]) for i in (0, 2, 3))
+
+
 @pytest.mark.parametrize("objective", ["mlm", "kd"])
 @pytest.mark.parametrize("which", ["smallest", "largest"])
 def test_output_shapes_of_every_head(objective, which):
