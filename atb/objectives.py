@@ -75,12 +75,12 @@ def masked_mse(student: torch.Tensor, teacher: torch.Tensor, keep: torch.Tensor,
                count: int | None = None) -> torch.Tensor:
     """Sum of squared differences where ``keep`` is True (broadcast), divided by ``count`` (default: the
     number of kept entries). Averaging over real entries only makes the loss independent of padding."""
-    if count is None:  # each entry of ``keep`` stands for numel / keep.numel() entries once broadcast
-        count = keep.sum() * (student.numel() // keep.numel())
+    # counted before broadcasting: each entry of ``keep`` stands for numel / keep.numel() entries of ``student``
+    count = (keep.sum() * (student.numel() // keep.numel())).clamp(min=1) if count is None else max(count, 1)
     keep = keep.expand_as(student)
     diff = student - teacher
     diff = torch.where(keep, diff, torch.zeros((), dtype=diff.dtype, device=diff.device))
-    return diff.pow(2).sum() / (count.clamp(min=1) if isinstance(count, torch.Tensor) else max(count, 1))
+    return diff.pow(2).sum() / count
 
 
 def teacher_variance(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

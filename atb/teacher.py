@@ -256,7 +256,7 @@ class Teacher(nn.Module):
     def _projections(self, layers: Iterable[int]) -> Iterator[dict[tuple[int, str], torch.Tensor]]:
         """Within: the outputs of the ``query`` and ``key`` projections of ``layers``, as the forward pass computes
         them, keyed ``(layer, "query" | "key")``. Taken, not recomputed: the same tensors (so the same scores, bit
-        for bit), without two more products per layer (about 1 % of a KD step)."""
+        for bit), without two more matrix products per layer."""
         projections: dict[tuple[int, str], torch.Tensor] = {}
 
         def keep(key: tuple[int, str]):

@@ -6,8 +6,8 @@ CPU multiplies bf16 natively, fp32 elsewhere —, fused AdamW and foreach clippi
 dropout masks cut from 64-bit random words, the table's gradients at its full size). Where the engine computes the
 same numbers as ecb91f4 faster without a setting of its own, :func:`kernels` puts ecb91f4's code back for the
 earlier path: the attention logits as new tensors, the mask written with ``masked_fill`` (now added, in place), the
-teacher's query and key projections
-computed again for its scores (now kept from its forward pass), the KD loss's broadcast mask expanded to be counted.
+teacher's query and key projections computed again for its scores (now kept from its forward pass), the KD loss's
+broadcast mask expanded to be counted.
 
 Timed at a scale's budgets (default mini), alternating the two paths ``--rounds`` times and keeping each one's median:
 
