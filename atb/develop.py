@@ -117,12 +117,12 @@ class DevelopConfig:
     # the whole teacher). The whole teacher can learn a task at a budget too small for any cut of it to re-learn the
     # task (benchmarks/bench_depth_cut.py); a mild cut of it says at which budgets models cut from it can.
     calibration_layers: int | None = None
-    # GLUE tasks left out of the whole study at this scale for time, neither calibrated nor fine-tuned (notebooks
-    # 05-09): where a budget at which the developed models learn the task costs more than the scale's time allows for
-    # every developed model and control (mini: MRPC at every train example; CoLA and STS-B, which the developed models
-    # do not learn at the ladder's budgets: benchmarks/bench_developed_budgets.py). The ladder (``atb.budgets``) still
-    # says whether a budget teaches the calibration model; the decision tasks and the report name the task as cut for
-    # time, so no average drops it silently.
+    # GLUE tasks left out of the whole study at this scale, neither calibrated nor fine-tuned (notebooks 05-09): where
+    # no budget the scale can spend on every developed model and control teaches the developed models the task (mini:
+    # MRPC, CoLA and STS-B, which they do not learn even with every train example or nearly: configs/mini.yaml names
+    # the records of benchmarks/bench_developed_budgets.py). The ladder (``atb.budgets``) still says whether a budget
+    # teaches the calibration model; the decision tasks and the report name the task as left out, so no average drops
+    # it silently.
     cut_for_time: list[str] = field(default_factory=list)
     scale: str | None = None
 
