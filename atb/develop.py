@@ -24,7 +24,8 @@ This module holds that pipeline, shared by notebooks 04–07:
 * **seeds and intervals**: :func:`glue_row` / :func:`squad_row` turn :func:`atb.finetune.run_seeds` results of a
   model and its control into a table row (seed means, 95 % intervals over seeds and dev examples, the paired
   difference from the control); :func:`comparison_intervals` pools the model pairs of each comparison
-  (:data:`COMPARISONS`, and developed vs control) into one paired bootstrap (:mod:`atb.stats`).
+  (:data:`COMPARISONS`, and developed vs control) into one paired bootstrap (:mod:`atb.stats`), leaving out the
+  pairs that hold a model which did not beat its control.
 * :func:`development_costs`: claim 5, the cost of the full method vs the fast one vs training from scratch.
 * :func:`model_card` / :func:`write_model_card`: a developed model's card, the exported model's card
   (:func:`atb.extract.export_card`) with its latency, further training and GLUE / SQuAD scores.
@@ -789,19 +790,38 @@ def comparison_intervals(rows: Mapping[str, Mapping[str, Any]], runs: Mapping[st
                          columns: Sequence[str] | None = None, n_boot: int = N_BOOT) -> dict[str, dict]:
     """Every comparison of :data:`COMPARISONS`, and :data:`LEARNED` (each model against its own control), as one
     :func:`pooled_difference` each (on ``measure``, with ``columns`` as there): ``{name: {"difference", "ci95", "n",
-    "pairs", ...}}``.
+    "pairs", ...}}``; each comparison's ``pairs_left_out``: ``{"a vs b": why}``.
+
+    A pair enters a comparison only if neither of its models is :func:`below_control` on ``measure``: a model that
+    did not beat its untrained control holds nothing of what the claims compare (what pre-training taught it), and a
+    pair holding one measures which small shape the fine-tuning budget failed to teach. Claims 9 and 10 gate their
+    pairs alike (``atb.report.searched_verdict``).
 
     ``rows``: ``{model: row}`` with ``objective``, ``method``, ``speedup_target`` (notebooks 05/06); pairs are
     matched as in :func:`paired_differences`. ``runs`` / ``control_runs``: ``{model: column_runs(...)}`` of the
     models and of their controls."""
+    flat = {name for name in rows if below_control(pooled_difference(
+        [(name, name)], runs, control_runs, measure, columns=columns, n_boot=n_boot))}
     out = {}
     for name, (first, second) in COMPARISONS.items():
-        pairs = paired_differences(rows, lambda row: 0.0, first, second)
-        out[name] = pooled_difference([(p["model"], p["other"]) for p in pairs], runs, runs, measure,
-                                      columns=columns, n_boot=n_boot)
+        pairs = [(p["model"], p["other"]) for p in paired_differences(rows, lambda row: 0.0, first, second)]
+        left_out = {f"{a} vs {b}": f"{' and '.join(m for m in (a, b) if m in flat)} not above the untrained control"
+                    for a, b in pairs if a in flat or b in flat}
+        kept = [(a, b) for a, b in pairs if f"{a} vs {b}" not in left_out]
+        interval = pooled_difference(kept, runs, runs, measure, columns=columns, n_boot=n_boot)
+        if pairs and not kept:
+            interval["reason"] = "no pair in which both models beat their untrained controls"
+        out[name] = {**interval, "pairs_left_out": left_out}
     out[LEARNED] = pooled_difference([(name, name) for name in rows], runs, control_runs, measure, columns=columns,
                                      n_boot=n_boot)
     return out
+
+
+def below_control(vs_control: Mapping[str, Any] | None) -> bool:
+    """Whether a model's interval over its untrained control (:func:`pooled_difference` of the one pair) does not lie
+    above 0. A model with no such interval (nothing scored) is not below: there is nothing to gate on."""
+    ci = (vs_control or {}).get("ci95")
+    return ci is not None and ci[0] <= 0
 
 
 def interval_rows(intervals: Mapping[str, Mapping[str, Any] | None]) -> dict[str, dict]:

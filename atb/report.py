@@ -17,7 +17,9 @@ were produced at, and a verdict computed by the rules below from the records alo
   comparison's model pairs (:func:`atb.develop.pooled_difference`; the pairs themselves are not resampled, so the
   interval speaks for these models, not for other architectures). ``reproduced`` when the interval lies above 0,
   ``refuted`` when below, ``not testable`` when it contains 0. Claims 2, 4 and 5 compare what pre-training taught
-  the models, so they are ``not testable`` unless claim 0 is reproduced. Claim 5's "nearly the same quality" is
+  the models, so they are ``not testable`` unless claim 0 is reproduced, and their pairs leave out any pair holding
+  a model that did not beat its own control (:func:`atb.develop.comparison_intervals`; records before that gate pooled
+  every pair, and the report names those models). Claim 5's "nearly the same quality" is
   non-inferiority: the fast models at most :data:`FAST_TOLERANCE` GLUE points worse (the interval shifted by it),
   and the fast method must be cheaper (else ``refuted``). Records written before seeds and controls existed make
   these claims ``not testable`` with the reason :data:`NO_INTERVALS`;
@@ -135,10 +137,9 @@ def beats_control(model: dict | None) -> bool | None:
 
 
 def below_controls(records: dict, interval: dict | None) -> list[str]:
-    """The models of ``interval``'s pairs that do not beat their untrained controls (:func:`beats_control`). A pair
-    holding one compares a model that learned at the budget with one that did not: a difference the pair's
-    architectures may explain, or the budget's failure to teach a small model; the reader should see it beside the
-    verdict."""
+    """The models of ``interval``'s pairs that do not beat their untrained controls (:func:`beats_control`), for records
+    written before :func:`atb.develop.comparison_intervals` left such pairs out: there a pair holding one compared a
+    model that learned at the budget with one that did not, and the reader should see it beside the verdict."""
     models = (records.get("05") or {}).get("models") or {}
     names = dict.fromkeys(name for pair in (interval or {}).get("pairs") or [] for name in pair)
     return [name for name in names if beats_control(models.get(name)) is False]
@@ -258,8 +259,11 @@ def _comparison_claim(number: int, claim: str, paper: str, records: dict, key: s
     summary = ((records.get("07") or {}).get("summary") or {}).get(summary_key) if summary_key else None
     if summary:
         parts.append(_pairs_text(summary.get(GLUE_MEASURE), "GLUE avg per pair"))
-    flat = below_controls(records, decided) if key != LEARNED else []
-    if flat:
+    if key != LEARNED and (decided or {}).get("pairs_left_out") is not None:  # gated (atb.develop)
+        left_out = decided["pairs_left_out"]
+        if left_out:
+            parts.append("left out: " + "; ".join(f"{pair} ({why})" for pair, why in left_out.items()))
+    elif key != LEARNED and (flat := below_controls(records, decided)):  # records before the gate: pooled, named
         parts.append(f"not above their untrained controls: {', '.join(flat)}")
     note = (f"Not testable: {reason}. " if reason else "") + _noise_note(_scale(records), above_chance(records))
     extra = {**({GLUE_MEASURE: _bare(glue)} if measure != GLUE_MEASURE and glue else {}),

@@ -650,6 +650,37 @@ def test_comparisons_pool_their_pairs_and_share_the_dev_examples():
     assert independent["ci95"][1] - independent["ci95"][0] > 0
 
 
+def test_comparisons_leave_out_pairs_holding_a_model_that_did_not_beat_its_control():
+    """A model no better than its untrained control holds nothing of what the claims compare: its pairs are left out
+    of every comparison, with the reason, and a comparison left with no pair has no interval and says why."""
+    from atb.develop import LEARNED, below_control, column_runs, comparison_intervals
+
+    def row(objective, method, target):
+        return {"objective": objective, "method": method, "speedup_target": target}
+
+    rows = {"kd-evolved-15x": row("kd", "evolved", 15.0), "kd-default-rule-15x": row("kd", "default-rule", 15.0),
+            "kd-evolved-40x": row("kd", "evolved", 40.0), "kd-default-rule-40x": row("kd", "default-rule", 40.0),
+            "mlm-evolved-40x": row("mlm", "evolved", 40.0)}
+    half = [1, 0, 1, 1, 1, 0]  # right on the examples 3-5 only
+    predictions = {"kd-evolved-15x": RIGHT, "kd-default-rule-15x": half, "kd-evolved-40x": WRONG,
+                   "kd-default-rule-40x": RIGHT, "mlm-evolved-40x": RIGHT}
+    runs = {n: column_runs({"sst2": seeded([p, p])}) for n, p in predictions.items()}
+    controls = {n: column_runs({"sst2": seeded([WRONG, WRONG])}) for n in rows}
+    intervals = comparison_intervals(rows, runs, controls, n_boot=400)
+    claim2 = intervals["searched_vs_default_rule"]  # kd-evolved-40x is no better than its control: its pair goes
+    assert claim2["pairs"] == [["kd-evolved-15x", "kd-default-rule-15x"]] and claim2["difference"] == 50.0
+    assert claim2["pairs_left_out"] == {
+        "kd-evolved-40x vs kd-default-rule-40x": "kd-evolved-40x not above the untrained control"}
+    kd_mlm = intervals["kd_vs_mlm"]  # its only pair holds kd-evolved-40x
+    assert kd_mlm["pairs"] == [] and kd_mlm["ci95"] is None and list(kd_mlm["pairs_left_out"]) == [
+        "kd-evolved-40x vs mlm-evolved-40x"]
+    assert kd_mlm["reason"] == "no pair in which both models beat their untrained controls"
+    assert intervals["fast_vs_evolved"]["pairs_left_out"] == {} and "no pairs" in intervals["fast_vs_evolved"]["reason"]
+    assert len(intervals[LEARNED]["pairs"]) == len(rows)  # the prerequisite itself pools every model
+    assert below_control({"ci95": [-1.0, 2.0]}) and below_control({"ci95": [0.0, 2.0]})
+    assert not below_control({"ci95": [0.5, 2.0]}) and not below_control({"ci95": None}) and not below_control(None)
+
+
 def test_every_model_and_control_chooses_its_own_rate(tmp_path, monkeypatch):
     """finetune_with_controls lets each model and each control (a shared control once) choose among
     develop.lr_candidates on held-out examples in one pool, fine-tunes each at its own rate, and returns the choices,

@@ -72,6 +72,23 @@ def test_the_pairs_models_that_did_not_beat_their_controls_are_named(claim, key)
     assert report.below_controls(records, None) == [] and report.below_controls({}, _interval((0.5, 3.0))) == []
 
 
+@pytest.mark.parametrize("claim,key", [(report.claim_searched_vs_baseline, "searched_vs_default_rule"),
+                                       (report.claim_kd_vs_mlm, "kd_vs_mlm")])
+def test_pairs_left_out_by_the_gate_are_shown_and_not_counted(claim, key):
+    """A record written since atb.develop.comparison_intervals gates its pairs: the claim counts the pairs the
+    interval pools and names the ones left out with why, instead of naming models in pooled pairs."""
+    records = _records(key=key)
+    records["05"]["intervals"][key]["pairs_left_out"] = {"c vs d": "c not above the untrained control"}
+    records["05"]["models"] = {"a": {"vs_control": {"ci95": [5.0, 9.0]}}, "c": {"vs_control": {"ci95": [-1.0, 1.0]}}}
+    result = claim(records)
+    assert result["pairs"] == 2 and result["verdict"] == report.REPRODUCED
+    assert result["ours"].endswith("; left out: c vs d (c not above the untrained control)")
+    records["05"]["intervals"][key] = {**_interval(None), "reason": "no pair in which both models beat their "
+                                       "untrained controls", "pairs_left_out": {"c vs d": "c not above"}}
+    result = claim(records)
+    assert result["verdict"] == report.NOT_TESTABLE and "both models beat" in result["reason"]
+
+
 def _with_decision(records: dict, comparison, learned, key: str, tasks=("sst2", "stsb")) -> dict:
     """``records`` whose notebook 05 also decided ``key`` over its decision tasks (:func:`atb.develop.decision_tasks`)."""
     records["05"] = {**records["05"], "decision_tasks": {"tasks": list(tasks), "left_out": {"cola": "no learning"}},
