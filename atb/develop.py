@@ -805,8 +805,7 @@ def comparison_intervals(rows: Mapping[str, Mapping[str, Any]], runs: Mapping[st
     out = {}
     for name, (first, second) in COMPARISONS.items():
         pairs = [(p["model"], p["other"]) for p in paired_differences(rows, lambda row: 0.0, first, second)]
-        left_out = {f"{a} vs {b}": f"{' and '.join(m for m in (a, b) if m in flat)} not above the untrained control"
-                    for a, b in pairs if a in flat or b in flat}
+        left_out = {f"{a} vs {b}": _not_above([m for m in (a, b) if m in flat]) for a, b in pairs if a in flat or b in flat}
         kept = [(a, b) for a, b in pairs if f"{a} vs {b}" not in left_out]
         interval = pooled_difference(kept, runs, runs, measure, columns=columns, n_boot=n_boot)
         if pairs and not kept:
@@ -815,6 +814,11 @@ def comparison_intervals(rows: Mapping[str, Mapping[str, Any]], runs: Mapping[st
     out[LEARNED] = pooled_difference([(name, name) for name in rows], runs, control_runs, measure, columns=columns,
                                      n_boot=n_boot)
     return out
+
+
+def _not_above(models: Sequence[str]) -> str:
+    return (f"{models[0]} not above its untrained control" if len(models) == 1 else
+            f"{' and '.join(models)} not above their untrained controls")
 
 
 def below_control(vs_control: Mapping[str, Any] | None) -> bool:

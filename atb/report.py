@@ -948,7 +948,7 @@ def run_total(run: dict) -> str:
     if entries and retried and len(studies) == 1 and None not in studies and all(
             e.get("status") == "ok" for e in entries.values()):
         total += (f". Every notebook ran in one study that started from an empty `runs/`, but {', '.join(retried)} "
-                  f"executed more than once in it (an earlier attempt was stopped or failed): "
+                  f"executed more than once in it (re-executed, or an earlier attempt was stopped or failed): "
                   f"{'its' if len(retried) == 1 else 'their'} last execution may have reused the cached steps of the "
                   "earlier one, so the total is not certified as the study's cost from scratch")
     scratch_split = cost.get("split") or {}

@@ -670,11 +670,16 @@ def test_comparisons_leave_out_pairs_holding_a_model_that_did_not_beat_its_contr
     claim2 = intervals["searched_vs_default_rule"]  # kd-evolved-40x is no better than its control: its pair goes
     assert claim2["pairs"] == [["kd-evolved-15x", "kd-default-rule-15x"]] and claim2["difference"] == 50.0
     assert claim2["pairs_left_out"] == {
-        "kd-evolved-40x vs kd-default-rule-40x": "kd-evolved-40x not above the untrained control"}
+        "kd-evolved-40x vs kd-default-rule-40x": "kd-evolved-40x not above its untrained control"}
     kd_mlm = intervals["kd_vs_mlm"]  # its only pair holds kd-evolved-40x
     assert kd_mlm["pairs"] == [] and kd_mlm["ci95"] is None and list(kd_mlm["pairs_left_out"]) == [
         "kd-evolved-40x vs mlm-evolved-40x"]
     assert kd_mlm["reason"] == "no pair in which both models beat their untrained controls"
+    predictions["kd-default-rule-40x"] = WRONG  # both models of the pair: named together
+    runs = {n: column_runs({"sst2": seeded([p, p])}) for n, p in predictions.items()}
+    assert comparison_intervals(rows, runs, controls, n_boot=100)["searched_vs_default_rule"]["pairs_left_out"] == {
+        "kd-evolved-40x vs kd-default-rule-40x": "kd-evolved-40x and kd-default-rule-40x not above their untrained "
+                                                 "controls"}
     assert intervals["fast_vs_evolved"]["pairs_left_out"] == {} and "no pairs" in intervals["fast_vs_evolved"]["reason"]
     assert len(intervals[LEARNED]["pairs"]) == len(rows)  # the prerequisite itself pools every model
     assert below_control({"ci95": [-1.0, 2.0]}) and below_control({"ci95": [0.0, 2.0]})

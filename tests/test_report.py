@@ -78,11 +78,11 @@ def test_pairs_left_out_by_the_gate_are_shown_and_not_counted(claim, key):
     """A record written since atb.develop.comparison_intervals gates its pairs: the claim counts the pairs the
     interval pools and names the ones left out with why, instead of naming models in pooled pairs."""
     records = _records(key=key)
-    records["05"]["intervals"][key]["pairs_left_out"] = {"c vs d": "c not above the untrained control"}
+    records["05"]["intervals"][key]["pairs_left_out"] = {"c vs d": "c not above its untrained control"}
     records["05"]["models"] = {"a": {"vs_control": {"ci95": [5.0, 9.0]}}, "c": {"vs_control": {"ci95": [-1.0, 1.0]}}}
     result = claim(records)
     assert result["pairs"] == 2 and result["verdict"] == report.REPRODUCED
-    assert result["ours"].endswith("; left out: c vs d (c not above the untrained control)")
+    assert result["ours"].endswith("; left out: c vs d (c not above its untrained control)")
     records["05"]["intervals"][key] = {**_interval(None), "reason": "no pair in which both models beat their "
                                        "untrained controls", "pairs_left_out": {"c vs d": "c not above"}}
     result = claim(records)
