@@ -118,13 +118,13 @@ class DevelopConfig:
     # the whole teacher). The whole teacher can learn a task at a budget too small for any cut of it to re-learn the
     # task (benchmarks/bench_depth_cut.py); a mild cut of it says at which budgets models cut from it can.
     calibration_layers: int | None = None
-    # GLUE tasks left out of the whole study at this scale, neither calibrated nor fine-tuned (notebooks 05-09): where
-    # no budget the scale can spend on every developed model and control teaches the developed models the task (mini:
-    # MRPC, CoLA and STS-B, which they do not learn even with every train example or nearly: configs/mini.yaml names
-    # the records of benchmarks/bench_developed_budgets.py). The ladder (``atb.budgets``) still says whether a budget
-    # teaches the calibration model; the decision tasks and the report name the task as left out, so no average drops
-    # it silently.
-    cut_for_time: list[str] = field(default_factory=list)
+    # GLUE tasks left out of the whole study at this scale, neither calibrated nor fine-tuned (notebooks 05-09), each
+    # with its measured reason, ``{task: reason}``: where no budget the scale can spend on every developed model and
+    # control teaches the developed models the task (mini: MRPC, CoLA and STS-B, which they do not learn even with
+    # every train example or nearly, benchmarks/bench_developed_budgets.py). The ladder (``atb.budgets``) still says
+    # whether a budget teaches the calibration model; the decision tasks and the report name the task with its reason,
+    # so no average drops it silently.
+    leave_out: dict[str, str] = field(default_factory=dict)
     scale: str | None = None
 
     def __post_init__(self) -> None:
@@ -132,10 +132,13 @@ class DevelopConfig:
                      "calibration_layers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"DevelopConfig.{name} must be >= 1, got {getattr(self, name)}")
-        unknown = set(self.cut_for_time) - set(self.glue_tasks)
+        unknown = set(self.leave_out) - set(self.glue_tasks)
         if unknown:
-            raise ValueError(f"DevelopConfig.cut_for_time: {sorted(unknown)} are not among glue_tasks "
+            raise ValueError(f"DevelopConfig.leave_out: {sorted(unknown)} are not among glue_tasks "
                              f"({', '.join(self.glue_tasks)})")
+        unsaid = [task for task, reason in self.leave_out.items() if not isinstance(reason, str) or not reason.strip()]
+        if unsaid:
+            raise ValueError(f"DevelopConfig.leave_out: {unsaid} need the measured reason they are left out for")
         for objective, methods in (self.methods or {}).items():
             unknown = set(methods) - set(METHOD_ORDER)
             if objective not in ("mlm", "kd") or unknown:
@@ -157,8 +160,8 @@ class DevelopConfig:
 
     @property
     def glue_tasks_run(self) -> list[str]:
-        """The GLUE tasks notebook 05 calibrates on: ``glue_tasks`` but those ``cut_for_time``."""
-        return [t for t in self.glue_tasks if t not in self.cut_for_time]
+        """The GLUE tasks notebook 05 calibrates on: ``glue_tasks`` but those the scale leaves out (``leave_out``)."""
+        return [t for t in self.glue_tasks if t not in self.leave_out]
 
     def steps_for(self, method: str) -> int:
         return self.fast_steps if method == "fast" else self.steps
@@ -669,7 +672,8 @@ def calibration_table(entry: Mapping[str, Any]) -> list[dict]:
 
 
 def decision_tasks(calibration: Mapping[str, Any], chance: Mapping[str, Any],
-                   margins: Mapping[str, float] | None = None, cut_for_time: Sequence[str] = ()) -> dict:
+                   margins: Mapping[str, float] | None = None,
+                   leave_out: Mapping[str, str] | None = None) -> dict:
     """The GLUE columns that decide the claims at this scale, from notebook 05's calibration row (:func:`calibrate`)
     and the majority-class row (``chance``: :func:`glue_entry` of :func:`atb.finetune.majority_baseline`).
 
@@ -678,20 +682,19 @@ def decision_tasks(calibration: Mapping[str, Any], chance: Mapping[str, Any],
     at least ``margins[column]`` points (0 when not named) over the better of its control and the majority class. A
     column it cannot learn at this budget cannot show what pre-training taught the developed models (they are cut
     from the teacher); averaging it in only adds noise to
-    every comparison, so it is left out, with the reason; so is a task the scale left out for time
-    (``cut_for_time``, :attr:`DevelopConfig.cut_for_time`). ``{"tasks": [...], "left_out": {column: reason},
-    "margins": {...}, "cut_for_time": [...]}`` in the order of :data:`GLUE_AVERAGE`."""
+    every comparison, so it is left out, with the reason; so is a task the scale leaves out (``leave_out``,
+    :attr:`DevelopConfig.leave_out`: ``{task: measured reason}``). ``{"tasks": [...], "left_out": {column: reason},
+    "margins": {...}, "leave_out": {...}}`` in the order of :data:`GLUE_AVERAGE`."""
     margins, who = dict(margins or {}), calibration_label(calibration, arch=False)
+    leave_out = dict(leave_out or {})
     teacher, control = calibration.get("tasks") or {}, (calibration.get("control") or {}).get("tasks") or {}
     majority = chance.get("tasks") or {}
     by_task = calibration.get("vs_control_by_task") or {}
     kept, left_out = [], {}
     for column in GLUE_AVERAGE:
         interval, margin = by_task.get(column) or {}, float(margins.get(column, 0.0))
-        if column_task(column) in cut_for_time:
-            left_out[column] = ("cut for time at this scale (develop.cut_for_time; configs/<scale>.yaml gives the "
-                                "measured reason): a budget at which the developed models learn it costs more than "
-                                "the study can spend on every model")
+        if column_task(column) in leave_out:
+            left_out[column] = f"left out at this scale (develop.leave_out): {leave_out[column_task(column)]}"
             continue
         if teacher.get(column) is None or not interval.get("ci95"):
             left_out[column] = (calibration.get("unavailable") or {}).get(column, "").split(":")[0] or "not scored"
@@ -706,7 +709,7 @@ def decision_tasks(calibration: Mapping[str, Any], chance: Mapping[str, Any],
                                 f"majority class (margin {margin:g})")
         else:
             kept.append(column)
-    return {"tasks": kept, "left_out": left_out, "margins": margins, "cut_for_time": list(cut_for_time)}
+    return {"tasks": kept, "left_out": left_out, "margins": margins, "leave_out": leave_out}
 
 
 def column_task(column: str) -> str:

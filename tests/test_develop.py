@@ -902,25 +902,27 @@ def test_decision_tasks_keep_what_the_teacher_learns_by_the_margin_and_say_why_t
     assert decision_tasks(calibration, chance)["tasks"] == ["cola", "sst2", "mrpc", "stsb"]
 
 
-def test_tasks_cut_for_time_are_named_and_the_models_run_the_decision_tasks_only():
+def test_tasks_the_scale_leaves_out_are_named_with_their_reason_and_the_models_run_the_decision_tasks_only():
     from atb.develop import DevelopConfig, decision_tasks, developed_tasks, study_tasks
 
     calibration = _calibration({"cola": 20.0, "sst2": 80.0, "stsb": 81.0, "rte": 52.0},
                                {"cola": 0.0, "sst2": 55.0, "stsb": 6.0, "rte": 50.0},
                                {"cola": (12.0, 28.0), "sst2": (20.0, 30.0), "stsb": (70.0, 80.0), "rte": (-3.0, 7.0)}, {})
     chance = {"tasks": {"cola": 0.0, "sst2": 50.9, "stsb": 0.0, "rte": 52.7}}
-    out = decision_tasks(calibration, chance, {"stsb": 40}, cut_for_time=["mrpc"])
-    assert out["tasks"] == ["cola", "sst2", "stsb"] and out["cut_for_time"] == ["mrpc"]
-    assert out["left_out"]["mrpc"].startswith("cut for time at this scale (develop.cut_for_time;")
-    cfg = DevelopConfig(glue_tasks=["cola", "sst2", "mrpc", "stsb", "mnli", "rte"], cut_for_time=["mrpc"])
+    out = decision_tasks(calibration, chance, {"stsb": 40}, leave_out={"mrpc": "not learned at any budget"})
+    assert out["tasks"] == ["cola", "sst2", "stsb"] and out["leave_out"] == {"mrpc": "not learned at any budget"}
+    assert out["left_out"]["mrpc"] == "left out at this scale (develop.leave_out): not learned at any budget"
+    cfg = DevelopConfig(glue_tasks=["cola", "sst2", "mrpc", "stsb", "mnli", "rte"], leave_out={"mrpc": "why"})
     assert cfg.glue_tasks_run == ["cola", "sst2", "stsb", "mnli", "rte"]
     assert developed_tasks(out, cfg) == ["cola", "sst2", "stsb"]
     assert developed_tasks({"tasks": ["mnli_m", "sst2"]}, cfg) == ["mnli", "sst2"]  # columns -> tasks
     assert developed_tasks({"tasks": []}, cfg) == cfg.glue_tasks_run  # nothing passes: every task, to show it
     assert study_tasks({"developed_tasks": ["sst2"]}, cfg) == ["sst2"]
     assert study_tasks({}, cfg) == cfg.glue_tasks  # a record from before 05 chose them
-    with pytest.raises(ValueError, match="cut_for_time"):
-        DevelopConfig(glue_tasks=["sst2"], cut_for_time=["mrpc"])
+    with pytest.raises(ValueError, match="leave_out.*mrpc.*not among glue_tasks"):
+        DevelopConfig(glue_tasks=["sst2"], leave_out={"mrpc": "why"})
+    with pytest.raises(ValueError, match="leave_out.*mrpc.*measured reason"):
+        DevelopConfig(glue_tasks=["sst2", "mrpc"], leave_out={"mrpc": " "})
 
 
 def test_the_margins_name_columns_of_the_glue_average():
@@ -941,7 +943,7 @@ def test_the_ladders_margins_choose_budgets_not_the_decision_tasks():
 
     notebook = json.loads((ROOT / "notebooks" / "05_glue.ipynb").read_text())
     code = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
-    assert "decision = decision_tasks(calibration, chance, cut_for_time=cfg.cut_for_time)" in code
+    assert "decision = decision_tasks(calibration, chance, leave_out=cfg.leave_out)" in code
     assert not [k for k in yaml.safe_load((ROOT / "configs" / "mini.yaml").read_text())["develop"] if "margin" in k]
     assert not hasattr(DevelopConfig(), "decision_margins")
 
