@@ -808,8 +808,8 @@ def comparison_intervals(rows: Mapping[str, Mapping[str, Any]], runs: Mapping[st
     out = {}
     for name, (first, second) in COMPARISONS.items():
         pairs = [(p["model"], p["other"]) for p in paired_differences(rows, lambda row: 0.0, first, second)]
-        left_out = {f"{a} vs {b}": _not_above([m for m in (a, b) if m in flat]) for a, b in pairs if a in flat or b in flat}
-        kept = [(a, b) for a, b in pairs if f"{a} vs {b}" not in left_out]
+        kept = [(a, b) for a, b in pairs if a not in flat and b not in flat]
+        left_out = {f"{a} vs {b}": _not_above([m for m in (a, b) if m in flat]) for a, b in pairs if (a, b) not in kept}
         interval = pooled_difference(kept, runs, runs, measure, columns=columns, n_boot=n_boot)
         if pairs and not kept:
             interval["reason"] = "no pair in which both models beat their untrained controls"

@@ -61,8 +61,8 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .develop import (DECISION_MEASURE, GLUE_MEASURE, LEARNED, MIN_ABOVE_CHANCE, SQUAD_MEASURE, calibration_label,
-                      development_costs, fast_over_full)
+from .develop import (DECISION_MEASURE, GLUE_MEASURE, LEARNED, MIN_ABOVE_CHANCE, SQUAD_MEASURE, below_control,
+                      calibration_label, development_costs, fast_over_full)
 from .efficientbert.published import PAPER as EFFICIENTBERT_PAPER
 from .layout import SCALES, Layout
 from .pareto import favours
@@ -130,10 +130,10 @@ def _pairs_text(summary: dict | None, what: str) -> str:
 
 
 def beats_control(model: dict | None) -> bool | None:
-    """Whether a developed model's interval over its untrained control (notebook 05's ``vs_control``) lies above 0;
-    None: no such interval."""
-    ci = ((model or {}).get("vs_control") or {}).get("ci95")
-    return None if ci is None else ci[0] > 0
+    """Whether a developed model's interval over its untrained control (notebook 05's ``vs_control``) lies above 0
+    (not :func:`atb.develop.below_control`); None: no such interval."""
+    vs_control = (model or {}).get("vs_control")
+    return None if (vs_control or {}).get("ci95") is None else not below_control(vs_control)
 
 
 def below_controls(records: dict, interval: dict | None) -> list[str]:
