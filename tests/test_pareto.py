@@ -137,7 +137,7 @@ def test_best_in_window():
 def test_config_checks_and_loads():
     assert ParetoConfig.load("smoke").seeds == (0, 1) and ParetoConfig.load("mini").seeds == (0, 1, 2)
     assert ParetoConfig.load("mini").speedups is None  # the front spans notebook 03's targets
-    assert ParetoConfig.load("mini").targets(SearchConfig.load("mini"), None, None, 1.0) == [15.0, 25.0, 40.0]
+    assert ParetoConfig.load("mini").targets(SearchConfig.load("mini"), None, None, 1.0) == [15.0, 20.0, 25.0]
     assert ParetoConfig(speedups=(10, 20)).targets(CFG, None, None, 1.0) == [10.0, 20.0]
     study = SearchConfig(speedups={"kd": [25.0], "mlm": [8.0]})
     assert ParetoConfig().targets(study, None, None, 1.0) == [25.0]  # notebook 03's targets of the objective
