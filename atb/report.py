@@ -136,15 +136,6 @@ def beats_control(model: dict | None) -> bool | None:
     return None if (vs_control or {}).get("ci95") is None else not below_control(vs_control)
 
 
-def below_controls(records: dict, interval: dict | None) -> list[str]:
-    """The models of ``interval``'s pairs that do not beat their untrained controls (:func:`beats_control`), for records
-    written before :func:`atb.develop.comparison_intervals` left such pairs out: there a pair holding one compared a
-    model that learned at the budget with one that did not, and the reader should see it beside the verdict."""
-    models = (records.get("05") or {}).get("models") or {}
-    names = dict.fromkeys(name for pair in (interval or {}).get("pairs") or [] for name in pair)
-    return [name for name in names if beats_control(models.get(name)) is False]
-
-
 def _interval_text(interval: dict | None, what: str, digits: int = 2) -> str:
     """``GLUE avg +1.23 [-0.40, +2.90] (95 % CI; 4 pairs, n = 60)``, or why there is no interval."""
     if not interval or interval.get("ci95") is None:
@@ -259,12 +250,9 @@ def _comparison_claim(number: int, claim: str, paper: str, records: dict, key: s
     summary = ((records.get("07") or {}).get("summary") or {}).get(summary_key) if summary_key else None
     if summary:
         parts.append(_pairs_text(summary.get(GLUE_MEASURE), "GLUE avg per pair"))
-    if key != LEARNED and (decided or {}).get("pairs_left_out") is not None:  # gated (atb.develop)
-        left_out = decided["pairs_left_out"]
-        if left_out:
-            parts.append("left out: " + "; ".join(f"{pair} ({why})" for pair, why in left_out.items()))
-    elif key != LEARNED and (flat := below_controls(records, decided)):  # records before the gate: pooled, named
-        parts.append(f"not above their untrained controls: {', '.join(flat)}")
+    left_out = (decided or {}).get("pairs_left_out") if key != LEARNED else None  # gated (atb.develop)
+    if left_out:
+        parts.append("left out: " + "; ".join(f"{pair} ({why})" for pair, why in left_out.items()))
     note = (f"Not testable: {reason}. " if reason else "") + _noise_note(_scale(records), above_chance(records))
     extra = {**({GLUE_MEASURE: _bare(glue)} if measure != GLUE_MEASURE and glue else {}),
              **({SQUAD_MEASURE: _bare(squad)} if squad else {})}
