@@ -82,9 +82,7 @@ class BudgetConfig:
 
     @classmethod
     def load(cls, scale: str | Path) -> BudgetConfig:
-        settings, file = config.section(scale, "budgets")
-        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where("budgets"))
-        return config.build(cls, settings, file.where("budgets"), exclude=("scale",), scale=file.scale)
+        return config.load_section(cls, scale, "budgets")
 
 
 def rung_budget(rung: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, dict[str, Any]]:

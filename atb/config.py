@@ -159,12 +159,19 @@ def build(cls: type[T], settings: Mapping[str, Any], where: str, exclude: Iterab
     return cls(**settings, **fixed)
 
 
-def load_section(cls: type[T], scale: str | Path, name: str, tuples: Iterable[str] = ()) -> T:
-    """``cls`` built from section ``name`` of ``scale`` with the scale's name set (its ``scale`` field), the lists
-    under ``tuples`` made tuples (YAML has no tuples; frozen settings want them)."""
+def load_section(cls: type[T], scale: str | Path, name: str, overrides: Mapping[str, Any] | None = None, *,
+                 nested: bool = False, tuples: Iterable[str] = ()) -> T:
+    """``cls`` built from section ``name`` of ``scale`` with the scale's name set (its ``scale`` field): the lists
+    under ``tuples`` made tuples (YAML has no tuples; frozen settings want them), then ``overrides`` (a loader's
+    keyword arguments) over the file's settings, each key replacing the file's (``nested``: nested mappings merged key
+    by key, :func:`merge`). The file's keys are checked first, so an error names the file's key or the override."""
     settings, file = section(scale, name)
     settings = {k: tuple(v) if k in set(tuples) and v is not None else v for k, v in settings.items()}
-    return build(cls, settings, file.where(name), exclude=("scale",), scale=file.scale)
+    where = file.where(name)
+    if overrides:  # the file's keys checked on their own: an unknown one is named as the file's, not an override
+        check_keys(settings, fields_of(cls, exclude=("scale",)), where)
+        settings, where = (merge(settings, overrides) if nested else {**settings, **overrides}), f"{where} overrides"
+    return build(cls, settings, where, exclude=("scale",), scale=file.scale)
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:

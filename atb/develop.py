@@ -153,10 +153,7 @@ class DevelopConfig:
 
     @classmethod
     def load(cls, scale: str | Path, **overrides) -> DevelopConfig:
-        settings, file = config.section(scale, "develop")
-        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where("develop"))
-        return config.build(cls, {**settings, **overrides}, f"{file.where('develop')} overrides",
-                            exclude=("scale",), scale=file.scale)
+        return config.load_section(cls, scale, "develop", overrides)
 
     @property
     def glue_tasks_run(self) -> list[str]:

@@ -89,10 +89,7 @@ class RankingConfig:
 
     @classmethod
     def load(cls, scale: str | Path, **overrides) -> RankingConfig:
-        settings, file = config.section(scale, "ranking")
-        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where("ranking"))
-        return config.build(cls, config.merge(settings, overrides), f"{file.where('ranking')} overrides",
-                            exclude=("scale",), scale=file.scale)
+        return config.load_section(cls, scale, "ranking", overrides, nested=True)
 
     def search_config(self) -> SearchConfig:
         if self.scale is None:

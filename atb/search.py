@@ -127,10 +127,7 @@ class SearchConfig:
     def load(cls, scale: str | Path, **overrides) -> SearchConfig:
         """The ``search`` section of a scale's config (``configs/<scale>.yaml`` or a YAML path), ``overrides``
         merged over it (nested mappings key by key); unset keys keep the paper's defaults above."""
-        settings, file = config.section(scale, "search")
-        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where("search"))
-        return config.build(cls, config.merge(settings, overrides), f"{file.where('search')} overrides",
-                            exclude=("scale",), scale=file.scale)
+        return config.load_section(cls, scale, "search", overrides, nested=True)
 
     def generations_for(self, method: str) -> int:
         return self.fast_generations if method == "fast" else self.generations

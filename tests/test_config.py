@@ -88,3 +88,19 @@ def test_defaults_live_in_the_classes_and_a_file_lists_only_changes(tmp_path):
 def test_a_scale_name_and_its_path_load_the_same():
     assert SearchConfig.load("mini") == SearchConfig.load(config.CONFIG_DIR / "mini.yaml")
     assert TrainConfig.load("mini", "kd") == TrainConfig.load(str(config.CONFIG_DIR / "mini.yaml"), "kd")
+
+
+def test_overrides_replace_or_merge_and_are_named_as_overrides(tmp_path):
+    """A loader's keyword arguments go over the file's section (config.load_section): each key replaced (develop's
+    leave_out={} empties the file's), or with ``nested`` merged key by key (search's proxy keeps the file's other
+    keys); an unknown override is named as one, an unknown key of the file as the file's."""
+    path = write_scale_config(tmp_path / "user.yaml", develop={"seeds": 3, "leave_out": {"cola": "not learned"}},
+                              search={"proxy": {"max_examples": 7, "max_seq_len": 64}})
+    assert DevelopConfig.load(path, leave_out={}).leave_out == {} and DevelopConfig.load(path).seeds == 3
+    proxy = SearchConfig.load(path, proxy={"max_examples": 9}).proxy
+    assert proxy["max_examples"] == 9 and proxy["max_seq_len"] == 64
+    with pytest.raises(config.ConfigError, match=r"user.yaml: develop overrides.*'seedz'"):
+        DevelopConfig.load(path, seedz=1)
+    bad = write_scale_config(tmp_path / "bad.yaml", develop={"seedz": 3})
+    with pytest.raises(config.ConfigError, match=r"bad.yaml: develop: unknown key.*'seedz'"):
+        DevelopConfig.load(bad, seeds=1)

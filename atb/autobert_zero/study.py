@@ -111,10 +111,7 @@ class AutoBertZeroStudyConfig:
 
     @classmethod
     def load(cls, scale: str | Path, **overrides) -> AutoBertZeroStudyConfig:
-        settings, file = config.section(scale, SECTION)
-        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where(SECTION))
-        return config.build(cls, {**settings, **overrides}, f"{file.where(SECTION)} overrides", exclude=("scale",),
-                            scale=file.scale)
+        return config.load_section(cls, scale, SECTION, overrides)
 
     def warmup_config(self) -> WarmupConfig:
         return WarmupConfig(**self.warmup)

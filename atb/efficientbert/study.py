@@ -82,10 +82,7 @@ class EfficientBertStudyConfig:
 
     @classmethod
     def load(cls, scale: str | Path, **overrides) -> EfficientBertStudyConfig:
-        settings, file = config.section(scale, SECTION)
-        config.check_keys(settings, config.fields_of(cls, exclude=("scale",)), file.where(SECTION))
-        return config.build(cls, {**settings, **overrides}, f"{file.where(SECTION)} overrides", exclude=("scale",),
-                            scale=file.scale)
+        return config.load_section(cls, scale, SECTION, overrides)
 
     def warmup_config(self) -> WarmupConfig:
         return WarmupConfig(**self.warmup)
