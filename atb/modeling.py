@@ -504,13 +504,21 @@ class AtbBertForQuestionAnswering(AtbBertPreTrainedModel):
         return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits)
 
 
+def register_family(config_class: type[PreTrainedConfig], *, model: type, sequence_classification: type,
+                    question_answering: type, masked_lm: type | None = None) -> None:
+    """Make ``AutoConfig`` and ``AutoModel*.from_pretrained`` load the checkpoints of one model family (its
+    ``model_type``), each head with its class (idempotent): ``atb-bert`` here, EfficientBERT's and AutoBERT-Zero's
+    encoders in their packages."""
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    for auto, cls in ((AutoModel, model), (AutoModelForMaskedLM, masked_lm),
+                      (AutoModelForSequenceClassification, sequence_classification),
+                      (AutoModelForQuestionAnswering, question_answering)):
+        if cls is not None:
+            auto.register(config_class, cls, exist_ok=True)
+
+
 def register_auto_classes() -> None:
     """Make ``AutoModel*.from_pretrained`` load ``atb-bert`` checkpoints (idempotent)."""
-    AutoConfig.register(AtbBertConfig.model_type, AtbBertConfig, exist_ok=True)
-    for auto, cls in (
-        (AutoModel, AtbBertModel),
-        (AutoModelForMaskedLM, AtbBertForMaskedLM),
-        (AutoModelForSequenceClassification, AtbBertForSequenceClassification),
-        (AutoModelForQuestionAnswering, AtbBertForQuestionAnswering),
-    ):
-        auto.register(AtbBertConfig, cls, exist_ok=True)
+    register_family(AtbBertConfig, model=AtbBertModel, masked_lm=AtbBertForMaskedLM,
+                    sequence_classification=AtbBertForSequenceClassification,
+                    question_answering=AtbBertForQuestionAnswering)

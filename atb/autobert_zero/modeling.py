@@ -23,8 +23,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
-
 from ..elastic import ElasticLinear
 from ..modeling import (
     AtbBertConfig,
@@ -36,6 +34,7 @@ from ..modeling import (
     AtbBertPooler,
     AtbBertPreTrainedModel,
     AtbBertResidualOutput,
+    register_family,
 )
 from .conv import CONV_TYPES, ConvMixer, check_kernel
 from .graph import Node, evaluate, inputs_used, problems
@@ -184,11 +183,9 @@ class AutoBertZeroForQuestionAnswering(AtbBertForQuestionAnswering):
 
 def register_auto_classes() -> None:
     """Make ``AutoModel*.from_pretrained`` load ``atb-autobert-zero`` checkpoints (idempotent)."""
-    AutoConfig.register(AutoBertZeroConfig.model_type, AutoBertZeroConfig, exist_ok=True)
-    AutoModel.register(AutoBertZeroConfig, AutoBertZeroModel, exist_ok=True)
-    AutoModelForSequenceClassification.register(AutoBertZeroConfig, AutoBertZeroForSequenceClassification,
-                                                exist_ok=True)
-    AutoModelForQuestionAnswering.register(AutoBertZeroConfig, AutoBertZeroForQuestionAnswering, exist_ok=True)
+    register_family(AutoBertZeroConfig, model=AutoBertZeroModel,
+                    sequence_classification=AutoBertZeroForSequenceClassification,
+                    question_answering=AutoBertZeroForQuestionAnswering)
 
 
 def count_parameters(config: AutoBertZeroConfig) -> int:

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
-
 from ..dropout import Dropout
 from ..modeling import (
     AtbBertAttention,
@@ -31,6 +29,7 @@ from ..modeling import (
     AtbBertPooler,
     AtbBertPreTrainedModel,
     attention_mask_to_bool,
+    register_family,
 )
 from .expression import BERT_FFN, PUBLISHED, LayerFFN, parse, problems
 from .ffn import ExpressionFFN
@@ -158,8 +157,6 @@ class EfficientBertForQuestionAnswering(AtbBertForQuestionAnswering):
 
 def register_auto_classes() -> None:
     """Make ``AutoModel*.from_pretrained`` load ``atb-efficientbert`` checkpoints (idempotent)."""
-    AutoConfig.register(EfficientBertConfig.model_type, EfficientBertConfig, exist_ok=True)
-    AutoModel.register(EfficientBertConfig, EfficientBertModel, exist_ok=True)
-    AutoModelForSequenceClassification.register(EfficientBertConfig, EfficientBertForSequenceClassification,
-                                                exist_ok=True)
-    AutoModelForQuestionAnswering.register(EfficientBertConfig, EfficientBertForQuestionAnswering, exist_ok=True)
+    register_family(EfficientBertConfig, model=EfficientBertModel,
+                    sequence_classification=EfficientBertForSequenceClassification,
+                    question_answering=EfficientBertForQuestionAnswering)
