@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
 from ..elastic import ElasticLinear
 from ..modeling import (
     AtbBertConfig,

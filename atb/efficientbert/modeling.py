@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from ..dropout import Dropout
 from ..modeling import (
     AtbBertAttention,
