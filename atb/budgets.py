@@ -45,7 +45,7 @@ from .develop import (GLUE_AVERAGE, DevelopConfig, calibration_entry, calibratio
                       decision_tasks, glue_entry)
 from .finetune import FinetuneConfig, majority_baseline, run_jobs, run_seeds, seed_jobs
 from .layout import Layout
-from .records import machine_info, write_json_atomic
+from .records import machine_info
 
 # Fields of a rung: what a budget is (the rest of the task's budget, the seed and where it is scored stay).
 RUNG_FIELDS = ("max_train_examples", "epochs", "batch_size", "lr", "max_seq_len", "warmup_ratio")
@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     layout = Layout(args.scale)
     record = climb(args.scale, layout)
-    write_json_atomic(layout.results / RECORD, record, allow_nan=False)
+    layout.write_record(RECORD, record, allow_nan=False)
     for task, c in record["tasks"].items():
         last = c["rungs"][-1] if c["rungs"] else {}
         shown = "none" if c["chosen"] is None else f"rung {c['chosen']} {record['rungs'][c['chosen']]}"

@@ -12,16 +12,26 @@ down once and two scales can never write into each other's folders:
 The roots default to ``results/`` and ``runs/`` of the repository; the environment variables
 ``ATB_RESULTS_DIR`` and ``ATB_RUNS_DIR`` move them (the runner's tests do, and a notebook started by the
 runner inherits them), so a notebook's only parameter is its ``scale``.
+
+Records name run folders from ``runs/`` (``"runs/mini/develop/kd-evolved-15x"``), never by the absolute path of the
+machine that wrote them: :meth:`Layout.write_record` writes them so and :meth:`Layout.read_record` reads them back as
+paths inside the reader's own runs root, so a cloned study's records point into the clone's ``runs/``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Any
+
+from .records import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = ("smoke", "mini", "base", "paper")
+RUNS = "runs"  # how a record names the runs root, wherever it lies
 
 
 def _root(variable: str, default: str) -> Path:
@@ -51,6 +61,53 @@ class Layout:
     def record(self, name: str) -> Path:
         """A result file of this scale, e.g. ``record("02_latency.json")``."""
         return self.results / name
+
+    def write_record(self, name: str, data: Any, **dumps: Any) -> Path:
+        """Write the record ``name`` of this scale atomically, its run folders named from ``runs/``
+        (:meth:`portable`); ``dumps`` go to ``json.dumps`` (e.g. ``allow_nan=False``)."""
+        return write_json_atomic(self.record(name), self.portable(data), **dumps)
+
+    def read_record(self, name: str) -> Any:
+        """The record ``name`` of this scale, its ``runs/…`` folders as paths inside this layout's runs root
+        (:meth:`local`)."""
+        path = self.record(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: run the notebook that writes it at scale "
+                                    f"{self.scale!r} first")
+        return self.local(json.loads(path.read_text()))
+
+    def portable(self, value: Any) -> Any:
+        """``value`` with every absolute path inside the runs root written from ``runs/``
+        (``/home/me/atb/runs/mini/develop/x`` → ``"runs/mini/develop/x"``), through dicts, lists and tuples; every
+        other value as it is (a ``Path`` outside the runs root as its string).
+
+        A committed record is read on other machines, where the folder of the machine that ran the study means
+        nothing (and tells more than a record should); ``runs/…`` reads the same everywhere."""
+        if isinstance(value, Mapping):
+            return {k: self.portable(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.portable(v) for v in value]
+        if isinstance(value, (str, PurePath)):
+            path = Path(value)
+            if path.is_absolute():
+                for root in dict.fromkeys((self.runs_root, self.runs_root.resolve())):
+                    if path.is_relative_to(root):
+                        return "/".join((RUNS, *path.relative_to(root).parts))
+            return str(value)
+        return value
+
+    def local(self, value: Any) -> Any:
+        """The inverse of :meth:`portable`: every string ``runs/…`` (without whitespace: a path, not a sentence) as
+        the path string inside this layout's runs root; absolute paths, which records written before they were
+        portable hold, and every other value as they are."""
+        if isinstance(value, Mapping):
+            return {k: self.local(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.local(v) for v in value]
+        if (isinstance(value, str) and value.startswith(RUNS + "/") and len(value) > len(RUNS) + 1
+                and not any(c.isspace() for c in value)):
+            return str(self.runs_root.joinpath(*value.split("/")[1:]))
+        return value
 
     @property
     def notebooks(self) -> Path:

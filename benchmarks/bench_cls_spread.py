@@ -19,7 +19,6 @@ for the teacher, the developed models and their untrained controls. Usage: ``pyt
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 import torch
@@ -62,7 +61,7 @@ def main() -> None:
     parser.add_argument("--out", help="JSON record (default: print only)")
     args = parser.parse_args()
     layout = Layout(args.scale)
-    developed = json.loads(layout.record("04_further_training.json").read_text())["models"]
+    developed = layout.read_record("04_further_training.json")["models"]
     dev = load_glue("stsb", "validation").select(range(args.pairs))
     batch = load_tokenizer()(list(dev["sentence1"]), list(dev["sentence2"]), truncation=True, max_length=128,
                              padding=True, return_tensors="pt")

@@ -19,7 +19,6 @@ interrupted benchmark resumes. Needs notebook 04's models. Usage: ``python bench
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from bench_depth_cut import measure, row_text  # the sibling benchmark (its folder is on the path when run)
@@ -54,7 +53,7 @@ def main() -> None:
     parser.add_argument("--out", help="JSON record (default: print only)")
     args = parser.parse_args()
     cfg, home = DevelopConfig.load(args.scale), Layout(args.scale)
-    models = chosen_models(json.loads(home.record("04_further_training.json").read_text())["models"], args.models)
+    models = chosen_models(home.read_record("04_further_training.json")["models"], args.models)
     layout = Layout(args.scale, runs_root=args.runs_root or home.runs / "bench_developed_budgets"
                     / f"{args.task}-rung{args.rung}")
     rows, measured = measure(layout, models, {n: Arch.parse(m["arch"]).layers for n, m in models.items()},

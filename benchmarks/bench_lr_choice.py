@@ -16,7 +16,6 @@ interrupted benchmark resumes). Usage: ``python benchmarks/bench_lr_choice.py [-
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
@@ -45,7 +44,7 @@ def main() -> None:
     seeds, task, candidates = args.seeds or cfg.seeds, args.task, list(args.candidates or cfg.lr_candidates or [])
     if len(candidates) < 2:
         raise SystemExit(f"develop.lr_candidates of {args.scale} names {candidates}: nothing to choose between")
-    models = json.loads(layout.record("04_further_training.json").read_text())["models"]
+    models = layout.read_record("04_further_training.json")["models"]
     root = layout.runs / "bench_lr_choice"
     start = time.perf_counter()
 

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"[{iv['ci95'][0]:+.1f}, {iv['ci95'][1]:+.1f}]")
         print(line)
     if args.out:
-        write_json_atomic(args.out, record)
+        write_json_atomic(args.out, Layout(args.scale).portable(record))
 
 
 if __name__ == "__main__":

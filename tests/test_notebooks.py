@@ -37,10 +37,28 @@ def test_all_notebooks_run_at_smoke_scale(tmp_path):
         assert executed.metadata.papermill.parameters == {"scale": "smoke"}
         check_quiet(results / "notebooks" / nb.name, record["notebooks"][nb.name])
     check_result_contracts(results)
+    check_portable(results, tmp_path / "runs")
     assert [p.name for p in (tmp_path / "results").iterdir()] == ["smoke"]
     after = tree_hashes(ROOT / "results")
     changed = sorted(name for name in committed.keys() | after.keys() if committed.get(name) != after.get(name))
     assert not changed, f"a smoke run changed the repository's results/: {changed}"
+
+
+def check_portable(results, runs_root):
+    """Committed records name run folders from ``runs/`` (:meth:`atb.layout.Layout.write_record`), never by the path
+    of the machine that ran the study: a clone's notebooks and benchmarks find them in its own ``runs/``."""
+    records = sorted(results.glob("*.json"))
+    leaking = [p.name for p in records if str(runs_root) in p.read_text()]
+    assert not leaking, f"records naming the machine's runs folder {runs_root}: {leaking}"
+    assert any('"runs/smoke/' in p.read_text() for p in records)
+
+
+def test_notebooks_read_and_write_records_through_the_layout():
+    """Every record a notebook reads or writes goes through ``layout.read_record`` / ``layout.write_record``, which
+    keep run folders portable; ``json.loads`` or ``write_json_atomic`` on a record would bypass that."""
+    for nb in notebooks(ROOT / "notebooks"):
+        code = "\n".join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code")
+        assert "json.loads(" not in code and "write_json_atomic(" not in code, nb.name
 
 
 def check_quiet(path, entry):

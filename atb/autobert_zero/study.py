@@ -44,7 +44,7 @@ from ..distill import KDProxyFitness, WarmupConfig, log_cpu_seconds, warmup_dist
 from ..fitness import heldout_batches
 from ..latency import Protocol
 from ..layout import Layout
-from ..records import write_dir_atomic, write_json_atomic
+from ..records import write_dir_atomic
 from ..rerank import RerankConfig, RerankResult, screen
 from ..rerank import rerank as rerank_candidates
 from ..teacher import load_teacher
@@ -473,4 +473,4 @@ def candidates_to_develop(cfg: AutoBertZeroStudyConfig, supernet: AutoBertZeroSu
 
 
 def save_record(layout: Layout, record: dict) -> Path:
-    return write_json_atomic(layout.record("09_autobert_zero.json"), record, allow_nan=False)
+    return layout.write_record("09_autobert_zero.json", record, allow_nan=False)

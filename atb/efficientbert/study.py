@@ -38,7 +38,7 @@ from ..develop import develop_candidate
 from ..distill import KDProxyFitness, WarmupConfig, log_cpu_seconds, warmup_distill
 from ..fitness import heldout_batches
 from ..layout import Layout
-from ..records import write_dir_atomic, write_json_atomic
+from ..records import write_dir_atomic
 from ..rerank import RerankConfig, RerankResult, screen
 from ..rerank import rerank as rerank_candidates
 from ..teacher import load_teacher
@@ -234,4 +234,4 @@ def develop(cfg: EfficientBertStudyConfig, layout: Layout, supernet: EfficientBe
 
 
 def save_record(layout: Layout, record: dict) -> Path:
-    return write_json_atomic(layout.record("08_efficientbert.json"), record, allow_nan=False)
+    return layout.write_record("08_efficientbert.json", record, allow_nan=False)
