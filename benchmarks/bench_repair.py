@@ -16,6 +16,10 @@ recipe and step count, how much of each task the cut sub-models keep:
   ``progressive``, once-for-all's progressive shrinking (the largest network first, smaller sizes admitted evenly
   over the first half of the run: ``atb.sampler.ProgressiveSampler``); ``large-lr``, the paper's rule at 5x the
   scale's learning rate (a short run may simply move the weights too little);
+* ``further`` (:data:`FURTHER`), not a one-shot recipe: each sub-model cut from the warm start and trained **alone**
+  with KD for the step count, AutoTinyBERT's further training (:func:`atb.train.further_train`, the scale's
+  development settings, ``develop.train``) for longer than the study's ``develop.steps``: the repair each searched
+  model gets for itself, where one-shot training must repair every sub-model at once;
 * **steps**: 0 (the warm start itself, before any one-shot step) and each of ``--steps``, each its own run with
   its own schedule (10 % warm-up, linear decay), cached in ``runs/<scale>/bench_repair/`` and resumed;
 * **sub-models** (``--archs``): shapes across the KD space, hidden sizes below the teacher's among them, and one at
@@ -48,11 +52,12 @@ from atb.finetune import run_jobs, run_seeds, seed_jobs
 from atb.layout import Layout
 from atb.records import machine_info, write_json_atomic
 from atb.stats import ModelRuns
-from atb.train import WARM_START_DIR, TrainConfig, read_log, train
+from atb.train import WARM_START_DIR, TrainConfig, further_train, read_log, train
 
 RECIPES: dict[str, dict] = {"uniform": {}, "sandwich": {"sampler": "sandwich", "sampler_k": 2},
                             "layerwise": {"kd_layers": "uniform"}, "progressive": {"sampler": "progressive"},
                             "large-lr": {"lr": 5.0e-4}}
+FURTHER = "further"  # each sub-model trained alone from the warm start (further_models), not a one-shot recipe
 # the KD evolved pick of the mini study (eef62a3), a 4-layer default-rule shape, MiniLM's width at 4 layers
 ARCHS = ("6/272/128/12/180", "4/256/1024/12/252", "4/384/1536/12/384")
 FOLDER = "bench_repair"
@@ -76,6 +81,27 @@ def train_recipe(layout: Layout, recipe: str, steps: int) -> tuple[Path, dict]:
     losses = [r["loss"] for r in read_log(run) if "loss" in r]
     return run / "final", {"steps": steps, "seconds_this_call": round(time.perf_counter() - start, 1),
                            "last_loss": sum(losses[-20:]) / len(losses[-20:]) if losses else None}
+
+
+def further_config(scale: str, steps: int) -> TrainConfig:
+    """The scale's further training (notebook 04's KD settings, ``develop.train``) for ``steps`` steps, with the
+    one-shot recipes' schedule: 10 % warm-up, a checkpoint every 250 steps at most."""
+    cfg = DevelopConfig.load(scale).train_config_for("kd", "evolved")
+    return dataclasses.replace(cfg, steps=steps, warmup_steps=max(1, steps // 10), checkpoint_every=min(steps, 250))
+
+
+def further_models(layout: Layout, archs: list[Arch], steps: int) -> tuple[dict[str, Path], dict]:
+    """Each of ``archs`` cut from the warm start and further trained alone for ``steps`` steps (resumed if there):
+    ``({arch: its trained model's folder}, {"steps", "seconds_this_call", "last_loss": {arch: loss}})``."""
+    warm, _ = train_recipe(layout, "uniform", 0)
+    cfg, models, info = further_config(layout.scale, steps), {}, {"steps": steps, "last_loss": {}}
+    start = time.perf_counter()
+    for arch in archs:
+        run = further_train(warm, arch, cfg, layout.runs / FOLDER / f"{FURTHER}-{steps}" / str(arch).replace("/", "-"),
+                            device="cpu")
+        models[str(arch)] = Path(run["model_dir"])
+        info["last_loss"][str(arch)] = run.get("final_loss")
+    return models, {**info, "seconds_this_call": round(time.perf_counter() - start, 1)}
 
 
 def merge_record(path: Path, record: dict) -> dict:
@@ -109,7 +135,7 @@ def mean_score(runs: ModelRuns) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="mini")
-    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--recipes", nargs="+", default=[*RECIPES, FURTHER], choices=[*RECIPES, FURTHER])
     parser.add_argument("--steps", nargs="+", type=int, default=[250, 1000, 2000])
     parser.add_argument("--archs", nargs="+", default=list(ARCHS))
     parser.add_argument("--tasks", nargs="+", default=["stsb", "sst2"])
@@ -123,9 +149,16 @@ def main(argv: list[str] | None = None) -> None:
     root, started = layout.runs / FOLDER, time.perf_counter()
 
     warm = [("warm start", 0)] if TrainConfig.load(args.scale, "kd").init_from else []  # (a scale from scratch: none)
+    if FURTHER in args.recipes and not warm:
+        parser.error(f"--recipes {FURTHER} cuts the sub-models from the warm start; {args.scale} trains from scratch")
     points = warm + [(r, s) for r in args.recipes for s in sorted(set(args.steps))]
     models, runs_info = {}, {}
     for recipe, steps in points:
+        if recipe == FURTHER:
+            trained, runs_info[f"{recipe} {steps}"] = further_models(layout, archs, steps)
+            models.update({(recipe, steps, a): d for a, d in trained.items()})
+            print(f"{recipe} {steps} steps: {runs_info[f'{recipe} {steps}']}", flush=True)
+            continue
         net_dir, info = train_recipe(layout, "uniform" if recipe == "warm start" else recipe, steps)
         runs_info[f"{recipe} {steps}"] = info
         net = SuperBert.from_pretrained(net_dir).eval()
@@ -163,7 +196,10 @@ def main(argv: list[str] | None = None) -> None:
             iv = pooled_difference(pairs, by_dir, by_dir, task)
             pooled.append({"recipe": recipe, "steps": steps, "task": task, "difference": iv["difference"],
                            "ci95": iv["ci95"], "n": iv["n"], "archs": len(pairs)})
-    record = {"scale": args.scale, "recipes": {r: RECIPES[r] for r in args.recipes}, "archs": [str(a) for a in archs],
+    described = {**RECIPES, FURTHER: {"further_training": dataclasses.asdict(further_config(args.scale, 1)) | {
+        "steps": "the point's", "warmup_steps": "a tenth of the steps", "checkpoint_every": "min(steps, 250)"},
+        "from": "the warm start, each sub-model alone"}}
+    record = {"scale": args.scale, "recipes": {r: described[r] for r in args.recipes}, "archs": [str(a) for a in archs],
               "tasks": args.tasks, "seeds": args.seeds, "scored_on": "examples held out of the train split",
               "budget": "the scale's finetune budgets", "runs": runs_info, "rows": rows, "pooled": pooled,
               "seconds": round(time.perf_counter() - started, 1), "machine": machine_info()}

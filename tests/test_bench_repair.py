@@ -45,3 +45,16 @@ def test_no_earlier_record_leaves_the_call_as_it_is_and_another_measurement_is_r
     path.write_text(json.dumps({**record, "seeds": 3}))
     with pytest.raises(ValueError, match="'seeds' is 3"):
         bench.merge_record(path, record)
+
+
+def test_further_training_is_the_scales_development_run_for_longer(bench):
+    """The ``further`` points train each sub-model alone with notebook 04's KD settings, only longer, and on the
+    one-shot recipes' schedule (a tenth warm-up), so their curve reads beside theirs."""
+    from atb.develop import DevelopConfig
+
+    study = DevelopConfig.load("mini").train_config_for("kd", "evolved")
+    cfg = bench.further_config("mini", 2000)
+    assert (cfg.steps, cfg.warmup_steps, cfg.checkpoint_every) == (2000, 200, 250)
+    assert cfg.objective == "kd" and cfg.lr == study.lr and cfg.max_documents == study.max_documents
+    assert cfg.teacher == study.teacher and cfg.precision == study.precision
+    assert bench.further_config("mini", 100).checkpoint_every == 100
