@@ -19,7 +19,9 @@ recipe and step count, how much of each task the cut sub-models keep:
 * ``further`` (:data:`FURTHER`), not a one-shot recipe: each sub-model cut from the warm start and trained **alone**
   with KD for the step count, AutoTinyBERT's further training (:func:`atb.train.further_train`, the scale's
   development settings, ``develop.train``) for longer than the study's ``develop.steps``: the repair each searched
-  model gets for itself, where one-shot training must repair every sub-model at once;
+  model gets for itself, where one-shot training must repair every sub-model at once; ``further-oneshot`` the same
+  from the cut of the study's own SuperPLM (the paper's rule for the scale's one-shot steps), i.e. the study's
+  pipeline: does further training give back what the one-shot step took?
 * **steps**: 0 (the warm start itself, before any one-shot step) and each of ``--steps``, each its own run with
   its own schedule (10 % warm-up, linear decay), cached in ``runs/<scale>/bench_repair/`` and resumed;
 * **sub-models** (``--archs``): shapes across the KD space, hidden sizes below the teacher's among them, and one at
@@ -57,7 +59,9 @@ from atb.train import WARM_START_DIR, TrainConfig, further_train, read_log, trai
 RECIPES: dict[str, dict] = {"uniform": {}, "sandwich": {"sampler": "sandwich", "sampler_k": 2},
                             "layerwise": {"kd_layers": "uniform"}, "progressive": {"sampler": "progressive"},
                             "large-lr": {"lr": 5.0e-4}}
-FURTHER = "further"  # each sub-model trained alone from the warm start (further_models), not a one-shot recipe
+# each sub-model trained alone (further_models), not a one-shot recipe: the SuperPLM it is cut from, as a
+# (recipe, steps) point; steps None: the scale's own one-shot steps (pretrain.steps)
+FURTHER: dict[str, tuple[str, int | None]] = {"further": ("uniform", 0), "further-oneshot": ("uniform", None)}
 # the KD evolved pick of the mini study (eef62a3), a 4-layer default-rule shape, MiniLM's width at 4 layers
 ARCHS = ("6/272/128/12/180", "4/256/1024/12/252", "4/384/1536/12/384")
 FOLDER = "bench_repair"
@@ -90,14 +94,24 @@ def further_config(scale: str, steps: int) -> TrainConfig:
     return dataclasses.replace(cfg, steps=steps, warmup_steps=max(1, steps // 10), checkpoint_every=min(steps, 250))
 
 
-def further_models(layout: Layout, archs: list[Arch], steps: int) -> tuple[dict[str, Path], dict]:
-    """Each of ``archs`` cut from the warm start and further trained alone for ``steps`` steps (resumed if there):
-    ``({arch: its trained model's folder}, {"steps", "seconds_this_call", "last_loss": {arch: loss}})``."""
-    warm, _ = train_recipe(layout, "uniform", 0)
-    cfg, models, info = further_config(layout.scale, steps), {}, {"steps": steps, "last_loss": {}}
+def further_start(scale: str, name: str) -> tuple[str, int]:
+    """The (recipe, steps) point whose SuperPLM the ``FURTHER`` variant ``name`` cuts its sub-models from."""
+    recipe, steps = FURTHER[name]
+    return recipe, TrainConfig.load(scale, "kd").steps if steps is None else steps
+
+
+def further_models(layout: Layout, archs: list[Arch], steps: int, name: str = "further"
+                   ) -> tuple[dict[str, Path], dict]:
+    """Each of ``archs`` cut from the SuperPLM of :func:`further_start` and further trained alone for ``steps`` steps
+    (resumed if there): ``({arch: its trained model's folder}, {"steps", "from", "seconds_this_call", "last_loss":
+    {arch: loss}, "from_run": the SuperPLM's run as :func:`train_recipe` returns it})``."""
+    start_point = further_start(layout.scale, name)
+    supernet, trained = train_recipe(layout, *start_point)
+    cfg, models = further_config(layout.scale, steps), {}
+    info = {"steps": steps, "from": " ".join(map(str, start_point)), "from_run": trained, "last_loss": {}}
     start = time.perf_counter()
     for arch in archs:
-        run = further_train(warm, arch, cfg, layout.runs / FOLDER / f"{FURTHER}-{steps}" / str(arch).replace("/", "-"),
+        run = further_train(supernet, arch, cfg, layout.runs / FOLDER / f"{name}-{steps}" / str(arch).replace("/", "-"),
                             device="cpu")
         models[str(arch)] = Path(run["model_dir"])
         info["last_loss"][str(arch)] = run.get("final_loss")
@@ -135,7 +149,7 @@ def mean_score(runs: ModelRuns) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="mini")
-    parser.add_argument("--recipes", nargs="+", default=[*RECIPES, FURTHER], choices=[*RECIPES, FURTHER])
+    parser.add_argument("--recipes", nargs="+", default=[*RECIPES, *FURTHER], choices=[*RECIPES, *FURTHER])
     parser.add_argument("--steps", nargs="+", type=int, default=[250, 1000, 2000])
     parser.add_argument("--archs", nargs="+", default=list(ARCHS))
     parser.add_argument("--tasks", nargs="+", default=["stsb", "sst2"])
@@ -149,13 +163,14 @@ def main(argv: list[str] | None = None) -> None:
     root, started = layout.runs / FOLDER, time.perf_counter()
 
     warm = [("warm start", 0)] if TrainConfig.load(args.scale, "kd").init_from else []  # (a scale from scratch: none)
-    if FURTHER in args.recipes and not warm:
-        parser.error(f"--recipes {FURTHER} cuts the sub-models from the warm start; {args.scale} trains from scratch")
+    if any(r in FURTHER for r in args.recipes) and not warm:
+        parser.error(f"--recipes {' '.join(FURTHER)} start from the warm start's training; {args.scale} trains from "
+                     "scratch")
     points = warm + [(r, s) for r in args.recipes for s in sorted(set(args.steps))]
     models, runs_info = {}, {}
     for recipe, steps in points:
-        if recipe == FURTHER:
-            trained, runs_info[f"{recipe} {steps}"] = further_models(layout, archs, steps)
+        if recipe in FURTHER:
+            trained, runs_info[f"{recipe} {steps}"] = further_models(layout, archs, steps, recipe)
             models.update({(recipe, steps, a): d for a, d in trained.items()})
             print(f"{recipe} {steps} steps: {runs_info[f'{recipe} {steps}']}", flush=True)
             continue
@@ -196,9 +211,11 @@ def main(argv: list[str] | None = None) -> None:
             iv = pooled_difference(pairs, by_dir, by_dir, task)
             pooled.append({"recipe": recipe, "steps": steps, "task": task, "difference": iv["difference"],
                            "ci95": iv["ci95"], "n": iv["n"], "archs": len(pairs)})
-    described = {**RECIPES, FURTHER: {"further_training": dataclasses.asdict(further_config(args.scale, 1)) | {
-        "steps": "the point's", "warmup_steps": "a tenth of the steps", "checkpoint_every": "min(steps, 250)"},
-        "from": "the warm start, each sub-model alone"}}
+    further = dataclasses.asdict(further_config(args.scale, 1)) | {
+        "steps": "the point's", "warmup_steps": "a tenth of the steps", "checkpoint_every": "min(steps, 250)"}
+    described = {**RECIPES, **{name: {"further_training": further, "from": "the SuperPLM of the point "
+                                      f"'{' '.join(map(str, further_start(args.scale, name)))}', each sub-model alone"}
+                               for name in FURTHER}}
     record = {"scale": args.scale, "recipes": {r: described[r] for r in args.recipes}, "archs": [str(a) for a in archs],
               "tasks": args.tasks, "seeds": args.seeds, "scored_on": "examples held out of the train split",
               "budget": "the scale's finetune budgets", "runs": runs_info, "rows": rows, "pooled": pooled,

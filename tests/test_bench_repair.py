@@ -58,3 +58,12 @@ def test_further_training_is_the_scales_development_run_for_longer(bench):
     assert cfg.objective == "kd" and cfg.lr == study.lr and cfg.max_documents == study.max_documents
     assert cfg.teacher == study.teacher and cfg.precision == study.precision
     assert bench.further_config("mini", 100).checkpoint_every == 100
+
+
+def test_further_training_starts_from_the_warm_start_or_the_studys_own_superplm(bench):
+    from atb.train import TrainConfig
+
+    assert bench.further_start("mini", "further") == ("uniform", 0)
+    assert bench.further_start("mini", "further-oneshot") == ("uniform", TrainConfig.load("mini", "kd").steps)
+    with pytest.raises(SystemExit):
+        bench.main(["--recipes", "no-such-recipe"])
